@@ -1,0 +1,1 @@
+"""Omni-channel consumer-behaviour analytics: shared configuration, Spark and table registry."""

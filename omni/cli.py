@@ -1,0 +1,61 @@
+"""The command line shared by every job: ``--date``, ``--run-id``, counts printed as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from omni.config import Settings, load_settings, parse_date
+
+log = logging.getLogger("omni")
+
+
+def job_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--date", required=True, type=_date_arg, help="business date YYYY-MM-DD")
+    parser.add_argument(
+        "--run-id",
+        default=None,
+        help="pipeline run id recorded on every row (default: a new one)",
+    )
+    return parser
+
+
+def _date_arg(value: str) -> date:
+    try:
+        return parse_date(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def run_job(
+    name: str,
+    body: Callable[[Any, Settings, argparse.Namespace], dict[str, Any]],
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Parse arguments, build settings and the Spark session, run ``body``, print its counts."""
+    from omni.spark import get_spark
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parser.parse_args(argv)
+    args.run_id = args.run_id or f"manual__{uuid.uuid4().hex[:12]}"
+    settings = load_settings()
+    started = time.monotonic()
+    spark = get_spark(settings, app_name=f"omni.{name}")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        counts = body(spark, settings, args)
+    finally:
+        spark.stop()
+    counts = {"job": name, "date": str(args.date), "run_id": args.run_id, **counts}
+    counts["seconds"] = round(time.monotonic() - started, 1)
+    print(json.dumps(counts, default=str, sort_keys=True), file=sys.stdout, flush=True)
+    return counts

@@ -1,0 +1,127 @@
+"""One typed, frozen configuration object, built from defaults plus environment variables.
+
+The defaults are the embedded set-up of ``serving-tables.md``: everything under ``data/`` in
+the repository, SQLite for MLflow, Spark ``local[*]``. Secrets come only from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A clearly named development key: good for the generated sample, refused in production.
+DEVELOPMENT_HASH_KEY = "omni-development-only-hash-key"
+
+
+def _path(value: str | None, default: Path) -> Path:
+    """A path from the environment, relative ones taken from the repository root."""
+    if not value:
+        return default
+    path = Path(value)
+    return path if path.is_absolute() else (REPO_ROOT / path)
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a whole number") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r}: expected a number greater than 0")
+    return value
+
+
+def _sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _absolute_tracking_uri(uri: str) -> str:
+    """Make a relative ``sqlite:///`` URI absolute (from the repository root).
+
+    MLflow resolves a relative SQLite path from the working directory, which differs between
+    ``make run``, the Airflow task and a notebook; anchoring it keeps one store.
+    """
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return _sqlite_uri(REPO_ROOT / uri[len(prefix):])
+    return uri
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how the pipeline behaves; see ``serving-tables.md``."""
+
+    landing_dir: Path
+    lakehouse_dir: Path
+    mlflow_tracking_uri: str
+    mlflow_artifacts_dir: Path
+    spark_master: str
+    jar_dir: Path
+    hash_key: str = field(repr=False)
+    production: bool = False
+    churn_horizon_days: int = 30
+    profile_window_days: int = 365
+    activity_window_days: int = 30
+    spark_shuffle_partitions: int = 4
+
+    @property
+    def data_dir(self) -> Path:
+        return self.lakehouse_dir.parent
+
+    @property
+    def metastore_dir(self) -> Path:
+        """Embedded Derby metastore that registers every table by ``<layer>.<table>``."""
+        return self.lakehouse_dir / "_metastore"
+
+    @property
+    def gx_dir(self) -> Path:
+        return self.lakehouse_dir.parent / "gx"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build the settings from ``env`` (default: the process environment)."""
+    env = dict(os.environ if env is None else env)
+    data = REPO_ROOT / "data"
+    tracking = _absolute_tracking_uri(
+        env.get("MLFLOW_TRACKING_URI") or _sqlite_uri(data / "mlflow" / "mlflow.db")
+    )
+    production = env.get("OMNI_PRODUCTION", "false").strip().lower()
+    if production not in {"true", "false", "1", "0", ""}:
+        raise ValueError(f"OMNI_PRODUCTION={production!r}: expected true or false")
+    is_production = production in {"true", "1"}
+    hash_key = env.get("OMNI_HASH_KEY") or DEVELOPMENT_HASH_KEY
+    if is_production and hash_key == DEVELOPMENT_HASH_KEY:
+        raise ValueError(
+            "OMNI_PRODUCTION is set but OMNI_HASH_KEY is missing or is the development key: "
+            "set OMNI_HASH_KEY to a secret of your own"
+        )
+    return Settings(
+        landing_dir=_path(env.get("OMNI_LANDING_DIR"), data / "landing"),
+        lakehouse_dir=_path(env.get("OMNI_LAKEHOUSE_DIR"), data / "lakehouse"),
+        mlflow_tracking_uri=tracking,
+        mlflow_artifacts_dir=_path(env.get("OMNI_MLFLOW_ARTIFACTS_DIR"), data / "mlflow" / "artifacts"),
+        spark_master=env.get("OMNI_SPARK_MASTER") or "local[*]",
+        jar_dir=_path(env.get("OMNI_JAR_DIR"), REPO_ROOT / ".cache" / "jars"),
+        hash_key=hash_key,
+        production=is_production,
+        churn_horizon_days=_positive_int(env, "OMNI_CHURN_HORIZON_DAYS", 30),
+        spark_shuffle_partitions=_positive_int(env, "OMNI_SHUFFLE_PARTITIONS", 4),
+    )
+
+
+def parse_date(value: str) -> date:
+    """Parse a ``YYYY-MM-DD`` business date, naming the bad value when it is not one."""
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"date {value!r}: expected YYYY-MM-DD") from None

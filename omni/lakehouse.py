@@ -1,0 +1,117 @@
+"""The shared read, write and merge helpers: every Delta write in the pipeline goes through here.
+
+Tables are created from the registry (schema, comments, partitioning) and registered in the
+Spark catalog as ``<layer>.<table>`` the first time they are written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omni.config import Settings
+from omni.tables import Table
+
+
+def table_path(settings: Settings, table: Table) -> str:
+    return str(table.path(settings.lakehouse_dir))
+
+
+def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
+    """Create the Delta table at its registry path and register it by name, if not yet there."""
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
+    partitioned = (
+        f" PARTITIONED BY ({', '.join(f'`{c}`' for c in table.partition_by)})"
+        if table.partition_by
+        else ""
+    )
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` ({table.ddl()}) "
+        f"USING DELTA{partitioned} LOCATION '{table_path(settings, table)}' "
+        f"COMMENT '{table.description.replace(chr(39), chr(92) + chr(39))}'"
+    )
+
+
+def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
+    """Read a table by registry entry; an empty frame of its schema when it was never written."""
+    ensure_table(spark, settings, table)
+    return spark.read.format("delta").load(table_path(settings, table))
+
+
+def conform(df: DataFrame, table: Table) -> DataFrame:
+    """Select the registry's columns in order, cast to the registry's types."""
+    missing = [name for name in table.column_names if name not in df.columns]
+    if missing:
+        raise ValueError(f"{table.name}: the frame lacks columns {missing}; has {df.columns}")
+    return df.select([F.col(c.name).cast(c.type).alias(c.name) for c in table.columns])
+
+
+def append(spark: SparkSession, settings: Settings, table: Table, df: DataFrame) -> int:
+    """Append ``df`` and return the number of rows written."""
+    ensure_table(spark, settings, table)
+    rows = conform(df, table).cache()
+    count = rows.count()
+    if count:
+        rows.write.format("delta").mode("append").save(table_path(settings, table))
+    rows.unpersist()
+    return count
+
+
+def replace_where(
+    spark: SparkSession, settings: Settings, table: Table, df: DataFrame, predicate: str
+) -> int:
+    """Atomically replace the rows matching ``predicate`` with ``df`` (idempotent reruns)."""
+    ensure_table(spark, settings, table)
+    rows = conform(df, table).cache()
+    count = rows.count()
+    (
+        rows.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", predicate)
+        .save(table_path(settings, table))
+    )
+    rows.unpersist()
+    return count
+
+
+def merge(
+    spark: SparkSession,
+    settings: Settings,
+    table: Table,
+    df: DataFrame,
+    *,
+    keys: Iterable[str] | None = None,
+    update_when: str | None = None,
+    update: bool = True,
+) -> int:
+    """MERGE ``df`` into the table on its keys: insert new rows, update matched ones.
+
+    ``update_when`` limits updates (e.g. ``source.updated_at > target.updated_at``);
+    ``update=False`` only inserts rows whose key is new. Returns the rows in ``df``.
+    """
+    ensure_table(spark, settings, table)
+    keys = tuple(keys or table.keys)
+    if not keys:
+        raise ValueError(f"{table.name}: merge needs key columns and the registry lists none")
+    rows = conform(df, table).cache()
+    count = rows.count()
+    if count:
+        condition = " AND ".join(f"target.`{k}` <=> source.`{k}`" for k in keys)
+        builder = (
+            DeltaTable.forPath(spark, table_path(settings, table))
+            .alias("target")
+            .merge(rows.alias("source"), condition)
+        )
+        if update:
+            builder = builder.whenMatchedUpdateAll(condition=update_when)
+        builder.whenNotMatchedInsertAll().execute()
+    rows.unpersist()
+    return count
+
+
+def date_literal(column: str, values: Iterable[object]) -> Column:
+    """``column IN (dates...)`` as a Column."""
+    return F.col(column).isin([str(v) for v in values])

@@ -1,0 +1,54 @@
+"""The Spark configuration that makes a session Delta-enabled and offline.
+
+Kept free of pyspark imports, so Airflow DAG files can read it at parse time to configure
+``SparkSubmitOperator`` without loading Spark.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omni.config import Settings
+
+MANIFEST = "jars.txt"
+
+
+def delta_jars(settings: Settings) -> list[Path]:
+    """The cached Delta JARs (see ``tools/fetch_delta_jars.py``), failing loudly when absent."""
+    manifests = sorted(settings.jar_dir.glob(f"*/{MANIFEST}"))
+    if not manifests:
+        raise FileNotFoundError(
+            f"no Delta JARs under {settings.jar_dir}: run 'make setup' to fetch them once"
+        )
+    # One delta-spark version is pinned; the newest folder is the one matching it.
+    manifest = manifests[-1]
+    names = [line.strip() for line in manifest.read_text().splitlines() if line.strip()]
+    jars = [manifest.parent / name for name in names]
+    missing = [str(jar) for jar in jars if not jar.exists()]
+    if missing:
+        raise FileNotFoundError(f"Delta JARs listed in {manifest} are missing: {missing}")
+    return jars
+
+
+def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, str]:
+    """Spark properties for a Delta session whose tables are registered by name."""
+    conf = {
+        "spark.jars": ",".join(str(jar) for jar in delta_jars(settings)),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.warehouse.dir": str(settings.lakehouse_dir / "_warehouse"),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Keep Ivy away from the home folder: nothing is resolved at run time.
+        "spark.jars.ivy": str(settings.jar_dir.parent / "ivy"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.metastore_dir}",
+    }
+    if hive_catalog:
+        conf["spark.sql.catalogImplementation"] = "hive"
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
+        )
+    return conf

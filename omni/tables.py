@@ -1,0 +1,446 @@
+"""The table registry: every Delta table's name, path, keys, partitioning and schema.
+
+A table's producer, schema, expectation suite and tests are all found from its name
+(``<layer>.<table>``). Column types are Spark SQL DDL, so this module needs no pyspark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    comment: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    keys: tuple[str, ...] = ()
+    partition_by: tuple[str, ...] = ()
+    producer: str = ""
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    def path(self, lakehouse_dir: Path) -> Path:
+        return lakehouse_dir / self.layer / self.short_name
+
+    def ddl(self) -> str:
+        """Column list for ``CREATE TABLE``, with comments."""
+        parts = []
+        for column in self.columns:
+            not_null = "" if column.nullable else " NOT NULL"
+            comment = column.comment.replace("'", "\\'")
+            parts.append(f"`{column.name}` {column.type}{not_null} COMMENT '{comment}'")
+        return ", ".join(parts)
+
+
+def _c(name: str, type_: str, comment: str, nullable: bool = True) -> Column:
+    return Column(name, type_, comment, nullable)
+
+
+INGEST_METADATA = (
+    _c("_source_file", "string", "Landing file the record was read from", False),
+    _c("_raw_record", "string", "The record's raw text as delivered", False),
+    _c("_ingested_at", "timestamp", "When the record was ingested (UTC)", False),
+    _c("_run_id", "string", "Pipeline run that ingested the record", False),
+    _c("_business_date", "date", "Landing folder date (dt=) the file was exported for", False),
+)
+SILVER_METADATA = (
+    _c("_business_date", "date", "Landing folder date the record arrived in", False),
+    _c("_run_id", "string", "Pipeline run that accepted the record", False),
+)
+
+_s = "string"
+BRONZE_EVENTS = Table(
+    "bronze.ecommerce_events",
+    "Web and app clickstream events, one row per JSON line, as delivered.",
+    (
+        _c("event_id", _s, "Event id from the source (dedup key)"),
+        _c("event_time", _s, "ISO-8601 time with UTC offset, as delivered"),
+        _c("event_type", _s, "Event type, as delivered"),
+        _c("platform", _s, "web, ios or android, as delivered"),
+        _c("session_id", _s, "Session id"),
+        _c("anonymous_id", _s, "Device or cookie id"),
+        _c("customer_id", _s, "CRM customer id when logged in"),
+        _c("utm_source", _s, "Marketing attribution source"),
+        _c("utm_medium", _s, "Marketing attribution medium"),
+        _c("utm_campaign", _s, "Marketing attribution campaign"),
+        _c("page_url", _s, "Page URL"),
+        _c("sku", _s, "Product sku for product events"),
+        _c("search_query", _s, "Search text for search events (personal context, kept in bronze)"),
+        _c("order_id", _s, "Order id for purchase events"),
+        _c(
+            "items",
+            "array<struct<sku:string,quantity:string,unit_price:string>>",
+            "Purchased items as delivered (values kept as text)",
+        ),
+        _c("currency", _s, "ISO-4217 currency for purchases"),
+        _c("_corrupt_record", _s, "The raw line when it could not be parsed as a JSON object"),
+        *INGEST_METADATA,
+    ),
+    partition_by=("_business_date",),
+    producer="jobs/bronze_ingest.py",
+)
+
+POS_COLUMNS = (
+    "transaction_id", "line_number", "store_id", "register_id", "transaction_ts", "sku",
+    "quantity", "unit_price", "discount_amount", "payment_type", "loyalty_card_id", "currency",
+)
+CRM_COLUMNS = (
+    "customer_id", "loyalty_card_id", "email", "phone", "first_name", "last_name", "birth_year",
+    "postal_code", "signup_ts", "email_opt_in", "push_opt_in", "updated_at",
+)
+PRODUCT_COLUMNS = ("sku", "product_name", "category", "subcategory", "brand", "list_price", "currency")
+STORE_COLUMNS = ("store_id", "store_name", "city", "region", "country", "timezone", "opened_on")
+
+
+def _csv_bronze(name: str, description: str, columns: tuple[str, ...]) -> Table:
+    fields = tuple(_c(column, _s, f"{column}, as delivered") for column in columns)
+    return Table(
+        name,
+        description,
+        (
+            *fields,
+            _c("_corrupt_record", _s, "The raw row when its column count was wrong"),
+            *INGEST_METADATA,
+        ),
+        partition_by=("_business_date",),
+        producer="jobs/bronze_ingest.py",
+    )
+
+
+BRONZE_POS = _csv_bronze("bronze.pos_lines", "In-store POS receipt lines, as delivered.", POS_COLUMNS)
+BRONZE_CRM = _csv_bronze(
+    "bronze.crm_customers", "CRM customer records (personal data in clear).", CRM_COLUMNS
+)
+BRONZE_PRODUCTS = _csv_bronze(
+    "bronze.products", "Product catalogue snapshots, as delivered.", PRODUCT_COLUMNS
+)
+BRONZE_STORES = _csv_bronze("bronze.stores", "Store list snapshots, as delivered.", STORE_COLUMNS)
+
+QUARANTINE_RECORDS = Table(
+    "quarantine.records",
+    "Every rejected raw record, with the reason it was rejected.",
+    (
+        _c("source", _s, "Source: ecommerce_events, pos_lines, crm_customers, products, stores", False),
+        _c("source_file", _s, "Landing file the record came from", False),
+        _c("raw_text", _s, "The record's raw text", False),
+        _c("reason", _s, "Reason code, e.g. malformed_json, unknown_sku", False),
+        _c("reason_detail", _s, "The offending value and what was expected"),
+        _c("record_key", _s, "The record's dedup key where it could be read"),
+        _c("run_id", _s, "Pipeline run that rejected it", False),
+        _c("business_date", "date", "Landing folder date", False),
+        _c("quarantined_at", "timestamp", "When it was rejected (UTC)", False),
+    ),
+    partition_by=("source",),
+    producer="jobs/silver.py",
+)
+
+RECONCILIATION = Table(
+    "quarantine.reconciliation",
+    "Per run, source and business date: read = accepted + quarantined + duplicates.",
+    (
+        _c("run_id", _s, "Pipeline run", False),
+        _c("source", _s, "Source table", False),
+        _c("business_date", "date", "Landing folder date", False),
+        _c("read", "bigint", "Bronze records of the run", False),
+        _c("accepted", "bigint", "Records written to silver", False),
+        _c("quarantined", "bigint", "Records written to quarantine.records", False),
+        _c("duplicates", "bigint", "Records already seen (same key)", False),
+        _c("recorded_at", "timestamp", "When the counts were taken", False),
+    ),
+    keys=("run_id", "source", "business_date"),
+    producer="jobs/silver.py",
+)
+
+SILVER_EVENTS = Table(
+    "silver.ecommerce_events",
+    "Typed, deduplicated clickstream events in UTC.",
+    (
+        _c("event_id", _s, "Event id (unique)", False),
+        _c("event_ts", "timestamp", "Event time in UTC", False),
+        _c("event_date", "date", "UTC calendar date of the event", False),
+        _c("event_type", _s, "page_view, product_view, search, add_to_cart, ...", False),
+        _c("platform", _s, "web, ios or android", False),
+        _c("session_id", _s, "Session id", False),
+        _c("anonymous_id", _s, "Device or cookie id", False),
+        _c("customer_id", _s, "CRM customer id when logged in"),
+        _c("utm_source", _s, "Marketing attribution source"),
+        _c("utm_medium", _s, "Marketing attribution medium"),
+        _c("utm_campaign", _s, "Marketing attribution campaign"),
+        _c("page_url", _s, "Page URL"),
+        _c("sku", _s, "Product sku for product events"),
+        _c("search_query", _s, "Search text, lower-cased and trimmed"),
+        _c("order_id", _s, "Order id for purchases"),
+        _c("currency", _s, "ISO-4217 currency for purchases"),
+        *SILVER_METADATA,
+    ),
+    keys=("event_id",),
+    partition_by=("event_date",),
+    producer="jobs/silver.py",
+)
+
+SILVER_ORDER_LINES = Table(
+    "silver.order_lines",
+    "Online order lines exploded from purchase events.",
+    (
+        _c("order_id", _s, "Order id", False),
+        _c("line_number", "int", "1-based position in the purchase event's items", False),
+        _c("event_id", _s, "Purchase event id", False),
+        _c("order_ts", "timestamp", "Purchase time in UTC", False),
+        _c("order_date", "date", "UTC calendar date of the purchase", False),
+        _c("platform", _s, "web, ios or android", False),
+        _c("anonymous_id", _s, "Device or cookie id", False),
+        _c("customer_id", _s, "CRM customer id when logged in"),
+        _c("sku", _s, "Product sku", False),
+        _c("quantity", "int", "Units (negative for a return)", False),
+        _c("unit_price", "decimal(12,2)", "Price per unit", False),
+        _c("net_amount", "decimal(14,2)", "quantity x unit_price", False),
+        _c("currency", _s, "ISO-4217 currency", False),
+        *SILVER_METADATA,
+    ),
+    keys=("order_id", "line_number"),
+    partition_by=("order_date",),
+    producer="jobs/silver.py",
+)
+
+SILVER_POS = Table(
+    "silver.pos_lines",
+    "Typed, deduplicated in-store receipt lines, times in UTC; returns are negative lines.",
+    (
+        _c("transaction_id", _s, "Receipt id", False),
+        _c("line_number", "int", "Line on the receipt", False),
+        _c("store_id", _s, "Store id", False),
+        _c("register_id", _s, "Register id"),
+        _c("transaction_ts", "timestamp", "Transaction time in UTC", False),
+        _c("transaction_local_ts", "timestamp", "Transaction time in the store's zone", False),
+        _c("transaction_date", "date", "Store-local calendar date", False),
+        _c("sku", _s, "Product sku", False),
+        _c("quantity", "int", "Units; negative for a returned item", False),
+        _c("unit_price", "decimal(12,2)", "Price per unit", False),
+        _c("discount_amount", "decimal(12,2)", "Amount off the line (positive)", False),
+        _c("net_amount", "decimal(14,2)", "quantity x unit_price - discount_amount", False),
+        _c("is_return", "boolean", "True when quantity is negative", False),
+        _c("payment_type", _s, "Payment type"),
+        _c("loyalty_card_id", _s, "Loyalty card scanned, null when none"),
+        _c("currency", _s, "ISO-4217 currency", False),
+        *SILVER_METADATA,
+    ),
+    keys=("transaction_id", "line_number"),
+    partition_by=("transaction_date",),
+    producer="jobs/silver.py",
+)
+
+SILVER_CUSTOMERS = Table(
+    "silver.customers",
+    "CRM customers, latest record wins; personal data reduced to a keyed email hash.",
+    (
+        _c("customer_id", _s, "CRM customer id", False),
+        _c("loyalty_card_id", _s, "Loyalty card linked to the customer"),
+        _c("email_hash", _s, "HMAC-SHA256 of the normalised email (key from configuration)"),
+        _c("birth_year", "int", "Year of birth"),
+        _c("postal_code", _s, "Postal code"),
+        _c("signup_ts", "timestamp", "Sign-up time (UTC)"),
+        _c("email_opt_in", "boolean", "Consent to marketing email", False),
+        _c("push_opt_in", "boolean", "Consent to push notifications", False),
+        _c("updated_at", "timestamp", "Source record time; the latest wins", False),
+        *SILVER_METADATA,
+    ),
+    keys=("customer_id",),
+    producer="jobs/silver.py",
+)
+
+SILVER_PRODUCTS = Table(
+    "silver.products",
+    "Product catalogue, latest snapshot wins.",
+    (
+        _c("sku", _s, "Product sku", False),
+        _c("product_name", _s, "Name"),
+        _c("category", _s, "Category", False),
+        _c("subcategory", _s, "Subcategory"),
+        _c("brand", _s, "Brand"),
+        _c("list_price", "decimal(12,2)", "List price", False),
+        _c("currency", _s, "ISO-4217 currency", False),
+        *SILVER_METADATA,
+    ),
+    keys=("sku",),
+    producer="jobs/silver.py",
+)
+
+SILVER_STORES = Table(
+    "silver.stores",
+    "Stores with their IANA time zones, latest snapshot wins.",
+    (
+        _c("store_id", _s, "Store id", False),
+        _c("store_name", _s, "Name"),
+        _c("city", _s, "City"),
+        _c("region", _s, "Region"),
+        _c("country", _s, "Country"),
+        _c("timezone", _s, "IANA time zone of the store", False),
+        _c("opened_on", "date", "Opening date"),
+        *SILVER_METADATA,
+    ),
+    keys=("store_id",),
+    producer="jobs/silver.py",
+)
+
+SILVER_IDENTITY = Table(
+    "silver.customer_identity",
+    "Every identifier seen, mapped to one customer_key (connected components of the links).",
+    (
+        _c("identifier_type", _s, "customer_id, loyalty_card_id, anonymous_id or email_hash", False),
+        _c("identifier", _s, "The identifier (emails only as their keyed hash)", False),
+        _c("customer_key", _s, "Stable key of the customer the identifier belongs to", False),
+        _c("updated_run_id", _s, "Run that last computed the mapping", False),
+    ),
+    keys=("identifier_type", "identifier"),
+    producer="jobs/silver.py",
+)
+
+GOLD_PROFILE = Table(
+    "gold.customer_profile",
+    "One row per customer: RFM over 365 days, channel history, interests and consent.",
+    (
+        _c("customer_key", _s, "Customer key (silver.customer_identity)", False),
+        _c("customer_id", _s, "CRM customer id, null when unknown"),
+        _c("recency_days", "int", "Days since the last purchase in any channel"),
+        _c("frequency_365d", "bigint", "Orders and receipts in the last 365 days", False),
+        _c("monetary_365d", "decimal(16,2)", "Net spend in the last 365 days", False),
+        _c("first_purchase_online", "date", "First online purchase date"),
+        _c("last_purchase_online", "date", "Last online purchase date"),
+        _c("first_purchase_store", "date", "First in-store purchase date"),
+        _c("last_purchase_store", "date", "Last in-store purchase date"),
+        _c("online_share_365d", "double", "Share of 365-day spend made online"),
+        _c("channel_mix", _s, "online_only, store_only, omni_channel or none", False),
+        _c("top_categories", "array<string>", "Up to 3 categories by 365-day spend"),
+        _c("product_views_30d", "bigint", "Product views in the last 30 days", False),
+        _c("searches_30d", "bigint", "Searches in the last 30 days", False),
+        _c("recent_searches", "array<string>", "Up to 5 most recent distinct search queries"),
+        _c("last_seen_date", "date", "Last day with any online event or purchase"),
+        _c("email_opt_in", "boolean", "Consent to marketing email", False),
+        _c("push_opt_in", "boolean", "Consent to push notifications", False),
+        _c("as_of_date", "date", "Date the profile describes", False),
+    ),
+    keys=("customer_key",),
+    producer="jobs/gold.py",
+)
+
+FEATURE_COLUMNS = (
+    ("recency_days", "Days since the last purchase (capped at the window when none)"),
+    ("frequency_30d", "Orders and receipts in the last 30 days"),
+    ("frequency_90d", "Orders and receipts in the last 90 days"),
+    ("frequency_365d", "Orders and receipts in the last 365 days"),
+    ("monetary_90d", "Net spend in the last 90 days"),
+    ("monetary_365d", "Net spend in the last 365 days"),
+    ("avg_order_value_365d", "Average net spend per order"),
+    ("online_share_365d", "Share of 365-day spend made online"),
+    ("store_orders_365d", "Receipts in the last 365 days"),
+    ("online_orders_365d", "Online orders in the last 365 days"),
+    ("tenure_days", "Days since the first purchase or sign-up"),
+    ("days_since_last_visit", "Days since the last online event or purchase"),
+    ("sessions_30d", "Online sessions in the last 30 days"),
+    ("product_views_30d", "Product views in the last 30 days"),
+    ("searches_30d", "Searches in the last 30 days"),
+    ("cart_adds_30d", "Add-to-cart events in the last 30 days"),
+    ("return_rate_365d", "Returned units over bought units, last 365 days"),
+    ("discount_share_365d", "Discount over gross spend, last 365 days"),
+    ("category_breadth_365d", "Distinct categories bought in the last 365 days"),
+    ("activity_trend", "Purchases in the last 30 days over the 30 days before (smoothed)"),
+)
+
+GOLD_FEATURES = Table(
+    "gold.customer_features",
+    "Point-in-time model features: one row per customer per as-of date, nothing after it.",
+    (
+        _c("customer_key", _s, "Customer key", False),
+        _c("customer_id", _s, "CRM customer id, null when unknown"),
+        *(_c(name, "double", comment, False) for name, comment in FEATURE_COLUMNS),
+        _c("has_purchase", "boolean", "Bought at least once up to as_of_date", False),
+        _c("as_of_date", "date", "Features use data up to and including this date", False),
+    ),
+    keys=("customer_key", "as_of_date"),
+    partition_by=("as_of_date",),
+    producer="jobs/gold.py",
+)
+
+GOLD_KPIS = Table(
+    "gold.daily_channel_kpis",
+    "One row per day per channel (online, and store per store).",
+    (
+        _c("date", "date", "Calendar day (UTC online, store-local in store)", False),
+        _c("channel", _s, "online or store", False),
+        _c("store_id", _s, "Store id for store rows, null for online"),
+        _c("orders", "bigint", "Orders (online) or receipts (store)", False),
+        _c("net_revenue", "decimal(16,2)", "Net revenue, returns deducted", False),
+        _c("units", "bigint", "Net units sold", False),
+        _c("active_customers", "bigint", "Identified customers who bought", False),
+        _c("new_customers", "bigint", "Customers whose first purchase in the channel was this day", False),
+        _c("sessions", "bigint", "Online sessions (null for store)"),
+        _c("online_conversion_rate", "double", "Sessions with a purchase over sessions (online)"),
+    ),
+    keys=("date", "channel", "store_id"),
+    partition_by=(),
+    producer="jobs/gold.py",
+)
+
+GOLD_SCORES = Table(
+    "gold.customer_scores",
+    "Segment and churn probability per customer per as-of date, from the champion models.",
+    (
+        _c("customer_key", _s, "Customer key", False),
+        _c("customer_id", _s, "CRM customer id, null when unknown"),
+        _c("as_of_date", "date", "Features date the scores describe", False),
+        _c("segment_id", "int", "Segment from the customer_segmentation champion", False),
+        _c("segment_name", _s, "Readable segment name", False),
+        _c("churn_probability", "double", "P(no purchase within the horizon)", False),
+        _c("churn_risk_band", _s, "low, medium or high", False),
+        _c("segmentation_model", _s, "Registered model name and version", False),
+        _c("churn_model", _s, "Registered model name and version", False),
+        _c("scored_at", "timestamp", "When the row was scored (UTC)", False),
+    ),
+    keys=("customer_key", "as_of_date"),
+    partition_by=("as_of_date",),
+    producer="models/score.py",
+)
+
+ALL_TABLES: tuple[Table, ...] = (
+    BRONZE_EVENTS, BRONZE_POS, BRONZE_CRM, BRONZE_PRODUCTS, BRONZE_STORES,
+    QUARANTINE_RECORDS, RECONCILIATION,
+    SILVER_PRODUCTS, SILVER_STORES, SILVER_CUSTOMERS, SILVER_EVENTS, SILVER_ORDER_LINES,
+    SILVER_POS, SILVER_IDENTITY,
+    GOLD_PROFILE, GOLD_FEATURES, GOLD_KPIS, GOLD_SCORES,
+)
+TABLES: dict[str, Table] = {table.name: table for table in ALL_TABLES}
+
+
+def table(name: str) -> Table:
+    """Look a table up by ``<layer>.<table>``, naming the known ones when it is unknown."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known tables: {sorted(TABLES)}") from None
+
+
+def layer_tables(layer: str) -> list[Table]:
+    found = [t for t in ALL_TABLES if t.layer == layer]
+    if not found:
+        raise ValueError(f"layer {layer!r}: expected one of bronze, quarantine, silver, gold")
+    return found
