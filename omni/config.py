@@ -70,6 +70,7 @@ class Settings:
     profile_window_days: int = 365
     activity_window_days: int = 30
     spark_shuffle_partitions: int = 4
+    max_customers_per_device: int = 3
 
     @property
     def data_dir(self) -> Path:
@@ -116,6 +117,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         production=is_production,
         churn_horizon_days=_positive_int(env, "OMNI_CHURN_HORIZON_DAYS", 30),
         spark_shuffle_partitions=_positive_int(env, "OMNI_SHUFFLE_PARTITIONS", 4),
+        max_customers_per_device=_positive_int(env, "OMNI_MAX_CUSTOMERS_PER_DEVICE", 3),
     )
 
 

@@ -77,6 +77,11 @@ def replace_where(
     return count
 
 
+def overwrite(spark: SparkSession, settings: Settings, table: Table, df: DataFrame) -> int:
+    """Replace the whole table (for tables recomputed in full, like the identity map)."""
+    return replace_where(spark, settings, table, df, "true")
+
+
 def merge(
     spark: SparkSession,
     settings: Settings,

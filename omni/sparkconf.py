@@ -42,6 +42,8 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Small tables: the default 50 partitions make every Delta log replay slow.
+        "spark.databricks.delta.snapshotPartitions": "2",
         # Keep Ivy away from the home folder: nothing is resolved at run time.
         "spark.jars.ivy": str(settings.jar_dir.parent / "ivy"),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.metastore_dir}",

@@ -1,0 +1,200 @@
+"""Silver: type, check, deduplicate and merge the bronze records not yet processed.
+
+Every bronze record of a pending ingest run ends in exactly one place: its silver table
+(accepted), ``quarantine.records`` (with a reason) or the duplicate count. The counts are
+recorded per source and business date in ``quarantine.reconciliation`` and the job fails
+when ``read = accepted + quarantined + duplicates`` does not hold. Silver and quarantine rows
+carry the ingest run's id, so a retried run replaces its own rows and never doubles them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omni import lakehouse, sources, tables
+from omni.cli import job_parser, run_job
+from omni.config import Settings
+from omni.sources import Source
+from omni.transforms import identity, silver, validation
+
+
+class ReconciliationError(RuntimeError):
+    """Counts of a source and date do not add up."""
+
+
+@dataclass(frozen=True)
+class SilverStep:
+    source: Source
+    table: tables.Table
+    dedup_keys: tuple[str, ...]
+    check: Callable[[DataFrame, dict[str, DataFrame]], DataFrame]
+    latest_by: tuple[str, ...] = ()  # reduce to the newest row per table key, update if newer
+
+    def update_when(self) -> str | None:
+        if not self.latest_by:
+            return None
+        newer = " OR ".join(f"source.`{c}` > target.`{c}`" for c in self.latest_by)
+        return f"({newer}) OR ({' AND '.join(f'source.`{c}` = target.`{c}`' for c in self.latest_by)})"
+
+
+def steps(settings: Settings) -> list[SilverStep]:
+    def check_customers(bronze: DataFrame, _: dict[str, DataFrame]) -> DataFrame:
+        email = silver.normalise_email(F.col("email"))
+        return validation.check_customers(bronze).withColumn(
+            "email_hash", silver.hmac_sha256(email, settings.hash_key)
+        )
+
+    return [
+        SilverStep(sources.PRODUCTS, tables.SILVER_PRODUCTS, ("sku", "_business_date"),
+                   lambda b, _: validation.check_products(b), latest_by=("_business_date",)),
+        SilverStep(sources.STORES, tables.SILVER_STORES, ("store_id", "_business_date"),
+                   lambda b, _: validation.check_stores(b), latest_by=("_business_date",)),
+        SilverStep(sources.CRM, tables.SILVER_CUSTOMERS, ("customer_id", "updated_at"),
+                   check_customers, latest_by=("updated_at",)),
+        SilverStep(sources.EVENTS, tables.SILVER_EVENTS, ("event_id",),
+                   lambda b, ref: validation.check_events(b, ref["products"])),
+        SilverStep(sources.POS, tables.SILVER_POS, ("transaction_id", "line_number"),
+                   lambda b, ref: validation.check_pos(b, ref["products"], ref["stores"])),
+    ]
+
+
+def pending_runs(spark: SparkSession, settings: Settings, source: Source) -> list[str]:
+    """Ingest runs of ``source`` in bronze that have no reconciliation rows yet."""
+    bronze = lakehouse.read_table(spark, settings, source.bronze).select("_run_id").distinct()
+    done = (
+        lakehouse.read_table(spark, settings, tables.RECONCILIATION)
+        .where(F.col("source") == source.name)
+        .select(F.col("run_id").alias("_run_id"))
+    )
+    return sorted(row["_run_id"] for row in bronze.join(done, "_run_id", "left_anti").collect())
+
+
+def process(
+    spark: SparkSession, settings: Settings, step: SilverStep, reference: dict[str, DataFrame]
+) -> list[dict]:
+    """Process the pending bronze runs of one source; return the reconciliation rows."""
+    runs = pending_runs(spark, settings, step.source)
+    if not runs:
+        return []
+    batch = (
+        lakehouse.read_table(spark, settings, step.source.bronze)
+        .where(F.col("_run_id").isin(runs))
+    )
+    checked = step.check(batch, reference).cache()
+    rejected = checked.where(F.col("_reason").isNotNull())
+    seen = lakehouse.read_table(spark, settings, step.table).where(~F.col("_run_id").isin(runs))
+    if step.latest_by:
+        seen = seen.select(*step.dedup_keys, "_run_id")
+    flagged = silver.flag_duplicates(
+        checked.where(F.col("_reason").isNull()), step.dedup_keys, seen
+    ).cache()
+    accepted = flagged.where(~F.col("_is_duplicate"))
+
+    for run in runs:
+        lakehouse.replace_where(
+            spark, settings, tables.QUARANTINE_RECORDS,
+            silver.quarantine_rows(rejected.where(F.col("_run_id") == run), step.source.name,
+                                   step.dedup_keys, run),
+            f"source = '{step.source.name}' AND run_id = '{run}'",
+        )
+    if step.latest_by:
+        latest = silver.latest_per_key(accepted, step.table.keys, step.latest_by)
+        lakehouse.merge(spark, settings, step.table, latest, update_when=step.update_when())
+    else:
+        lakehouse.merge(spark, settings, step.table, accepted, update=False)
+    if step.source is sources.EVENTS:
+        lakehouse.merge(spark, settings, tables.SILVER_ORDER_LINES,
+                        validation.explode_order_lines(accepted), update=False)
+
+    counts = (
+        checked.groupBy("_run_id", "_business_date").agg(F.count("*").alias("read"))
+        .join(rejected.groupBy("_run_id", "_business_date").agg(F.count("*").alias("rejected")),
+              ["_run_id", "_business_date"], "left")
+        .join(flagged.groupBy("_run_id", "_business_date").agg(
+            F.sum((~F.col("_is_duplicate")).cast("long")).alias("accepted"),
+            F.sum(F.col("_is_duplicate").cast("long")).alias("duplicates")),
+              ["_run_id", "_business_date"], "left")
+        .fillna(0)
+        .collect()
+    )
+    quarantined = {
+        (row["run_id"], row["business_date"]): row["n"]
+        for row in lakehouse.read_table(spark, settings, tables.QUARANTINE_RECORDS)
+        .where((F.col("source") == step.source.name) & F.col("run_id").isin(runs))
+        .groupBy("run_id", "business_date").agg(F.count("*").alias("n")).collect()
+    }
+    bronze_read = {
+        (row["_run_id"], row["_business_date"]): row["n"]
+        for row in batch.groupBy("_run_id", "_business_date").agg(F.count("*").alias("n")).collect()
+    }
+    rows = []
+    for row in counts:
+        key = (row["_run_id"], row["_business_date"])
+        entry = {
+            "run_id": key[0], "source": step.source.name, "business_date": key[1],
+            "read": bronze_read.get(key, 0), "accepted": row["accepted"],
+            "quarantined": quarantined.get(key, 0), "duplicates": row["duplicates"],
+        }
+        if entry["read"] != entry["accepted"] + entry["quarantined"] + entry["duplicates"]:
+            raise ReconciliationError(
+                f"{step.source.name} {key[1]} run {key[0]}: read {entry['read']} != accepted "
+                f"{entry['accepted']} + quarantined {entry['quarantined']} + duplicates "
+                f"{entry['duplicates']}"
+            )
+        rows.append(entry)
+    checked.unpersist()
+    flagged.unpersist()
+    return rows
+
+
+def record_reconciliation(spark: SparkSession, settings: Settings, rows: list[dict]) -> None:
+    if not rows:
+        return
+    frame = spark.createDataFrame(rows).withColumn("recorded_at", F.current_timestamp())
+    lakehouse.merge(spark, settings, tables.RECONCILIATION, frame)
+
+
+def build_identity(spark: SparkSession, settings: Settings, run_id: str) -> int:
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    nodes, edges = identity.identity_links(
+        read(tables.SILVER_CUSTOMERS),
+        read(tables.SILVER_EVENTS).select("anonymous_id", "customer_id"),
+        read(tables.SILVER_POS).select("loyalty_card_id"),
+        settings.max_customers_per_device,
+    )
+    resolved = identity.resolve_identities(nodes, edges, run_id)
+    return lakehouse.overwrite(spark, settings, tables.SILVER_IDENTITY, resolved)
+
+
+def run_silver(spark: SparkSession, settings: Settings, run_id: str) -> dict:
+    spark.sparkContext.setCheckpointDir(str(settings.lakehouse_dir / "_checkpoints"))
+    summary: dict[str, dict] = {}
+    for step in steps(settings):
+        reference = {
+            "products": lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS).select("sku"),
+            "stores": lakehouse.read_table(spark, settings, tables.SILVER_STORES)
+            .select("store_id", "timezone"),
+        }
+        rows = process(spark, settings, step, reference)
+        record_reconciliation(spark, settings, rows)
+        summary[step.source.name] = {
+            k: sum(r[k] for r in rows) for k in ("read", "accepted", "quarantined", "duplicates")
+        }
+    summary["identity_rows"] = build_identity(spark, settings, run_id)
+    return summary
+
+
+def _body(spark: SparkSession, settings: Settings, args) -> dict:
+    return run_silver(spark, settings, args.run_id)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("silver", _body, job_parser(__doc__.splitlines()[0]), argv)
+
+
+if __name__ == "__main__":
+    main()
