@@ -1,0 +1,363 @@
+"""Pure gold transforms: customer purchases across channels, profiles, features and KPIs.
+
+Every function takes its as-of date as a parameter and reads nothing after it, so the same
+code builds tonight's features and the point-in-time training sets of the past.
+
+A *customer* is an identity component holding a CRM ``customer_id`` or a loyalty card:
+anonymous visitors who never log in and receipts without a card are counted in the KPIs but
+get no profile.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from omni.tables import FEATURE_COLUMNS
+
+ONLINE, STORE = "online", "store"
+
+
+def _lit_date(value: date) -> Column:
+    return F.lit(value.isoformat()).cast("date")
+
+
+def _keys(identity: DataFrame, identifier_type: str, column: str, key: str) -> DataFrame:
+    return identity.where(F.col("identifier_type") == identifier_type).select(
+        F.col("identifier").alias(column), F.col("customer_key").alias(key)
+    )
+
+
+def customer_population(identity: DataFrame, customers: DataFrame) -> DataFrame:
+    """One row per customer: key, CRM id (lowest when several), consent and sign-up date."""
+    known = (
+        identity.where(F.col("identifier_type").isin("customer_id", "loyalty_card_id"))
+        .groupBy("customer_key")
+        .agg(F.min(F.when(F.col("identifier_type") == "customer_id", F.col("identifier")))
+             .alias("customer_id"))
+    )
+    crm = customers.select(
+        "customer_id", "email_opt_in", "push_opt_in", F.to_date("signup_ts").alias("signup_date")
+    )
+    return (
+        known.join(crm, on="customer_id", how="left")
+        .withColumn("email_opt_in", F.coalesce("email_opt_in", F.lit(False)))
+        .withColumn("push_opt_in", F.coalesce("push_opt_in", F.lit(False)))
+    )
+
+
+def customer_transactions(
+    order_lines: DataFrame, pos_lines: DataFrame, identity: DataFrame, products: DataFrame
+) -> DataFrame:
+    """Purchase and return lines of both channels, with the buyer's key (null when unknown)."""
+    online = (
+        order_lines.join(_keys(identity, "customer_id", "customer_id", "_by_customer"),
+                         "customer_id", "left")
+        .join(_keys(identity, "anonymous_id", "anonymous_id", "_by_device"), "anonymous_id", "left")
+        .select(
+            F.coalesce("_by_customer", "_by_device").alias("customer_key"),
+            F.lit(ONLINE).alias("channel"),
+            F.lit(None).cast("string").alias("store_id"),
+            F.col("order_id").alias("transaction_id"),
+            F.col("order_date").alias("date"),
+            "sku", "quantity",
+            F.col("net_amount").cast("decimal(14,2)").alias("net_amount"),
+            F.col("net_amount").cast("decimal(14,2)").alias("gross_amount"),
+            F.lit(0).cast("decimal(12,2)").alias("discount_amount"),
+        )
+    )
+    store = (
+        pos_lines.join(_keys(identity, "loyalty_card_id", "loyalty_card_id", "customer_key"),
+                       "loyalty_card_id", "left")
+        .select(
+            "customer_key",
+            F.lit(STORE).alias("channel"),
+            "store_id",
+            "transaction_id",
+            F.col("transaction_date").alias("date"),
+            "sku", "quantity",
+            F.col("net_amount").cast("decimal(14,2)").alias("net_amount"),
+            (F.col("quantity") * F.col("unit_price")).cast("decimal(14,2)").alias("gross_amount"),
+            F.col("discount_amount").cast("decimal(12,2)").alias("discount_amount"),
+        )
+    )
+    categories = products.select("sku", "category")
+    return online.unionByName(store).join(F.broadcast(categories), "sku", "left")
+
+
+def customer_activity(events: DataFrame, identity: DataFrame) -> DataFrame:
+    """Online events with the visitor's key (logged-in customer first, else the device)."""
+    return (
+        events.join(_keys(identity, "customer_id", "customer_id", "_by_customer"),
+                    "customer_id", "left")
+        .join(_keys(identity, "anonymous_id", "anonymous_id", "_by_device"), "anonymous_id", "left")
+        .select(
+            F.coalesce("_by_customer", "_by_device").alias("customer_key"),
+            "event_date", "event_ts", "event_type", "session_id", "search_query", "sku",
+        )
+    )
+
+
+def _since(column: str, as_of: date, days: int) -> Column:
+    """Rows within the ``days`` days ending at ``as_of`` (inclusive)."""
+    return (F.col(column) > _lit_date(as_of - timedelta(days=days))) & (
+        F.col(column) <= _lit_date(as_of)
+    )
+
+
+def _purchase_aggregates(transactions: DataFrame, as_of: date) -> DataFrame:
+    tx = transactions.where(F.col("customer_key").isNotNull() & (F.col("date") <= _lit_date(as_of)))
+    in_365 = _since("date", as_of, 365)
+    net_365 = F.when(in_365, F.col("net_amount")).otherwise(0)
+
+    def orders(condition: Column) -> Column:
+        return F.countDistinct(F.when(condition, F.col("transaction_id")))
+
+    return tx.groupBy("customer_key").agg(
+        F.max("date").alias("last_purchase_date"),
+        F.min("date").alias("first_purchase_date"),
+        orders(_since("date", as_of, 30)).alias("frequency_30d"),
+        orders(_since("date", as_of, 60) & ~_since("date", as_of, 30)).alias("frequency_prev_30d"),
+        orders(_since("date", as_of, 90)).alias("frequency_90d"),
+        orders(in_365).alias("frequency_365d"),
+        orders(in_365 & (F.col("channel") == ONLINE)).alias("online_orders_365d"),
+        orders(in_365 & (F.col("channel") == STORE)).alias("store_orders_365d"),
+        F.sum(F.when(_since("date", as_of, 90), F.col("net_amount")).otherwise(0))
+        .alias("monetary_90d"),
+        F.sum(net_365).alias("monetary_365d"),
+        F.sum(F.when(in_365 & (F.col("channel") == ONLINE), F.col("net_amount")).otherwise(0))
+        .alias("online_net_365d"),
+        F.sum(F.when(in_365 & (F.col("quantity") < 0), -F.col("quantity")).otherwise(0))
+        .alias("returned_units_365d"),
+        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("quantity")).otherwise(0))
+        .alias("bought_units_365d"),
+        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("discount_amount")).otherwise(0))
+        .alias("discount_365d"),
+        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("gross_amount")).otherwise(0))
+        .alias("gross_365d"),
+        F.countDistinct(F.when(in_365 & (F.col("quantity") > 0), F.col("category")))
+        .alias("category_breadth_365d"),
+        F.min(F.when(F.col("channel") == ONLINE, F.col("date"))).alias("first_purchase_online"),
+        F.max(F.when(F.col("channel") == ONLINE, F.col("date"))).alias("last_purchase_online"),
+        F.min(F.when(F.col("channel") == STORE, F.col("date"))).alias("first_purchase_store"),
+        F.max(F.when(F.col("channel") == STORE, F.col("date"))).alias("last_purchase_store"),
+    )
+
+
+def _activity_aggregates(activity: DataFrame, as_of: date, days: int) -> DataFrame:
+    events = activity.where(
+        F.col("customer_key").isNotNull() & (F.col("event_date") <= _lit_date(as_of))
+    )
+    recent = _since("event_date", as_of, days)
+
+    def count_of(event_type: str) -> Column:
+        return F.sum(F.when(recent & (F.col("event_type") == event_type), 1).otherwise(0))
+
+    return events.groupBy("customer_key").agg(
+        F.max("event_date").alias("last_event_date"),
+        F.countDistinct(F.when(recent, F.col("session_id"))).alias("sessions_30d"),
+        count_of("product_view").alias("product_views_30d"),
+        count_of("search").alias("searches_30d"),
+        count_of("add_to_cart").alias("cart_adds_30d"),
+    )
+
+
+def _ratio(numerator: str, denominator: str) -> Column:
+    return F.when(F.col(denominator) > 0, F.col(numerator) / F.col(denominator)).otherwise(0.0)
+
+
+def _customer_base(
+    population: DataFrame, transactions: DataFrame, activity: DataFrame, as_of: date
+) -> DataFrame:
+    """Population as of ``as_of`` (signed up or seen by then) joined to its aggregates."""
+    purchases = _purchase_aggregates(transactions, as_of)
+    events = _activity_aggregates(activity, as_of, 30)
+    base = population.join(purchases, "customer_key", "left").join(events, "customer_key", "left")
+    seen = (
+        (F.col("signup_date") <= _lit_date(as_of))
+        | F.col("last_purchase_date").isNotNull()
+        | F.col("last_event_date").isNotNull()
+    )
+    return base.where(seen)
+
+
+def build_customer_features(
+    population: DataFrame,
+    transactions: DataFrame,
+    activity: DataFrame,
+    as_of: date,
+    window_days: int = 365,
+) -> DataFrame:
+    """Point-in-time features for every customer known at ``as_of``; nothing after it is read."""
+    as_of_col = _lit_date(as_of)
+    base = _customer_base(population, transactions, activity, as_of)
+    last_visit = F.greatest("last_purchase_date", "last_event_date")
+    first_seen = F.least("first_purchase_date", "signup_date")
+    features = {
+        "recency_days": F.coalesce(F.datediff(as_of_col, "last_purchase_date"), F.lit(window_days)),
+        "frequency_30d": F.col("frequency_30d"),
+        "frequency_90d": F.col("frequency_90d"),
+        "frequency_365d": F.col("frequency_365d"),
+        "monetary_90d": F.col("monetary_90d"),
+        "monetary_365d": F.col("monetary_365d"),
+        "avg_order_value_365d": _ratio("monetary_365d", "frequency_365d"),
+        "online_share_365d": _ratio("online_net_365d", "monetary_365d"),
+        "store_orders_365d": F.col("store_orders_365d"),
+        "online_orders_365d": F.col("online_orders_365d"),
+        "tenure_days": F.coalesce(F.datediff(as_of_col, first_seen), F.lit(0)),
+        "days_since_last_visit": F.coalesce(F.datediff(as_of_col, last_visit), F.lit(window_days)),
+        "sessions_30d": F.col("sessions_30d"),
+        "product_views_30d": F.col("product_views_30d"),
+        "searches_30d": F.col("searches_30d"),
+        "cart_adds_30d": F.col("cart_adds_30d"),
+        "return_rate_365d": _ratio("returned_units_365d", "bought_units_365d"),
+        "discount_share_365d": _ratio("discount_365d", "gross_365d"),
+        "category_breadth_365d": F.col("category_breadth_365d"),
+        "activity_trend": (F.coalesce("frequency_30d", F.lit(0)) + 1)
+        / (F.coalesce("frequency_prev_30d", F.lit(0)) + 1),
+    }
+    assert tuple(features) == tuple(name for name, _ in FEATURE_COLUMNS)
+    return base.select(
+        "customer_key",
+        "customer_id",
+        *(F.coalesce(expr.cast("double"), F.lit(0.0)).alias(name) for name, expr in features.items()),
+        F.col("last_purchase_date").isNotNull().alias("has_purchase"),
+        as_of_col.alias("as_of_date"),
+    )
+
+
+def _top_categories(transactions: DataFrame, as_of: date, top: int = 3) -> DataFrame:
+    spend = (
+        transactions.where(F.col("customer_key").isNotNull() & _since("date", as_of, 365)
+                           & F.col("category").isNotNull())
+        .groupBy("customer_key", "category")
+        .agg(F.sum("net_amount").alias("spend"))
+        .where(F.col("spend") > 0)
+    )
+    order = Window.partitionBy("customer_key").orderBy(F.col("spend").desc(), "category")
+    return (
+        spend.withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= top)
+        .groupBy("customer_key")
+        .agg(F.sort_array(F.collect_list(F.struct("rank", "category"))).alias("ranked"))
+        .select("customer_key", F.col("ranked.category").alias("top_categories"))
+    )
+
+
+def _recent_searches(activity: DataFrame, as_of: date, top: int = 5) -> DataFrame:
+    searches = (
+        activity.where(F.col("customer_key").isNotNull() & (F.col("event_type") == "search")
+                       & _since("event_date", as_of, 30) & F.col("search_query").isNotNull())
+        .groupBy("customer_key", "search_query")
+        .agg(F.max("event_ts").alias("last_ts"))
+    )
+    order = Window.partitionBy("customer_key").orderBy(F.col("last_ts").desc(), "search_query")
+    return (
+        searches.withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= top)
+        .groupBy("customer_key")
+        .agg(F.sort_array(F.collect_list(F.struct("rank", "search_query"))).alias("ranked"))
+        .select("customer_key", F.col("ranked.search_query").alias("recent_searches"))
+    )
+
+
+def build_customer_profile(
+    population: DataFrame, transactions: DataFrame, activity: DataFrame, as_of: date
+) -> DataFrame:
+    """One row per customer known at ``as_of``: RFM, channel history, interests, consent."""
+    base = _customer_base(population, transactions, activity, as_of)
+    online = F.coalesce(F.col("online_orders_365d"), F.lit(0)) > 0
+    store = F.coalesce(F.col("store_orders_365d"), F.lit(0)) > 0
+    mix = (
+        F.when(online & store, "omni_channel")
+        .when(online, "online_only")
+        .when(store, "store_only")
+        .otherwise("none")
+    )
+    return (
+        base.join(_top_categories(transactions, as_of), "customer_key", "left")
+        .join(_recent_searches(activity, as_of), "customer_key", "left")
+        .select(
+            "customer_key",
+            "customer_id",
+            F.datediff(_lit_date(as_of), "last_purchase_date").alias("recency_days"),
+            F.coalesce("frequency_365d", F.lit(0)).alias("frequency_365d"),
+            F.coalesce("monetary_365d", F.lit(0)).alias("monetary_365d"),
+            "first_purchase_online", "last_purchase_online",
+            "first_purchase_store", "last_purchase_store",
+            F.when(F.col("monetary_365d") > 0, _ratio("online_net_365d", "monetary_365d"))
+            .alias("online_share_365d"),
+            mix.alias("channel_mix"),
+            F.coalesce("top_categories", F.array().cast("array<string>")).alias("top_categories"),
+            F.coalesce("product_views_30d", F.lit(0)).alias("product_views_30d"),
+            F.coalesce("searches_30d", F.lit(0)).alias("searches_30d"),
+            F.coalesce("recent_searches", F.array().cast("array<string>")).alias("recent_searches"),
+            F.greatest("last_purchase_date", "last_event_date").alias("last_seen_date"),
+            "email_opt_in",
+            "push_opt_in",
+            _lit_date(as_of).alias("as_of_date"),
+        )
+    )
+
+
+def churn_labels(transactions: DataFrame, as_of: date, horizon_days: int) -> DataFrame:
+    """``churned`` per customer who bought by ``as_of``: no purchase in (as_of, as_of + H]."""
+    if horizon_days < 1:
+        raise ValueError(f"horizon_days={horizon_days}: expected 1 or more")
+    known = transactions.where(F.col("customer_key").isNotNull())
+    buyers = known.where(F.col("date") <= _lit_date(as_of)).select("customer_key").distinct()
+    end = as_of + timedelta(days=horizon_days)
+    came_back = (
+        known.where((F.col("date") > _lit_date(as_of)) & (F.col("date") <= _lit_date(end))
+                    & (F.col("quantity") > 0))
+        .select("customer_key").distinct().withColumn("returned", F.lit(True))
+    )
+    return buyers.join(came_back, "customer_key", "left").select(
+        "customer_key", F.col("returned").isNull().alias("churned")
+    )
+
+
+def build_daily_channel_kpis(
+    transactions: DataFrame, events: DataFrame, dates: list[date]
+) -> DataFrame:
+    """KPIs per day for ``dates``: online, and per store; new = first purchase in the channel."""
+    wanted = [d.isoformat() for d in dates]
+    firsts = (
+        transactions.where(F.col("customer_key").isNotNull() & (F.col("quantity") > 0))
+        .groupBy("customer_key", "channel")
+        .agg(F.min("date").alias("first_date"))
+    )
+    tx = transactions.where(F.col("date").cast("string").isin(wanted)).join(
+        firsts, ["customer_key", "channel"], "left"
+    )
+    sales = tx.groupBy("date", "channel", "store_id").agg(
+        F.countDistinct("transaction_id").alias("orders"),
+        F.sum("net_amount").alias("net_revenue"),
+        F.sum("quantity").alias("units"),
+        F.countDistinct("customer_key").alias("active_customers"),
+        F.countDistinct(F.when(F.col("first_date") == F.col("date"), F.col("customer_key")))
+        .alias("new_customers"),
+    )
+    sessions = (
+        events.where(F.col("event_date").cast("string").isin(wanted))
+        .groupBy(F.col("event_date").alias("date"))
+        .agg(
+            F.countDistinct("session_id").alias("sessions"),
+            F.countDistinct(F.when(F.col("event_type") == "purchase", F.col("session_id")))
+            .alias("converted_sessions"),
+        )
+        .withColumn("channel", F.lit(ONLINE))
+    )
+    # Sessions are online only, so they join on day and channel (an online row has no store).
+    return (
+        sales.join(sessions, ["date", "channel"], "full_outer")
+        .fillna(0, subset=["orders", "units", "active_customers", "new_customers"])
+        .withColumn("net_revenue", F.coalesce("net_revenue", F.lit(0).cast("decimal(16,2)")))
+        .withColumn(
+            "online_conversion_rate",
+            F.when(F.col("sessions") > 0, F.col("converted_sessions") / F.col("sessions")),
+        )
+        .drop("converted_sessions")
+    )
