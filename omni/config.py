@@ -38,6 +38,19 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _probability(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a number between 0 and 1") from None
+    if not 0 < value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a number between 0 and 1")
+    return value
+
+
 def _sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -71,6 +84,8 @@ class Settings:
     activity_window_days: int = 30
     spark_shuffle_partitions: int = 4
     max_customers_per_device: int = 3
+    churn_medium_threshold: float = 0.3
+    churn_high_threshold: float = 0.6
 
     @property
     def data_dir(self) -> Path:
@@ -118,6 +133,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         churn_horizon_days=_positive_int(env, "OMNI_CHURN_HORIZON_DAYS", 30),
         spark_shuffle_partitions=_positive_int(env, "OMNI_SHUFFLE_PARTITIONS", 4),
         max_customers_per_device=_positive_int(env, "OMNI_MAX_CUSTOMERS_PER_DEVICE", 3),
+        churn_medium_threshold=_probability(env, "OMNI_CHURN_MEDIUM_THRESHOLD", 0.3),
+        churn_high_threshold=_probability(env, "OMNI_CHURN_HIGH_THRESHOLD", 0.6),
     )
 
 

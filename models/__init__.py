@@ -1,0 +1,1 @@
+"""Model steps: features, segmentation, churn, registry, training and scoring entry points."""

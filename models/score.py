@@ -1,0 +1,89 @@
+"""Score every customer as of ``--date`` with the champion models, into gold.customer_scores.
+
+Scoring runs in Spark through ``mlflow.pyfunc.spark_udf``, so it scales with the cluster.
+Rows are merged on (customer_key, as_of_date): a rerun replaces the date's scores.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import mlflow
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
+
+from models import registry
+from models.features import CHURN_FEATURES, SEGMENT_FEATURES
+from omni import lakehouse, tables
+from omni.cli import job_parser, run_job
+from omni.config import Settings
+
+
+def risk_band(probability: Column, medium: float, high: float) -> Column:
+    if not 0 < medium < high < 1:
+        raise ValueError(f"churn band thresholds {medium}, {high}: expected 0 < medium < high < 1")
+    return (
+        F.when(probability >= high, "high").when(probability >= medium, "medium").otherwise("low")
+    )
+
+
+def _champion(client, model: str):
+    version = registry.champion_version(client, model)
+    if version is None:
+        raise LookupError(f"registered model {model!r} has no '{registry.CHAMPION}' alias: "
+                          "train the models first (models/train.py)")
+    return version
+
+
+def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dict:
+    client = registry.configure_tracking(settings)
+    segmentation = _champion(client, registry.SEGMENTATION_MODEL)
+    churn = _champion(client, registry.CHURN_MODEL)
+    names = json.loads(segmentation.tags.get("segment_names", "{}"))
+    segment_udf = mlflow.pyfunc.spark_udf(
+        spark, f"models:/{registry.SEGMENTATION_MODEL}/{segmentation.version}",
+        result_type="int", env_manager="local",
+    )
+    churn_udf = mlflow.pyfunc.spark_udf(
+        spark, f"models:/{registry.CHURN_MODEL}/{churn.version}",
+        result_type="array<double>", env_manager="local",
+    )
+    features = lakehouse.read_table(spark, settings, tables.GOLD_FEATURES).where(
+        F.col("as_of_date") == F.lit(str(as_of)).cast("date")
+    )
+    name_map = F.create_map(*(item for k, v in names.items() for item in (F.lit(int(k)), F.lit(v))))
+    scored = (
+        features.withColumn("segment_id", segment_udf(*SEGMENT_FEATURES))
+        .withColumn("churn_probability", churn_udf(*CHURN_FEATURES).getItem(1))
+        .withColumn("segment_name", F.coalesce(name_map[F.col("segment_id")],
+                                               F.concat(F.lit("segment "), F.col("segment_id"))))
+        .withColumn("churn_risk_band", risk_band(F.col("churn_probability"),
+                                                 settings.churn_medium_threshold,
+                                                 settings.churn_high_threshold))
+        .withColumn("segmentation_model",
+                    F.lit(f"{registry.SEGMENTATION_MODEL}/{segmentation.version}"))
+        .withColumn("churn_model", F.lit(f"{registry.CHURN_MODEL}/{churn.version}"))
+        .withColumn("scored_at", F.current_timestamp())
+    )
+    rows = lakehouse.merge(spark, settings, tables.GOLD_SCORES, scored)
+    bands = {
+        row["churn_risk_band"]: row["n"]
+        for row in lakehouse.read_table(spark, settings, tables.GOLD_SCORES)
+        .where(F.col("as_of_date") == F.lit(str(as_of)).cast("date"))
+        .groupBy("churn_risk_band").agg(F.count("*").alias("n")).collect()
+    }
+    return {"scored": rows, "bands": bands, "segmentation_version": segmentation.version,
+            "churn_version": churn.version}
+
+
+def _body(spark: SparkSession, settings: Settings, args) -> dict:
+    return score_customers(spark, settings, args.date)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("score_customers", _body, job_parser(__doc__.splitlines()[0]), argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from omni.config import DEVELOPMENT_HASH_KEY, REPO_ROOT, load_settings, parse_date
+
+
+def test_defaults_are_the_embedded_contract_locations():
+    settings = load_settings({})
+    assert settings.landing_dir == REPO_ROOT / "data" / "landing"
+    assert settings.lakehouse_dir == REPO_ROOT / "data" / "lakehouse"
+    assert settings.mlflow_tracking_uri == f"sqlite:///{REPO_ROOT / 'data' / 'mlflow' / 'mlflow.db'}"
+    assert settings.mlflow_artifacts_dir == REPO_ROOT / "data" / "mlflow" / "artifacts"
+    assert settings.spark_master == "local[*]"
+    assert settings.hash_key == DEVELOPMENT_HASH_KEY
+
+
+def test_environment_overrides_and_relative_paths_are_from_the_repo(tmp_path):
+    settings = load_settings({
+        "OMNI_LANDING_DIR": "elsewhere/landing",
+        "OMNI_LAKEHOUSE_DIR": str(tmp_path / "lh"),
+        "MLFLOW_TRACKING_URI": "sqlite:///rel/mlflow.db",
+        "OMNI_SPARK_MASTER": "spark://127.0.0.1:7077",
+    })
+    assert settings.landing_dir == REPO_ROOT / "elsewhere" / "landing"
+    assert settings.lakehouse_dir == Path(tmp_path / "lh")
+    assert settings.mlflow_tracking_uri == f"sqlite:///{REPO_ROOT / 'rel' / 'mlflow.db'}"
+    assert settings.spark_master == "spark://127.0.0.1:7077"
+
+
+def test_settings_are_frozen():
+    settings = load_settings({})
+    with pytest.raises(AttributeError):
+        settings.spark_master = "yarn"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"OMNI_CHURN_HORIZON_DAYS": "soon"}, "OMNI_CHURN_HORIZON_DAYS='soon': expected a whole"),
+        ({"OMNI_CHURN_HORIZON_DAYS": "0"}, "expected a number greater than 0"),
+        ({"OMNI_CHURN_HIGH_THRESHOLD": "1.5"}, "expected a number between 0 and 1"),
+        ({"OMNI_PRODUCTION": "maybe"}, "OMNI_PRODUCTION='maybe': expected true or false"),
+        ({"OMNI_PRODUCTION": "true"}, "OMNI_HASH_KEY is missing or is the development key"),
+    ],
+)
+def test_bad_settings_name_the_value_and_what_was_expected(env, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(env)
+
+
+def test_production_accepts_a_real_key():
+    settings = load_settings({"OMNI_PRODUCTION": "true", "OMNI_HASH_KEY": "s3cret"})
+    assert settings.production and settings.hash_key == "s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+def test_parse_date_names_bad_input():
+    with pytest.raises(ValueError, match="date '2026-13-01': expected YYYY-MM-DD"):
+        parse_date("2026-13-01")
