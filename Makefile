@@ -55,11 +55,12 @@ run: sample airflow-db ## Run the nightly DAG through Airflow on the latest samp
 	$(BIN)/airflow dags test $(DAG_ID) $$date && \
 	$(BIN)/python -m omni.report --date $$date
 
-test: setup ## Run the whole test suite
+test: lint ## Run the whole test suite (after the lint checks)
 	$(BIN)/pytest
 
-lint: setup ## Check style with ruff
+lint: setup ## Check style and formatting with ruff
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: setup ## Fix import order and style with ruff
 	$(BIN)/ruff check --fix .

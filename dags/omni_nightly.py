@@ -76,9 +76,16 @@ def omni_nightly():
     check_silver = spark_job("validate_silver", "jobs/validate.py", "--layer", "silver")
     gold = spark_job("gold", "jobs/gold.py")
     check_gold = spark_job(
-        "validate_gold", "jobs/validate.py", "--layer", "gold",
-        "--table", "gold.customer_profile", "--table", "gold.customer_features",
-        "--table", "gold.daily_channel_kpis",
+        "validate_gold",
+        "jobs/validate.py",
+        "--layer",
+        "gold",
+        "--table",
+        "gold.customer_profile",
+        "--table",
+        "gold.customer_features",
+        "--table",
+        "gold.daily_channel_kpis",
     )
     train = spark_job("train_models", "models/train.py")
     score = spark_job("score_customers", "models/score.py")

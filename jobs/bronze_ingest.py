@@ -72,7 +72,10 @@ def ingest_source(
         row["_source_file"]
         for row in existing.where(
             lakehouse.date_literal("_business_date", set(candidates.values()))
-        ).select("_source_file").distinct().collect()
+        )
+        .select("_source_file")
+        .distinct()
+        .collect()
     }
     new_files = {path: day for path, day in candidates.items() if path not in done}
     if not new_files:
@@ -86,8 +89,9 @@ def ingest_source(
         "*",
         F.current_timestamp().alias("_ingested_at"),
         F.lit(run_id).alias("_run_id"),
-        F.to_date(F.regexp_extract("_source_file", r"/dt=(\d{4}-\d{2}-\d{2})/", 1))
-        .alias("_business_date"),
+        F.to_date(F.regexp_extract("_source_file", r"/dt=(\d{4}-\d{2}-\d{2})/", 1)).alias(
+            "_business_date"
+        ),
     )
     written = lakehouse.append(spark, settings, source.bronze, records)
     return {"files": len(new_files), "records": written}

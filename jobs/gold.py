@@ -26,7 +26,9 @@ def load_inputs(spark: SparkSession, settings: Settings) -> dict:
     return {
         "population": gold.customer_population(identity, read(tables.SILVER_CUSTOMERS)).cache(),
         "transactions": gold.customer_transactions(
-            read(tables.SILVER_ORDER_LINES), read(tables.SILVER_POS), identity,
+            read(tables.SILVER_ORDER_LINES),
+            read(tables.SILVER_POS),
+            identity,
             read(tables.SILVER_PRODUCTS),
         ).cache(),
         "activity": gold.customer_activity(events, identity).cache(),
@@ -38,9 +40,11 @@ def touched_dates(spark: SparkSession, settings: Settings, run_id: str, as_of: d
     """Days that the run's accepted records belong to (late records included), up to as_of."""
     read = lambda t: lakehouse.read_table(spark, settings, t).where(F.col("_run_id") == run_id)  # noqa: E731
     days = (
-        read(tables.SILVER_EVENTS).select(F.col("event_date").alias("d"))
+        read(tables.SILVER_EVENTS)
+        .select(F.col("event_date").alias("d"))
         .union(read(tables.SILVER_POS).select(F.col("transaction_date").alias("d")))
-        .distinct().collect()
+        .distinct()
+        .collect()
     )
     return sorted({row["d"] for row in days if row["d"] <= as_of} | {as_of})
 
@@ -51,7 +55,10 @@ def build_gold(spark: SparkSession, settings: Settings, as_of: date, run_id: str
         inputs["population"], inputs["transactions"], inputs["activity"], as_of
     )
     features = gold.build_customer_features(
-        inputs["population"], inputs["transactions"], inputs["activity"], as_of,
+        inputs["population"],
+        inputs["transactions"],
+        inputs["activity"],
+        as_of,
         settings.profile_window_days,
     )
     days = touched_dates(spark, settings, run_id, as_of)

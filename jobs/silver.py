@@ -38,7 +38,9 @@ class SilverStep:
         if not self.latest_by:
             return None
         newer = " OR ".join(f"source.`{c}` > target.`{c}`" for c in self.latest_by)
-        return f"({newer}) OR ({' AND '.join(f'source.`{c}` = target.`{c}`' for c in self.latest_by)})"
+        return (
+            f"({newer}) OR ({' AND '.join(f'source.`{c}` = target.`{c}`' for c in self.latest_by)})"
+        )
 
 
 def steps(settings: Settings) -> list[SilverStep]:
@@ -49,16 +51,39 @@ def steps(settings: Settings) -> list[SilverStep]:
         )
 
     return [
-        SilverStep(sources.PRODUCTS, tables.SILVER_PRODUCTS, ("sku", "_business_date"),
-                   lambda b, _: validation.check_products(b), latest_by=("_business_date",)),
-        SilverStep(sources.STORES, tables.SILVER_STORES, ("store_id", "_business_date"),
-                   lambda b, _: validation.check_stores(b), latest_by=("_business_date",)),
-        SilverStep(sources.CRM, tables.SILVER_CUSTOMERS, ("customer_id", "updated_at"),
-                   check_customers, latest_by=("updated_at",)),
-        SilverStep(sources.EVENTS, tables.SILVER_EVENTS, ("event_id",),
-                   lambda b, ref: validation.check_events(b, ref["products"])),
-        SilverStep(sources.POS, tables.SILVER_POS, ("transaction_id", "line_number"),
-                   lambda b, ref: validation.check_pos(b, ref["products"], ref["stores"])),
+        SilverStep(
+            sources.PRODUCTS,
+            tables.SILVER_PRODUCTS,
+            ("sku", "_business_date"),
+            lambda b, _: validation.check_products(b),
+            latest_by=("_business_date",),
+        ),
+        SilverStep(
+            sources.STORES,
+            tables.SILVER_STORES,
+            ("store_id", "_business_date"),
+            lambda b, _: validation.check_stores(b),
+            latest_by=("_business_date",),
+        ),
+        SilverStep(
+            sources.CRM,
+            tables.SILVER_CUSTOMERS,
+            ("customer_id", "updated_at"),
+            check_customers,
+            latest_by=("updated_at",),
+        ),
+        SilverStep(
+            sources.EVENTS,
+            tables.SILVER_EVENTS,
+            ("event_id",),
+            lambda b, ref: validation.check_events(b, ref["products"]),
+        ),
+        SilverStep(
+            sources.POS,
+            tables.SILVER_POS,
+            ("transaction_id", "line_number"),
+            lambda b, ref: validation.check_pos(b, ref["products"], ref["stores"]),
+        ),
     ]
 
 
@@ -80,9 +105,8 @@ def process(
     runs = pending_runs(spark, settings, step.source)
     if not runs:
         return []
-    batch = (
-        lakehouse.read_table(spark, settings, step.source.bronze)
-        .where(F.col("_run_id").isin(runs))
+    batch = lakehouse.read_table(spark, settings, step.source.bronze).where(
+        F.col("_run_id").isin(runs)
     )
     checked = step.check(batch, reference).cache()
     rejected = checked.where(F.col("_reason").isNotNull())
@@ -96,9 +120,12 @@ def process(
 
     for run in runs:
         lakehouse.replace_where(
-            spark, settings, tables.QUARANTINE_RECORDS,
-            silver.quarantine_rows(rejected.where(F.col("_run_id") == run), step.source.name,
-                                   step.dedup_keys, run),
+            spark,
+            settings,
+            tables.QUARANTINE_RECORDS,
+            silver.quarantine_rows(
+                rejected.where(F.col("_run_id") == run), step.source.name, step.dedup_keys, run
+            ),
             f"source = '{step.source.name}' AND run_id = '{run}'",
         )
     if step.latest_by:
@@ -107,17 +134,30 @@ def process(
     else:
         lakehouse.merge(spark, settings, step.table, accepted, update=False)
     if step.source is sources.EVENTS:
-        lakehouse.merge(spark, settings, tables.SILVER_ORDER_LINES,
-                        validation.explode_order_lines(accepted), update=False)
+        lakehouse.merge(
+            spark,
+            settings,
+            tables.SILVER_ORDER_LINES,
+            validation.explode_order_lines(accepted),
+            update=False,
+        )
 
     counts = (
-        checked.groupBy("_run_id", "_business_date").agg(F.count("*").alias("read"))
-        .join(rejected.groupBy("_run_id", "_business_date").agg(F.count("*").alias("rejected")),
-              ["_run_id", "_business_date"], "left")
-        .join(flagged.groupBy("_run_id", "_business_date").agg(
-            F.sum((~F.col("_is_duplicate")).cast("long")).alias("accepted"),
-            F.sum(F.col("_is_duplicate").cast("long")).alias("duplicates")),
-              ["_run_id", "_business_date"], "left")
+        checked.groupBy("_run_id", "_business_date")
+        .agg(F.count("*").alias("read"))
+        .join(
+            rejected.groupBy("_run_id", "_business_date").agg(F.count("*").alias("rejected")),
+            ["_run_id", "_business_date"],
+            "left",
+        )
+        .join(
+            flagged.groupBy("_run_id", "_business_date").agg(
+                F.sum((~F.col("_is_duplicate")).cast("long")).alias("accepted"),
+                F.sum(F.col("_is_duplicate").cast("long")).alias("duplicates"),
+            ),
+            ["_run_id", "_business_date"],
+            "left",
+        )
         .fillna(0)
         .collect()
     )
@@ -125,7 +165,9 @@ def process(
         (row["run_id"], row["business_date"]): row["n"]
         for row in lakehouse.read_table(spark, settings, tables.QUARANTINE_RECORDS)
         .where((F.col("source") == step.source.name) & F.col("run_id").isin(runs))
-        .groupBy("run_id", "business_date").agg(F.count("*").alias("n")).collect()
+        .groupBy("run_id", "business_date")
+        .agg(F.count("*").alias("n"))
+        .collect()
     }
     bronze_read = {
         (row["_run_id"], row["_business_date"]): row["n"]
@@ -135,9 +177,13 @@ def process(
     for row in counts:
         key = (row["_run_id"], row["_business_date"])
         entry = {
-            "run_id": key[0], "source": step.source.name, "business_date": key[1],
-            "read": bronze_read.get(key, 0), "accepted": row["accepted"],
-            "quarantined": quarantined.get(key, 0), "duplicates": row["duplicates"],
+            "run_id": key[0],
+            "source": step.source.name,
+            "business_date": key[1],
+            "read": bronze_read.get(key, 0),
+            "accepted": row["accepted"],
+            "quarantined": quarantined.get(key, 0),
+            "duplicates": row["duplicates"],
         }
         if entry["read"] != entry["accepted"] + entry["quarantined"] + entry["duplicates"]:
             raise ReconciliationError(
@@ -176,8 +222,9 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str) -> dict:
     for step in steps(settings):
         reference = {
             "products": lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS).select("sku"),
-            "stores": lakehouse.read_table(spark, settings, tables.SILVER_STORES)
-            .select("store_id", "timezone"),
+            "stores": lakehouse.read_table(spark, settings, tables.SILVER_STORES).select(
+                "store_id", "timezone"
+            ),
         }
         rows = process(spark, settings, step, reference)
         record_reconciliation(spark, settings, rows)

@@ -36,11 +36,17 @@ def validate_layer(
         condition = quality.scope_filter(spec.scope, run_id, as_of)
         frames[table.name] = df.where(condition) if condition else df
     if not frames:
-        raise ValueError(f"layer {layer!r} has no expectation suites under {quality.EXPECTATIONS_DIR}")
+        raise ValueError(
+            f"layer {layer!r} has no expectation suites under {quality.EXPECTATIONS_DIR}"
+        )
     outcomes = quality.validate_frames(frames, settings.gx_dir, f"{run_id}__{layer}")
     summary = {
-        o.table: {"success": o.success, "evaluated": o.evaluated, "failed": len(o.failed),
-                  "rows": o.rows}
+        o.table: {
+            "success": o.success,
+            "evaluated": o.evaluated,
+            "failed": len(o.failed),
+            "rows": o.rows,
+        }
         for o in outcomes
     }
     log.info("validation of %s: %s", layer, json.dumps(summary))
@@ -59,7 +65,9 @@ def _parser():
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return {"tables": validate_layer(spark, settings, args.layer, args.run_id, args.date, args.table)}
+    return {
+        "tables": validate_layer(spark, settings, args.layer, args.run_id, args.date, args.table)
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

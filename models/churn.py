@@ -24,12 +24,20 @@ class ChurnResult:
 
 
 def build_pipeline(seed: int) -> Pipeline:
-    return Pipeline([
-        ("model", HistGradientBoostingClassifier(
-            max_iter=200, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0,
-            random_state=seed,
-        )),
-    ])
+    return Pipeline(
+        [
+            (
+                "model",
+                HistGradientBoostingClassifier(
+                    max_iter=200,
+                    learning_rate=0.05,
+                    max_leaf_nodes=15,
+                    l2_regularization=1.0,
+                    random_state=seed,
+                ),
+            ),
+        ]
+    )
 
 
 def lift_at_top_decile(y_true: np.ndarray, scores: np.ndarray) -> float:

@@ -15,8 +15,14 @@ from omni.transforms import gold
 
 CHURN_FEATURES: tuple[str, ...] = tuple(name for name, _ in FEATURE_COLUMNS)
 SEGMENT_FEATURES: tuple[str, ...] = (
-    "recency_days", "frequency_365d", "monetary_365d", "online_share_365d",
-    "category_breadth_365d", "discount_share_365d", "searches_30d", "sessions_30d",
+    "recency_days",
+    "frequency_365d",
+    "monetary_365d",
+    "online_share_365d",
+    "category_breadth_365d",
+    "discount_share_365d",
+    "searches_30d",
+    "sessions_30d",
 )
 LABEL = "churned"
 
@@ -27,8 +33,9 @@ def training_cutoff(as_of: date, horizon_days: int) -> date:
     return as_of - timedelta(days=horizon_days)
 
 
-def churn_training_set(inputs: dict[str, DataFrame], as_of: date, horizon_days: int,
-                       window_days: int = 365) -> DataFrame:
+def churn_training_set(
+    inputs: dict[str, DataFrame], as_of: date, horizon_days: int, window_days: int = 365
+) -> DataFrame:
     """Features as of T-H for customers who had bought by then, with their churn label."""
     cutoff = training_cutoff(as_of, horizon_days)
     features = gold.build_customer_features(

@@ -84,8 +84,16 @@ def promote_if_better(
     current = champion_version(client, model)
     if current is None:
         client.set_registered_model_alias(model, CHAMPION, version)
-        return PromotionDecision(model, version, True, metric, value, None, None,
-                                 "no champion yet: the first version becomes champion")
+        return PromotionDecision(
+            model,
+            version,
+            True,
+            metric,
+            value,
+            None,
+            None,
+            "no champion yet: the first version becomes champion",
+        )
     champion_value = client.get_run(current.run_id).data.metrics.get(metric)
     if champion_value is None:
         better = True
@@ -100,5 +108,6 @@ def promote_if_better(
         f"{champion_value if champion_value is None else round(champion_value, 4)}"
         f" (margin {margin}): {'promoted' if better else 'kept the champion'}"
     )
-    return PromotionDecision(model, version, better, metric, value, champion_value,
-                             current.version, reason)
+    return PromotionDecision(
+        model, version, better, metric, value, champion_value, current.version, reason
+    )

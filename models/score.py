@@ -31,8 +31,10 @@ def risk_band(probability: Column, medium: float, high: float) -> Column:
 def _champion(client, model: str):
     version = registry.champion_version(client, model)
     if version is None:
-        raise LookupError(f"registered model {model!r} has no '{registry.CHAMPION}' alias: "
-                          "train the models first (models/train.py)")
+        raise LookupError(
+            f"registered model {model!r} has no '{registry.CHAMPION}' alias: "
+            "train the models first (models/train.py)"
+        )
     return version
 
 
@@ -42,12 +44,16 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
     churn = _champion(client, registry.CHURN_MODEL)
     names = json.loads(segmentation.tags.get("segment_names", "{}"))
     segment_udf = mlflow.pyfunc.spark_udf(
-        spark, f"models:/{registry.SEGMENTATION_MODEL}/{segmentation.version}",
-        result_type="int", env_manager="local",
+        spark,
+        f"models:/{registry.SEGMENTATION_MODEL}/{segmentation.version}",
+        result_type="int",
+        env_manager="local",
     )
     churn_udf = mlflow.pyfunc.spark_udf(
-        spark, f"models:/{registry.CHURN_MODEL}/{churn.version}",
-        result_type="array<double>", env_manager="local",
+        spark,
+        f"models:/{registry.CHURN_MODEL}/{churn.version}",
+        result_type="array<double>",
+        env_manager="local",
     )
     features = lakehouse.read_table(spark, settings, tables.GOLD_FEATURES).where(
         F.col("as_of_date") == F.lit(str(as_of)).cast("date")
@@ -56,13 +62,23 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
     scored = (
         features.withColumn("segment_id", segment_udf(*SEGMENT_FEATURES))
         .withColumn("churn_probability", churn_udf(*CHURN_FEATURES).getItem(1))
-        .withColumn("segment_name", F.coalesce(name_map[F.col("segment_id")],
-                                               F.concat(F.lit("segment "), F.col("segment_id"))))
-        .withColumn("churn_risk_band", risk_band(F.col("churn_probability"),
-                                                 settings.churn_medium_threshold,
-                                                 settings.churn_high_threshold))
-        .withColumn("segmentation_model",
-                    F.lit(f"{registry.SEGMENTATION_MODEL}/{segmentation.version}"))
+        .withColumn(
+            "segment_name",
+            F.coalesce(
+                name_map[F.col("segment_id")], F.concat(F.lit("segment "), F.col("segment_id"))
+            ),
+        )
+        .withColumn(
+            "churn_risk_band",
+            risk_band(
+                F.col("churn_probability"),
+                settings.churn_medium_threshold,
+                settings.churn_high_threshold,
+            ),
+        )
+        .withColumn(
+            "segmentation_model", F.lit(f"{registry.SEGMENTATION_MODEL}/{segmentation.version}")
+        )
         .withColumn("churn_model", F.lit(f"{registry.CHURN_MODEL}/{churn.version}"))
         .withColumn("scored_at", F.current_timestamp())
     )
@@ -71,10 +87,16 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
         row["churn_risk_band"]: row["n"]
         for row in lakehouse.read_table(spark, settings, tables.GOLD_SCORES)
         .where(F.col("as_of_date") == F.lit(str(as_of)).cast("date"))
-        .groupBy("churn_risk_band").agg(F.count("*").alias("n")).collect()
+        .groupBy("churn_risk_band")
+        .agg(F.count("*").alias("n"))
+        .collect()
     }
-    return {"scored": rows, "bands": bands, "segmentation_version": segmentation.version,
-            "churn_version": churn.version}
+    return {
+        "scored": rows,
+        "bands": bands,
+        "segmentation_version": segmentation.version,
+        "churn_version": churn.version,
+    }
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:

@@ -47,11 +47,13 @@ def build_pipeline(k: int, seed: int) -> Pipeline:
         remainder="passthrough",
         verbose_feature_names_out=False,
     )
-    return Pipeline([
-        ("log", squash),
-        ("scale", StandardScaler()),
-        ("kmeans", KMeans(n_clusters=k, n_init=10, random_state=seed)),
-    ])
+    return Pipeline(
+        [
+            ("log", squash),
+            ("scale", StandardScaler()),
+            ("kmeans", KMeans(n_clusters=k, n_init=10, random_state=seed)),
+        ]
+    )
 
 
 def name_segment(profile: pd.Series) -> str:
@@ -87,9 +89,7 @@ def train_segmentation(
 ) -> SegmentationResult:
     """Fit k-means for every k in ``k_range``; keep the best silhouette."""
     if len(frame) < max(k_range) * 5:
-        raise ValueError(
-            f"{len(frame)} customers to segment: expected at least {max(k_range) * 5}"
-        )
+        raise ValueError(f"{len(frame)} customers to segment: expected at least {max(k_range) * 5}")
     X = frame[list(SEGMENT_FEATURES)].astype(float)
     scores: dict[int, float] = {}
     fitted: dict[int, Pipeline] = {}
@@ -97,13 +97,16 @@ def train_segmentation(
         pipeline = build_pipeline(k, seed).fit(X)
         transformed = pipeline[:-1].transform(X)
         labels = pipeline[-1].labels_
-        scores[k] = float(silhouette_score(
-            transformed, labels, sample_size=min(sample_size, len(X)), random_state=seed
-        ))
+        scores[k] = float(
+            silhouette_score(
+                transformed, labels, sample_size=min(sample_size, len(X)), random_state=seed
+            )
+        )
         fitted[k] = pipeline
     best = max(scores, key=lambda k: (scores[k], -k))
     pipeline = fitted[best]
     profiles = X.assign(segment_id=pipeline[-1].labels_).groupby("segment_id").mean()
     profiles["customers"] = pd.Series(pipeline[-1].labels_).value_counts().sort_index()
-    return SegmentationResult(pipeline, best, scores[best], scores, name_segments(profiles),
-                              profiles)
+    return SegmentationResult(
+        pipeline, best, scores[best], scores, name_segments(profiles), profiles
+    )

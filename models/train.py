@@ -37,8 +37,9 @@ TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredict
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -47,14 +48,21 @@ def _common_tags(as_of: date, run_id: str) -> dict[str, str]:
     return {"as_of_date": str(as_of), "pipeline_run_id": run_id, "git_commit": _git_commit()}
 
 
-def train_segmentation_model(settings: Settings, client, features: pd.DataFrame, as_of: date,
-                             run_id: str) -> dict:
+def train_segmentation_model(
+    settings: Settings, client, features: pd.DataFrame, as_of: date, run_id: str
+) -> dict:
     result = train_segmentation(features)
     registry.use_experiment(settings, registry.SEGMENTATION_MODEL)
     X = features[list(SEGMENT_FEATURES)].astype(float)
     with mlflow.start_run(run_name=f"segmentation {as_of}", tags=_common_tags(as_of, run_id)):
-        mlflow.log_params({"k": result.k, "k_range": "3-6", "features": ",".join(SEGMENT_FEATURES),
-                           "customers": len(X)})
+        mlflow.log_params(
+            {
+                "k": result.k,
+                "k_range": "3-6",
+                "features": ",".join(SEGMENT_FEATURES),
+                "customers": len(X),
+            }
+        )
         mlflow.log_metric("silhouette", result.silhouette)
         for k, score in result.silhouettes.items():
             mlflow.log_metric("silhouette_by_k", score, step=k)
@@ -65,37 +73,56 @@ def train_segmentation_model(settings: Settings, client, features: pd.DataFrame,
             mlflow.log_artifact(str(profiles))
         labels = result.pipeline.predict(X.head(200))
         info = mlflow.sklearn.log_model(
-            result.pipeline, name="model",
+            result.pipeline,
+            name="model",
             registered_model_name=registry.SEGMENTATION_MODEL,
             signature=infer_signature(X.head(200), labels),
             input_example=X.head(5),
         )
     version = str(info.registered_model_version)
-    client.set_model_version_tag(registry.SEGMENTATION_MODEL, version, "segment_names",
-                                 json.dumps({str(k): v for k, v in result.names.items()}))
+    client.set_model_version_tag(
+        registry.SEGMENTATION_MODEL,
+        version,
+        "segment_names",
+        json.dumps({str(k): v for k, v in result.names.items()}),
+    )
     decision = registry.promote_if_better(
         client, registry.SEGMENTATION_MODEL, version, "silhouette", result.silhouette
     )
     log.info("segmentation: %s", decision.reason)
-    return {"version": version, "k": result.k, "silhouette": round(result.silhouette, 4),
-            "promoted": decision.promoted, "names": result.names}
+    return {
+        "version": version,
+        "k": result.k,
+        "silhouette": round(result.silhouette, 4),
+        "promoted": decision.promoted,
+        "names": result.names,
+    }
 
 
-def train_churn_model(settings: Settings, client, training: pd.DataFrame, as_of: date,
-                      run_id: str) -> dict:
+def train_churn_model(
+    settings: Settings, client, training: pd.DataFrame, as_of: date, run_id: str
+) -> dict:
     result = train_churn(training)
     registry.use_experiment(settings, registry.CHURN_MODEL)
     X = training[list(CHURN_FEATURES)].astype(float)
     with mlflow.start_run(run_name=f"churn {as_of}", tags=_common_tags(as_of, run_id)):
-        mlflow.log_params({
-            "horizon_days": settings.churn_horizon_days, "train_rows": result.train_rows,
-            "holdout_rows": result.holdout_rows, "churn_rate": round(result.churn_rate, 4),
-            **{f"model__{k}": v for k, v in result.pipeline[-1].get_params().items()
-               if k in ("max_iter", "learning_rate", "max_leaf_nodes", "l2_regularization")},
-        })
+        mlflow.log_params(
+            {
+                "horizon_days": settings.churn_horizon_days,
+                "train_rows": result.train_rows,
+                "holdout_rows": result.holdout_rows,
+                "churn_rate": round(result.churn_rate, 4),
+                **{
+                    f"model__{k}": v
+                    for k, v in result.pipeline[-1].get_params().items()
+                    if k in ("max_iter", "learning_rate", "max_leaf_nodes", "l2_regularization")
+                },
+            }
+        )
         mlflow.log_metrics(result.metrics)
         info = mlflow.sklearn.log_model(
-            result.pipeline, name="model",
+            result.pipeline,
+            name="model",
             registered_model_name=registry.CHURN_MODEL,
             signature=infer_signature(X.head(200), result.pipeline.predict_proba(X.head(200))),
             input_example=X.head(5),
@@ -108,11 +135,14 @@ def train_churn_model(settings: Settings, client, training: pd.DataFrame, as_of:
         client, registry.CHURN_MODEL, version, "roc_auc", result.metrics["roc_auc"]
     )
     log.info("churn: %s", decision.reason)
-    return {"version": version, "promoted": decision.promoted,
-            "rows": result.train_rows + result.holdout_rows,
-            "churn_rate": round(result.churn_rate, 4),
-            **{k: round(v, 4) for k, v in result.metrics.items()},
-            "decision": asdict(decision)["reason"]}
+    return {
+        "version": version,
+        "promoted": decision.promoted,
+        "rows": result.train_rows + result.holdout_rows,
+        "churn_rate": round(result.churn_rate, 4),
+        **{k: round(v, 4) for k, v in result.metrics.items()},
+        "decision": asdict(decision)["reason"],
+    }
 
 
 def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
@@ -127,8 +157,7 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
         raise ValueError(f"gold.customer_features has no rows for {as_of}: run jobs/gold.py first")
     inputs = load_inputs(spark, settings)
     training = (
-        churn_training_set(inputs, as_of, settings.churn_horizon_days,
-                           settings.profile_window_days)
+        churn_training_set(inputs, as_of, settings.churn_horizon_days, settings.profile_window_days)
         .select("customer_key", *CHURN_FEATURES, LABEL)
         .toPandas()
     )

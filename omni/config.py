@@ -63,7 +63,7 @@ def _absolute_tracking_uri(uri: str) -> str:
     """
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return _sqlite_uri(REPO_ROOT / uri[len(prefix):])
+        return _sqlite_uri(REPO_ROOT / uri[len(prefix) :])
     return uri
 
 
@@ -125,7 +125,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         landing_dir=_path(env.get("OMNI_LANDING_DIR"), data / "landing"),
         lakehouse_dir=_path(env.get("OMNI_LAKEHOUSE_DIR"), data / "lakehouse"),
         mlflow_tracking_uri=tracking,
-        mlflow_artifacts_dir=_path(env.get("OMNI_MLFLOW_ARTIFACTS_DIR"), data / "mlflow" / "artifacts"),
+        mlflow_artifacts_dir=_path(
+            env.get("OMNI_MLFLOW_ARTIFACTS_DIR"), data / "mlflow" / "artifacts"
+        ),
         spark_master=env.get("OMNI_SPARK_MASTER") or "local[*]",
         jar_dir=_path(env.get("OMNI_JAR_DIR"), REPO_ROOT / ".cache" / "jars"),
         hash_key=hash_key,

@@ -122,8 +122,10 @@ def validate_frames(
                 result_format={"result_format": "SUMMARY"},
             )
         )
-        result = checkpoint.run(batch_parameters={"dataframe": df},
-                                run_id=None if not run_name else _run_identifier(run_name))
+        result = checkpoint.run(
+            batch_parameters={"dataframe": df},
+            run_id=None if not run_name else _run_identifier(run_name),
+        )
         outcomes.append(_outcome(table_name, result, df))
     return outcomes
 
@@ -142,13 +144,15 @@ def _outcome(table_name: str, result: Any, df: Any) -> ValidationOutcome:
             evaluated += 1
             if not item.success:
                 config = item.expectation_config
-                failed.append({
-                    "expectation": config.type,
-                    "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
-                    "observed": item.result.get("observed_value"),
-                    "unexpected_count": item.result.get("unexpected_count"),
-                    "partial_unexpected": item.result.get("partial_unexpected_list", [])[:5],
-                })
+                failed.append(
+                    {
+                        "expectation": config.type,
+                        "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
+                        "observed": item.result.get("observed_value"),
+                        "unexpected_count": item.result.get("unexpected_count"),
+                        "partial_unexpected": item.result.get("partial_unexpected_list", [])[:5],
+                    }
+                )
     return ValidationOutcome(table_name, bool(result.success), evaluated, failed, df.count())
 
 

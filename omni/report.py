@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nMLflow registry {settings.mlflow_tracking_uri}:")
     for model in (registry.SEGMENTATION_MODEL, registry.CHURN_MODEL):
         champion = registry.champion_version(client, model)
-        print(f"  {model:<24} champion: "
-              f"{'none' if champion is None else 'version ' + str(champion.version)}")
+        print(
+            f"  {model:<24} champion: "
+            f"{'none' if champion is None else 'version ' + str(champion.version)}"
+        )
     return 0
 
 

@@ -48,11 +48,30 @@ CATEGORIES = {
     "toys": ("games", "puzzles", "plush"),
 }
 PRICE_RANGE = {
-    "apparel": (15, 90), "footwear": (40, 160), "beauty": (8, 70), "home": (10, 120),
-    "electronics": (20, 300), "sports": (15, 140), "books": (8, 35), "toys": (10, 60),
+    "apparel": (15, 90),
+    "footwear": (40, 160),
+    "beauty": (8, 70),
+    "home": (10, 120),
+    "electronics": (20, 300),
+    "sports": (15, 140),
+    "books": (8, 35),
+    "toys": (10, 60),
 }
 BRANDS = ("Acme", "Nordlys", "Solano", "Vireo", "Kestrel", "Maris", "Oakline", "Tessera")
-FIRST_NAMES = ("Ana", "Luc", "Mia", "Jon", "Eva", "Tom", "Ines", "Paul", "Lea", "Omar", "Sara", "Ivo")
+FIRST_NAMES = (
+    "Ana",
+    "Luc",
+    "Mia",
+    "Jon",
+    "Eva",
+    "Tom",
+    "Ines",
+    "Paul",
+    "Lea",
+    "Omar",
+    "Sara",
+    "Ivo",
+)
 LAST_NAMES = ("Martin", "Silva", "Muller", "Virtanen", "Murphy", "Dubois", "Costa", "Keller")
 SEARCH_TERMS = {
     "apparel": ("linen shirt", "black jeans", "rain jacket"),
@@ -65,12 +84,25 @@ SEARCH_TERMS = {
     "toys": ("board game", "1000 piece puzzle", "teddy bear"),
 }
 EVENT_BAD_KINDS = (
-    "truncated_json", "not_json", "wrong_type", "missing_required_field", "unknown_event_type",
-    "negative_price", "timestamp_in_future", "timestamp_before_2000", "unknown_sku",
+    "truncated_json",
+    "not_json",
+    "wrong_type",
+    "missing_required_field",
+    "unknown_event_type",
+    "negative_price",
+    "timestamp_in_future",
+    "timestamp_before_2000",
+    "unknown_sku",
 )
 POS_BAD_KINDS = (
-    "wrong_column_count", "wrong_type", "missing_required_field", "negative_price",
-    "unknown_store", "unknown_sku", "timestamp_in_future", "timestamp_before_2000",
+    "wrong_column_count",
+    "wrong_type",
+    "missing_required_field",
+    "negative_price",
+    "unknown_store",
+    "unknown_sku",
+    "timestamp_in_future",
+    "timestamp_before_2000",
 )
 CRM_BAD_KINDS = ("wrong_column_count", "wrong_type", "missing_required_field")
 
@@ -95,8 +127,11 @@ BEHAVIOURS = {
     "lapsing": Behaviour(0.08, 0.22, 0.05, 1, 0.08, 0.80),
 }
 TYPE_WEIGHTS = {
-    "omni_loyal": 0.2, "online_browser": 0.22, "store_regular": 0.2,
-    "discount_hunter": 0.15, "lapsing": 0.23,
+    "omni_loyal": 0.2,
+    "online_browser": 0.22,
+    "store_regular": 0.2,
+    "discount_hunter": 0.15,
+    "lapsing": 0.23,
 }
 
 
@@ -184,10 +219,17 @@ class SampleGenerator:
             for n in range(25):
                 sku = f"SKU-{category[:3].upper()}-{n:03d}"
                 price = round(self.rng.uniform(low, high), 2)
-                rows.append([
-                    sku, f"{self.rng.choice(BRANDS)} {category} {n}", category,
-                    subcategories[n % 3], self.rng.choice(BRANDS), f"{price:.2f}", "EUR",
-                ])
+                rows.append(
+                    [
+                        sku,
+                        f"{self.rng.choice(BRANDS)} {category} {n}",
+                        category,
+                        subcategories[n % 3],
+                        self.rng.choice(BRANDS),
+                        f"{price:.2f}",
+                        "EUR",
+                    ]
+                )
         return rows
 
     def _new_device(self) -> tuple[str, str]:
@@ -231,10 +273,18 @@ class SampleGenerator:
         if self.rng.random() < 0.1:
             email = email.upper()  # the hash must normalise case
         return [
-            c.customer_id, c.card or "", email, f"+3519{self.rng.randint(10**7, 10**8 - 1)}",
-            c.first_name, c.last_name, str(c.birth_year), c.postal_code,
-            c.signup.isoformat(sep=" "), str(c.email_opt_in).lower(),
-            str(c.push_opt_in).lower(), updated_at.isoformat(sep=" "),
+            c.customer_id,
+            c.card or "",
+            email,
+            f"+3519{self.rng.randint(10**7, 10**8 - 1)}",
+            c.first_name,
+            c.last_name,
+            str(c.birth_year),
+            c.postal_code,
+            c.signup.isoformat(sep=" "),
+            str(c.email_opt_in).lower(),
+            str(c.push_opt_in).lower(),
+            updated_at.isoformat(sep=" "),
         ]
 
     def _write_reference_and_crm(self) -> None:
@@ -268,8 +318,10 @@ class SampleGenerator:
         return min(1.0, 0.25 + remaining / 40)
 
     def _pick_sku(self, c: Customer) -> tuple[str, float, str]:
-        category = self.rng.choice(c.categories) if self.rng.random() < 0.8 else self.rng.choice(
-            list(CATEGORIES)
+        category = (
+            self.rng.choice(c.categories)
+            if self.rng.random() < 0.8
+            else self.rng.choice(list(CATEGORIES))
         )
         sku, price = self.rng.choice(self.skus_by_category[category])
         return sku, price, category
@@ -278,15 +330,26 @@ class SampleGenerator:
         self._serial += 1
         event = {
             "event_id": f"E{self.spec.seed:02d}{self._serial:010d}",
-            "utm_source": None, "utm_medium": None, "utm_campaign": None,
-            "customer_id": None, "sku": None, "search_query": None, "order_id": None,
-            "items": None, "currency": None,
+            "utm_source": None,
+            "utm_medium": None,
+            "utm_campaign": None,
+            "customer_id": None,
+            "sku": None,
+            "search_query": None,
+            "order_id": None,
+            "items": None,
+            "currency": None,
         }
         event.update(fields)
         return event
 
-    def _session(self, c: Customer | None, day: date, behaviour: Behaviour,
-                 device: tuple[str, str] | None = None) -> list[dict]:
+    def _session(
+        self,
+        c: Customer | None,
+        day: date,
+        behaviour: Behaviour,
+        device: tuple[str, str] | None = None,
+    ) -> list[dict]:
         rng = self.rng
         if device is None:
             if c is None:
@@ -307,19 +370,32 @@ class SampleGenerator:
         login_at = 0 if rng.random() < 0.7 else rng.randint(1, 3)  # logged in from the start?
         steps: list[dict] = [{"event_type": "page_view", "page_url": "/"}]
         customer_like = c or Customer(
-            "", "visitor", [], None, 0, [rng.choice(list(CATEGORIES))], start, False, False,
-            "", "", 0, "",
+            "",
+            "visitor",
+            [],
+            None,
+            0,
+            [rng.choice(list(CATEGORIES))],
+            start,
+            False,
+            False,
+            "",
+            "",
+            0,
+            "",
         )
         viewed: list[tuple[str, float, str]] = []
         for _ in range(rng.randint(0, behaviour.search_weight)):
             category = rng.choice(customer_like.categories)
-            steps.append({"event_type": "search",
-                          "search_query": rng.choice(SEARCH_TERMS[category])})
+            steps.append(
+                {"event_type": "search", "search_query": rng.choice(SEARCH_TERMS[category])}
+            )
         for _ in range(rng.randint(1, 4)):
             item = self._pick_sku(customer_like)
             viewed.append(item)
-            steps.append({"event_type": "product_view", "sku": item[0],
-                          "page_url": f"/p/{item[0].lower()}"})
+            steps.append(
+                {"event_type": "product_view", "sku": item[0], "page_url": f"/p/{item[0].lower()}"}
+            )
         buys = c is not None and rng.random() < behaviour.purchase_rate
         if buys or rng.random() < 0.15:
             for item in viewed[: rng.randint(1, len(viewed))]:
@@ -333,19 +409,34 @@ class SampleGenerator:
                 if rng.random() < behaviour.discount_rate:
                     price = round(price * rng.uniform(0.6, 0.85), 2)
                 quantity = rng.choice((1, 1, 1, 2))
-                items.append({"sku": sku, "quantity": quantity,
-                              "unit_price": f"{price:.2f}" if rng.random() < 0.5 else price})
+                items.append(
+                    {
+                        "sku": sku,
+                        "quantity": quantity,
+                        "unit_price": f"{price:.2f}" if rng.random() < 0.5 else price,
+                    }
+                )
                 c.bought.append(sku)
-            steps.append({"event_type": "purchase", "order_id": f"O-{rng.getrandbits(48):012x}",
-                          "items": items, "currency": "EUR"})
+            steps.append(
+                {
+                    "event_type": "purchase",
+                    "order_id": f"O-{rng.getrandbits(48):012x}",
+                    "items": items,
+                    "currency": "EUR",
+                }
+            )
         events = []
         moment = start
         for position, step in enumerate(steps):
             moment += timedelta(seconds=rng.randint(5, 180), milliseconds=rng.randint(0, 999))
             fields = {
                 "event_time": moment.isoformat(timespec="milliseconds"),
-                "platform": platform, "session_id": session_id, "anonymous_id": anonymous_id,
-                "page_url": None, **utm, **step,
+                "platform": platform,
+                "session_id": session_id,
+                "anonymous_id": anonymous_id,
+                "page_url": None,
+                **utm,
+                **step,
             }
             if c is not None and (position >= login_at or step["event_type"] == "purchase"):
                 fields["customer_id"] = c.customer_id
@@ -354,8 +445,9 @@ class SampleGenerator:
             events.append(self._event(**fields))
         return events
 
-    def _receipt(self, c: Customer | None, day: date, store_index: int,
-                 behaviour: Behaviour) -> list[list[str]]:
+    def _receipt(
+        self, c: Customer | None, day: date, store_index: int, behaviour: Behaviour
+    ) -> list[list[str]]:
         rng = self.rng
         store = STORES[store_index]
         local = datetime.combine(day, datetime.min.time()) + timedelta(
@@ -366,8 +458,21 @@ class SampleGenerator:
         payment = rng.choice(("card", "card", "cash", "mobile"))
         scanned = c is not None and c.card is not None and rng.random() < 0.9
         card = c.card if scanned else ""
-        shopper = c or Customer("", "walk_in", [], None, 0, [rng.choice(list(CATEGORIES))],
-                                local, False, False, "", "", 0, "")
+        shopper = c or Customer(
+            "",
+            "walk_in",
+            [],
+            None,
+            0,
+            [rng.choice(list(CATEGORIES))],
+            local,
+            False,
+            False,
+            "",
+            "",
+            0,
+            "",
+        )
         lines = []
         for line_number in range(1, rng.randint(1, 4) + 1):
             sku, price, _ = self._pick_sku(shopper)
@@ -375,17 +480,43 @@ class SampleGenerator:
             discount = 0.0
             if rng.random() < behaviour.discount_rate:
                 discount = round(price * quantity * rng.uniform(0.1, 0.35), 2)
-            lines.append([transaction_id, str(line_number), store[0], register,
-                          local.isoformat(sep=" "), sku, str(quantity), f"{price:.2f}",
-                          f"{discount:.2f}", payment, card, "EUR"])
+            lines.append(
+                [
+                    transaction_id,
+                    str(line_number),
+                    store[0],
+                    register,
+                    local.isoformat(sep=" "),
+                    sku,
+                    str(quantity),
+                    f"{price:.2f}",
+                    f"{discount:.2f}",
+                    payment,
+                    card,
+                    "EUR",
+                ]
+            )
             if c is not None:
                 c.bought.append(sku)
         if c is not None and c.bought and rng.random() < 0.05:  # a return of an earlier buy
             sku = rng.choice(c.bought)
             price = next(p for s, _, _, _, _, p, _ in self.products if s == sku)
-            lines.append([transaction_id, str(len(lines) + 1), store[0], register,
-                          local.isoformat(sep=" "), sku, "-1", price, "0.00", payment, card,
-                          "EUR"])
+            lines.append(
+                [
+                    transaction_id,
+                    str(len(lines) + 1),
+                    store[0],
+                    register,
+                    local.isoformat(sep=" "),
+                    sku,
+                    "-1",
+                    price,
+                    "0.00",
+                    payment,
+                    card,
+                    "EUR",
+                ]
+            )
         return lines
 
     # ---------------------------------------------------------------- delivery quirks
@@ -445,13 +576,23 @@ class SampleGenerator:
     def _bad_event(self, kind: str, day: date) -> str:
         base = self._event(
             event_time=datetime.combine(day, datetime.min.time(), SITE_ZONE)
-            .replace(hour=12).isoformat(timespec="milliseconds"),
-            event_type="product_view", platform="web", session_id="S-bad",
-            anonymous_id="A-bad", page_url="/p/x", sku=self.products[0][0],
+            .replace(hour=12)
+            .isoformat(timespec="milliseconds"),
+            event_type="product_view",
+            platform="web",
+            session_id="S-bad",
+            anonymous_id="A-bad",
+            page_url="/p/x",
+            sku=self.products[0][0],
         )
-        purchase = dict(base, event_type="purchase", order_id=f"O-bad-{self._serial}",
-                        currency="EUR", sku=None,
-                        items=[{"sku": self.products[1][0], "quantity": 1, "unit_price": "9.99"}])
+        purchase = dict(
+            base,
+            event_type="purchase",
+            order_id=f"O-bad-{self._serial}",
+            currency="EUR",
+            sku=None,
+            items=[{"sku": self.products[1][0], "quantity": 1, "unit_price": "9.99"}],
+        )
         if kind == "truncated_json":
             return json.dumps(base)[:40]
         if kind == "not_json":
@@ -477,8 +618,20 @@ class SampleGenerator:
 
     def _bad_pos(self, kind: str, day: date) -> tuple[str, list[str]]:
         store = STORES[0][0]
-        row = [f"TBAD-{self.rng.getrandbits(32):08x}", "1", store, "R1",
-               f"{day} 12:00:00", self.products[0][0], "1", "10.00", "0.00", "card", "", "EUR"]
+        row = [
+            f"TBAD-{self.rng.getrandbits(32):08x}",
+            "1",
+            store,
+            "R1",
+            f"{day} 12:00:00",
+            self.products[0][0],
+            "1",
+            "10.00",
+            "0.00",
+            "card",
+            "",
+            "EUR",
+        ]
         if kind == "wrong_column_count":
             return store, row[:7]
         if kind == "wrong_type":
@@ -501,8 +654,20 @@ class SampleGenerator:
 
     def _bad_crm(self, kind: str, day: date) -> list[str]:
         stamp = f"{day} 09:00:00"
-        row = [f"CBAD{self.rng.getrandbits(24):06x}", "", "bad@example.com", "", "X", "Y",
-               "1980", "1000", stamp, "true", "false", stamp]
+        row = [
+            f"CBAD{self.rng.getrandbits(24):06x}",
+            "",
+            "bad@example.com",
+            "",
+            "X",
+            "Y",
+            "1980",
+            "1000",
+            stamp,
+            "true",
+            "false",
+            stamp,
+        ]
         if kind == "wrong_column_count":
             return row[:5]
         if kind == "wrong_type":
@@ -576,8 +741,9 @@ def write_landing(landing: Landing, root: Path, spec: SampleSpec) -> dict[str, i
 
     for day, lines in sorted(landing.events.items()):
         compress = spec.gzip_events and day.toordinal() % 2 == 0
-        _write(folder("ecommerce/events", day) / "part-00000.jsonl", "\n".join(lines) + "\n",
-               compress)
+        _write(
+            folder("ecommerce/events", day) / "part-00000.jsonl", "\n".join(lines) + "\n", compress
+        )
         counts["ecommerce_events"] += len(lines)
     for (day, store_id), rows in sorted(landing.pos.items()):
         path = folder("instore/pos", day) / f"store_id={store_id}" / "part-00000.csv"
@@ -636,8 +802,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.if_empty and root.exists() and any(root.iterdir()):
         print(f"{root} already holds data: keeping it")
         return 0
-    spec = SampleSpec(customers=args.customers, days=args.days, end_date=args.end_date,
-                      seed=args.seed, bad_rate=args.bad_rate)
+    spec = SampleSpec(
+        customers=args.customers,
+        days=args.days,
+        end_date=args.end_date,
+        seed=args.seed,
+        bad_rate=args.bad_rate,
+    )
     counts = generate_sample(root, spec, overwrite=args.force)
     print(json.dumps({"landing_dir": str(root), **counts}, sort_keys=True))
     return 0

@@ -101,14 +101,42 @@ BRONZE_EVENTS = Table(
 )
 
 POS_COLUMNS = (
-    "transaction_id", "line_number", "store_id", "register_id", "transaction_ts", "sku",
-    "quantity", "unit_price", "discount_amount", "payment_type", "loyalty_card_id", "currency",
+    "transaction_id",
+    "line_number",
+    "store_id",
+    "register_id",
+    "transaction_ts",
+    "sku",
+    "quantity",
+    "unit_price",
+    "discount_amount",
+    "payment_type",
+    "loyalty_card_id",
+    "currency",
 )
 CRM_COLUMNS = (
-    "customer_id", "loyalty_card_id", "email", "phone", "first_name", "last_name", "birth_year",
-    "postal_code", "signup_ts", "email_opt_in", "push_opt_in", "updated_at",
+    "customer_id",
+    "loyalty_card_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "birth_year",
+    "postal_code",
+    "signup_ts",
+    "email_opt_in",
+    "push_opt_in",
+    "updated_at",
 )
-PRODUCT_COLUMNS = ("sku", "product_name", "category", "subcategory", "brand", "list_price", "currency")
+PRODUCT_COLUMNS = (
+    "sku",
+    "product_name",
+    "category",
+    "subcategory",
+    "brand",
+    "list_price",
+    "currency",
+)
 STORE_COLUMNS = ("store_id", "store_name", "city", "region", "country", "timezone", "opened_on")
 
 
@@ -127,7 +155,9 @@ def _csv_bronze(name: str, description: str, columns: tuple[str, ...]) -> Table:
     )
 
 
-BRONZE_POS = _csv_bronze("bronze.pos_lines", "In-store POS receipt lines, as delivered.", POS_COLUMNS)
+BRONZE_POS = _csv_bronze(
+    "bronze.pos_lines", "In-store POS receipt lines, as delivered.", POS_COLUMNS
+)
 BRONZE_CRM = _csv_bronze(
     "bronze.crm_customers", "CRM customer records (personal data in clear).", CRM_COLUMNS
 )
@@ -140,7 +170,12 @@ QUARANTINE_RECORDS = Table(
     "quarantine.records",
     "Every rejected raw record, with the reason it was rejected.",
     (
-        _c("source", _s, "Source: ecommerce_events, pos_lines, crm_customers, products, stores", False),
+        _c(
+            "source",
+            _s,
+            "Source: ecommerce_events, pos_lines, crm_customers, products, stores",
+            False,
+        ),
         _c("source_file", _s, "Landing file the record came from", False),
         _c("raw_text", _s, "The record's raw text", False),
         _c("reason", _s, "Reason code, e.g. malformed_json, unknown_sku", False),
@@ -306,7 +341,9 @@ SILVER_IDENTITY = Table(
     "silver.customer_identity",
     "Every identifier seen, mapped to one customer_key (connected components of the links).",
     (
-        _c("identifier_type", _s, "customer_id, loyalty_card_id, anonymous_id or email_hash", False),
+        _c(
+            "identifier_type", _s, "customer_id, loyalty_card_id, anonymous_id or email_hash", False
+        ),
         _c("identifier", _s, "The identifier (emails only as their keyed hash)", False),
         _c("customer_key", _s, "Stable key of the customer the identifier belongs to", False),
         _c("updated_run_id", _s, "Run that last computed the mapping", False),
@@ -392,7 +429,12 @@ GOLD_KPIS = Table(
         _c("net_revenue", "decimal(16,2)", "Net revenue, returns deducted", False),
         _c("units", "bigint", "Net units sold", False),
         _c("active_customers", "bigint", "Identified customers who bought", False),
-        _c("new_customers", "bigint", "Customers whose first purchase in the channel was this day", False),
+        _c(
+            "new_customers",
+            "bigint",
+            "Customers whose first purchase in the channel was this day",
+            False,
+        ),
         _c("sessions", "bigint", "Online sessions (null for store)"),
         _c("online_conversion_rate", "double", "Sessions with a purchase over sessions (online)"),
     ),
@@ -422,11 +464,24 @@ GOLD_SCORES = Table(
 )
 
 ALL_TABLES: tuple[Table, ...] = (
-    BRONZE_EVENTS, BRONZE_POS, BRONZE_CRM, BRONZE_PRODUCTS, BRONZE_STORES,
-    QUARANTINE_RECORDS, RECONCILIATION,
-    SILVER_PRODUCTS, SILVER_STORES, SILVER_CUSTOMERS, SILVER_EVENTS, SILVER_ORDER_LINES,
-    SILVER_POS, SILVER_IDENTITY,
-    GOLD_PROFILE, GOLD_FEATURES, GOLD_KPIS, GOLD_SCORES,
+    BRONZE_EVENTS,
+    BRONZE_POS,
+    BRONZE_CRM,
+    BRONZE_PRODUCTS,
+    BRONZE_STORES,
+    QUARANTINE_RECORDS,
+    RECONCILIATION,
+    SILVER_PRODUCTS,
+    SILVER_STORES,
+    SILVER_CUSTOMERS,
+    SILVER_EVENTS,
+    SILVER_ORDER_LINES,
+    SILVER_POS,
+    SILVER_IDENTITY,
+    GOLD_PROFILE,
+    GOLD_FEATURES,
+    GOLD_KPIS,
+    GOLD_SCORES,
 )
 TABLES: dict[str, Table] = {table.name: table for table in ALL_TABLES}
 

@@ -16,14 +16,16 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory):
     root = tmp_path_factory.mktemp("omni")
-    return load_settings({
-        "OMNI_LANDING_DIR": str(root / "landing"),
-        "OMNI_LAKEHOUSE_DIR": str(root / "lakehouse"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-        "OMNI_MLFLOW_ARTIFACTS_DIR": str(root / "mlflow" / "artifacts"),
-        "OMNI_SPARK_MASTER": "local[2]",
-        "OMNI_SHUFFLE_PARTITIONS": "2",
-    })
+    return load_settings(
+        {
+            "OMNI_LANDING_DIR": str(root / "landing"),
+            "OMNI_LAKEHOUSE_DIR": str(root / "lakehouse"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+            "OMNI_MLFLOW_ARTIFACTS_DIR": str(root / "mlflow" / "artifacts"),
+            "OMNI_SPARK_MASTER": "local[2]",
+            "OMNI_SHUFFLE_PARTITIONS": "2",
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +42,8 @@ def spark(settings):
 def rows(df, *columns, order_by=None):
     """A frame's rows as sorted tuples, for whole-content comparisons."""
     selected = df.select(*columns) if columns else df
-    return sorted(tuple(r) for r in selected.collect()) if order_by is None else [
-        tuple(r) for r in selected.orderBy(*order_by).collect()
-    ]
+    return (
+        sorted(tuple(r) for r in selected.collect())
+        if order_by is None
+        else [tuple(r) for r in selected.orderBy(*order_by).collect()]
+    )

@@ -34,10 +34,17 @@ def test_ready_files_skip_incomplete_and_future_folders(tmp_path):
 
 
 def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_path):
-    local = replace(settings, landing_dir=tmp_path / "landing",
-                    lakehouse_dir=settings.lakehouse_dir.parent / "bronze_test" / "lakehouse")
-    _write_events(local.landing_dir, "2026-01-01",
-                  ['{"event_id":"E1","event_type":"page_view"}', "not json"], compress=True)
+    local = replace(
+        settings,
+        landing_dir=tmp_path / "landing",
+        lakehouse_dir=settings.lakehouse_dir.parent / "bronze_test" / "lakehouse",
+    )
+    _write_events(
+        local.landing_dir,
+        "2026-01-01",
+        ['{"event_id":"E1","event_type":"page_view"}', "not json"],
+        compress=True,
+    )
     _write_events(local.landing_dir, "2026-01-02", ['{"event_id":"E2","extra":1}'])
     _write_events(local.landing_dir, "2026-01-03", ['{"event_id":"E3"}'], ready=False)
 
@@ -48,18 +55,48 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
 
     table = lakehouse.read_table(spark, local, EVENTS.bronze)
     got = sorted(
-        (r["event_id"], r["_corrupt_record"], r["_raw_record"], str(r["_business_date"]),
-         r["_source_file"], r["_run_id"])
-        for r in table.collect()
+        (
+            (
+                r["event_id"],
+                r["_corrupt_record"],
+                r["_raw_record"],
+                str(r["_business_date"]),
+                r["_source_file"],
+                r["_run_id"],
+            )
+            for r in table.collect()
+        ),
+        key=str,
     )
-    assert got == sorted([
-        ("E1", None, '{"event_id":"E1","event_type":"page_view"}', "2026-01-01",
-         "ecommerce/events/dt=2026-01-01/part-00000.jsonl.gz", "run-1"),
-        (None, "not json", "not json", "2026-01-01",
-         "ecommerce/events/dt=2026-01-01/part-00000.jsonl.gz", "run-1"),
-        ("E2", None, '{"event_id":"E2","extra":1}', "2026-01-02",
-         "ecommerce/events/dt=2026-01-02/part-00000.jsonl", "run-1"),
-    ], key=str)
+    assert got == sorted(
+        [
+            (
+                "E1",
+                None,
+                '{"event_id":"E1","event_type":"page_view"}',
+                "2026-01-01",
+                "ecommerce/events/dt=2026-01-01/part-00000.jsonl.gz",
+                "run-1",
+            ),
+            (
+                None,
+                "not json",
+                "not json",
+                "2026-01-01",
+                "ecommerce/events/dt=2026-01-01/part-00000.jsonl.gz",
+                "run-1",
+            ),
+            (
+                "E2",
+                None,
+                '{"event_id":"E2","extra":1}',
+                "2026-01-02",
+                "ecommerce/events/dt=2026-01-02/part-00000.jsonl",
+                "run-1",
+            ),
+        ],
+        key=str,
+    )
 
     # The folder completes later: the next run takes it, and only it.
     (local.landing_dir / "ecommerce" / "events" / "dt=2026-01-03" / "_SUCCESS").touch()
@@ -68,8 +105,11 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
 
 
 def test_csv_header_is_not_a_record(spark, settings, tmp_path):
-    local = replace(settings, landing_dir=tmp_path / "landing",
-                    lakehouse_dir=settings.lakehouse_dir.parent / "bronze_csv" / "lakehouse")
+    local = replace(
+        settings,
+        landing_dir=tmp_path / "landing",
+        lakehouse_dir=settings.lakehouse_dir.parent / "bronze_csv" / "lakehouse",
+    )
     folder = local.landing_dir / "reference" / "stores" / "dt=2026-01-01"
     folder.mkdir(parents=True)
     (folder / "part-00000.csv").write_text(

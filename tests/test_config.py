@@ -9,19 +9,23 @@ def test_defaults_are_the_embedded_contract_locations():
     settings = load_settings({})
     assert settings.landing_dir == REPO_ROOT / "data" / "landing"
     assert settings.lakehouse_dir == REPO_ROOT / "data" / "lakehouse"
-    assert settings.mlflow_tracking_uri == f"sqlite:///{REPO_ROOT / 'data' / 'mlflow' / 'mlflow.db'}"
+    assert (
+        settings.mlflow_tracking_uri == f"sqlite:///{REPO_ROOT / 'data' / 'mlflow' / 'mlflow.db'}"
+    )
     assert settings.mlflow_artifacts_dir == REPO_ROOT / "data" / "mlflow" / "artifacts"
     assert settings.spark_master == "local[*]"
     assert settings.hash_key == DEVELOPMENT_HASH_KEY
 
 
 def test_environment_overrides_and_relative_paths_are_from_the_repo(tmp_path):
-    settings = load_settings({
-        "OMNI_LANDING_DIR": "elsewhere/landing",
-        "OMNI_LAKEHOUSE_DIR": str(tmp_path / "lh"),
-        "MLFLOW_TRACKING_URI": "sqlite:///rel/mlflow.db",
-        "OMNI_SPARK_MASTER": "spark://127.0.0.1:7077",
-    })
+    settings = load_settings(
+        {
+            "OMNI_LANDING_DIR": "elsewhere/landing",
+            "OMNI_LAKEHOUSE_DIR": str(tmp_path / "lh"),
+            "MLFLOW_TRACKING_URI": "sqlite:///rel/mlflow.db",
+            "OMNI_SPARK_MASTER": "spark://127.0.0.1:7077",
+        }
+    )
     assert settings.landing_dir == REPO_ROOT / "elsewhere" / "landing"
     assert settings.lakehouse_dir == Path(tmp_path / "lh")
     assert settings.mlflow_tracking_uri == f"sqlite:///{REPO_ROOT / 'rel' / 'mlflow.db'}"

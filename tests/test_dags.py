@@ -12,8 +12,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 DAGS = REPO / "dags"
-ORDER = ["bronze_ingest", "validate_bronze", "silver", "validate_silver", "gold", "validate_gold",
-         "train_models", "score_customers", "validate_scores"]
+ORDER = [
+    "bronze_ingest",
+    "validate_bronze",
+    "silver",
+    "validate_silver",
+    "gold",
+    "validate_gold",
+    "train_models",
+    "score_customers",
+    "validate_scores",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +39,7 @@ def test_no_import_errors(dag_bag):
 
 
 def test_nightly_dag_settings(dag_bag):
-    dag = dag_bag.get_dag("omni_nightly")
+    dag = dag_bag.dags["omni_nightly"]
     assert {"omnichannel", "nightly"} <= set(dag.tags)
     assert dag.catchup is False and dag.max_active_runs == 1
     assert dag.doc_md and "Omni-channel nightly run" in dag.doc_md
@@ -41,7 +50,7 @@ def test_nightly_dag_settings(dag_bag):
 
 
 def test_tasks_run_in_order_through_spark_submit(dag_bag):
-    dag = dag_bag.get_dag("omni_nightly")
+    dag = dag_bag.dags["omni_nightly"]
     assert sorted(dag.task_ids) == sorted(ORDER)
     for upstream, downstream in zip(ORDER[:-2], ORDER[1:-1], strict=True):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
@@ -49,10 +58,10 @@ def test_tasks_run_in_order_through_spark_submit(dag_bag):
     for task in dag.tasks:
         assert type(task).__name__ == "SparkSubmitOperator"
         assert task._conn_id == "spark_default"
-        assert "delta-spark" in task._jars
-        assert task._conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
-        assert Path(task._application).exists()
-        assert task._application_args[:4] == ["--date", "{{ ds }}", "--run-id", "{{ run_id }}"]
+        assert "delta-spark" in task.jars
+        assert task.conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+        assert Path(task.application).exists()
+        assert task.application_args[:4] == ["--date", "{{ ds }}", "--run-id", "{{ run_id }}"]
 
 
 def test_parsing_the_dag_folder_imports_no_heavy_library():
@@ -60,11 +69,13 @@ def test_parsing_the_dag_folder_imports_no_heavy_library():
         "import json, sys; from airflow.models import DagBag; "
         f"bag = DagBag(dag_folder={str(DAGS)!r}); "
         "heavy = [m for m in ('pyspark', 'mlflow', 'great_expectations', 'sklearn', 'pandas') "
-        "if m in sys.modules]; print(json.dumps({'errors': list(bag.import_errors), 'heavy': heavy}))"
+        "if m in sys.modules]; "
+        "print(json.dumps({'errors': list(bag.import_errors), 'heavy': heavy}))"
     )
     env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["errors"] == []
     assert result["heavy"] == []

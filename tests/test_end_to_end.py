@@ -49,13 +49,18 @@ def nightly_run(tmp_path_factory):
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
-    generate_sample(root / "landing", SampleSpec(customers=250, days=75, end_date=RUN_DATE,
-                                                 seed=5, bad_rate=0.002))
+    generate_sample(
+        root / "landing",
+        SampleSpec(customers=250, days=75, end_date=RUN_DATE, seed=5, bad_rate=0.002),
+    )
     airflow = str(bin_dir / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     result = subprocess.run(
         [airflow, "dags", "test", "omni_nightly", RUN_DATE.isoformat()],
-        env=env, capture_output=True, text=True, timeout=1800,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     log = root / "dags-test.log"
     log.write_text(result.stdout + result.stderr)
@@ -71,28 +76,34 @@ def _table(spark, settings, name):
 
 def test_one_score_row_per_customer(spark, nightly_run):
     scores = _table(spark, nightly_run, "gold.customer_scores").where(
-        F.col("as_of_date") == F.lit(str(RUN_DATE)).cast("date"))
+        F.col("as_of_date") == F.lit(str(RUN_DATE)).cast("date")
+    )
     profile = _table(spark, nightly_run, "gold.customer_profile")
     assert scores.count() == scores.select("customer_key").distinct().count() == profile.count()
     assert scores.count() >= 250
     assert set(r["customer_key"] for r in scores.select("customer_key").collect()) == set(
-        r["customer_key"] for r in profile.select("customer_key").collect())
+        r["customer_key"] for r in profile.select("customer_key").collect()
+    )
     bad = scores.where(~F.col("churn_probability").between(0, 1) | F.col("segment_name").isNull())
     assert bad.count() == 0
     assert {r["churn_risk_band"] for r in scores.collect()} <= {"low", "medium", "high"}
     assert {r["churn_model"] for r in scores.select("churn_model").distinct().collect()} == {
-        "customer_churn/1"}
+        "customer_churn/1"
+    }
 
 
 def test_registry_has_both_models_with_a_champion(nightly_run):
-    client = MlflowClient(tracking_uri=nightly_run.mlflow_tracking_uri,
-                          registry_uri=nightly_run.mlflow_tracking_uri)
+    client = MlflowClient(
+        tracking_uri=nightly_run.mlflow_tracking_uri, registry_uri=nightly_run.mlflow_tracking_uri
+    )
     for name in ("customer_segmentation", "customer_churn"):
         champion = client.get_model_version_by_alias(name, "champion")
         assert str(champion.version) == "1"
         run = client.get_run(champion.run_id)
         assert run.data.tags["as_of_date"] == str(RUN_DATE)
-    churn_run = client.get_run(client.get_model_version_by_alias("customer_churn", "champion").run_id)
+    churn_run = client.get_run(
+        client.get_model_version_by_alias("customer_churn", "champion").run_id
+    )
     assert {"roc_auc", "pr_auc", "brier", "lift_top_decile"} <= set(churn_run.data.metrics)
     artifacts = Path(nightly_run.mlflow_artifacts_dir)
     assert any(artifacts.rglob("MLmodel"))
@@ -109,8 +120,10 @@ def test_counts_reconcile_and_every_bad_kind_is_quarantined(spark, nightly_run):
     bronze_events = _table(spark, nightly_run, "bronze.ecommerce_events").count()
     assert totals["ecommerce_events"] == bronze_events
     quarantine = _table(spark, nightly_run, "quarantine.records")
-    reasons = {(r["source"], r["reason"]) for r in
-               quarantine.select("source", "reason").distinct().collect()}
+    reasons = {
+        (r["source"], r["reason"])
+        for r in quarantine.select("source", "reason").distinct().collect()
+    }
     for kind in EVENT_BAD_KINDS:
         assert ("ecommerce_events", EVENT_REASONS.get(kind, kind)) in reasons
     for reason in ("wrong_column_count", "unknown_store", "negative_price", "unknown_sku"):

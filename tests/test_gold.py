@@ -24,8 +24,16 @@ EVENT_SCHEMA = (
 def _tx(spark, data):
     """Transactions as gold.customer_transactions shapes them (amounts as decimals)."""
     return (
-        spark.createDataFrame([tuple(float(v) if isinstance(v, int) and i in (7, 8, 9) else v
-                                     for i, v in enumerate(row)) for row in data], TX_SCHEMA)
+        spark.createDataFrame(
+            [
+                tuple(
+                    float(v) if isinstance(v, int) and i in (7, 8, 9) else v
+                    for i, v in enumerate(row)
+                )
+                for row in data
+            ],
+            TX_SCHEMA,
+        )
         .withColumn("date", F.col("date").cast("date"))
         .withColumn("net_amount", F.col("net_amount").cast("decimal(14,2)"))
         .withColumn("gross_amount", F.col("gross_amount").cast("decimal(14,2)"))
@@ -44,8 +52,11 @@ def _events(spark, data):
 @pytest.fixture
 def population(spark):
     return spark.createDataFrame(
-        [("K1", "C1", True, False, "2025-01-01"), ("K2", "C2", False, True, "2026-06-01"),
-         ("K3", None, False, False, None)],
+        [
+            ("K1", "C1", True, False, "2025-01-01"),
+            ("K2", "C2", False, True, "2026-06-01"),
+            ("K3", None, False, False, None),
+        ],
         "customer_key string, customer_id string, email_opt_in boolean, push_opt_in boolean, "
         "signup_date string",
     ).withColumn("signup_date", F.col("signup_date").cast("date"))
@@ -53,22 +64,28 @@ def population(spark):
 
 @pytest.fixture
 def transactions(spark):
-    return _tx(spark, [
-        ("K1", "online", None, "O1", "2026-06-20", "S1", 2, 20, 20, 0, "books"),
-        ("K1", "store", "S01", "T1", "2026-06-25", "S2", 1, 45, 50, 5, "home"),
-        ("K1", "store", "S01", "T2", "2026-06-28", "S2", -1, -50, -50, 0, "home"),
-        ("K3", "store", "S02", "T3", "2026-03-01", "S3", 1, 10, 10, 0, "toys"),
-        (None, "store", "S02", "T4", "2026-06-30", "S3", 1, 10, 10, 0, "toys"),
-    ])
+    return _tx(
+        spark,
+        [
+            ("K1", "online", None, "O1", "2026-06-20", "S1", 2, 20, 20, 0, "books"),
+            ("K1", "store", "S01", "T1", "2026-06-25", "S2", 1, 45, 50, 5, "home"),
+            ("K1", "store", "S01", "T2", "2026-06-28", "S2", -1, -50, -50, 0, "home"),
+            ("K3", "store", "S02", "T3", "2026-03-01", "S3", 1, 10, 10, 0, "toys"),
+            (None, "store", "S02", "T4", "2026-06-30", "S3", 1, 10, 10, 0, "toys"),
+        ],
+    )
 
 
 @pytest.fixture
 def activity(spark):
-    return _events(spark, [
-        ("K1", "2026-06-29", "2026-06-29 10:00:00", "search", "s1", "linen shirt", None),
-        ("K1", "2026-06-29", "2026-06-29 10:01:00", "product_view", "s1", None, "S1"),
-        ("K2", "2026-06-15", "2026-06-15 09:00:00", "page_view", "s2", None, None),
-    ])
+    return _events(
+        spark,
+        [
+            ("K1", "2026-06-29", "2026-06-29 10:00:00", "search", "s1", "linen shirt", None),
+            ("K1", "2026-06-29", "2026-06-29 10:01:00", "product_view", "s1", None, "S1"),
+            ("K2", "2026-06-15", "2026-06-15 09:00:00", "page_view", "s2", None, None),
+        ],
+    )
 
 
 def _features(population, transactions, activity, as_of=AS_OF):
@@ -96,21 +113,33 @@ def test_feature_values(population, transactions, activity):
     assert k1["has_purchase"] is True
     k2 = features["K2"]  # signed up, browsed, never bought
     assert (k2["has_purchase"], k2["recency_days"], k2["days_since_last_visit"]) == (
-        False, 365.0, 15.0)
+        False,
+        365.0,
+        15.0,
+    )
     assert features["K3"]["recency_days"] == float((AS_OF - date(2026, 3, 1)).days)
 
 
-def test_features_ignore_everything_after_the_as_of_date(spark, population, transactions,
-                                                           activity):
+def test_features_ignore_everything_after_the_as_of_date(spark, population, transactions, activity):
     before = _features(population, transactions, activity)
-    future_tx = transactions.unionByName(_tx(spark, [
-        ("K1", "online", None, "O9", "2026-07-01", "S1", 5, 500, 500, 0, "books"),
-        ("K2", "store", "S01", "T9", "2026-07-15", "S2", 1, 99, 99, 0, "home"),
-    ]))
-    future_events = activity.unionByName(_events(spark, [
-        ("K1", "2026-07-01", "2026-07-01 00:00:01", "search", "s9", "future", None),
-        ("K3", "2026-07-02", "2026-07-02 00:00:01", "page_view", "s8", None, None),
-    ]))
+    future_tx = transactions.unionByName(
+        _tx(
+            spark,
+            [
+                ("K1", "online", None, "O9", "2026-07-01", "S1", 5, 500, 500, 0, "books"),
+                ("K2", "store", "S01", "T9", "2026-07-15", "S2", 1, 99, 99, 0, "home"),
+            ],
+        )
+    )
+    future_events = activity.unionByName(
+        _events(
+            spark,
+            [
+                ("K1", "2026-07-01", "2026-07-01 00:00:01", "search", "s9", "future", None),
+                ("K3", "2026-07-02", "2026-07-02 00:00:01", "page_view", "s8", None, None),
+            ],
+        )
+    )
     assert _features(population, future_tx, future_events) == before
 
 
@@ -120,50 +149,77 @@ def test_customers_not_yet_known_are_left_out(population, transactions, activity
 
 
 def test_profile(population, transactions, activity):
-    profile = {r["customer_key"]: r for r in
-               gold.build_customer_profile(population, transactions, activity, AS_OF).collect()}
+    profile = {
+        r["customer_key"]: r
+        for r in gold.build_customer_profile(population, transactions, activity, AS_OF).collect()
+    }
     k1 = profile["K1"]
     assert (k1["channel_mix"], k1["frequency_365d"], str(k1["monetary_365d"])) == (
-        "omni_channel", 3, "15.00")
+        "omni_channel",
+        3,
+        "15.00",
+    )
     assert k1["top_categories"] == ["books"]  # home nets -5 after the return: not a top one
     assert k1["recent_searches"] == ["linen shirt"]
     assert (str(k1["first_purchase_online"]), str(k1["last_purchase_store"])) == (
-        "2026-06-20", "2026-06-28")
+        "2026-06-20",
+        "2026-06-28",
+    )
     assert (k1["email_opt_in"], k1["push_opt_in"]) == (True, False)
     assert profile["K2"]["channel_mix"] == "none" and profile["K2"]["recency_days"] is None
     assert profile["K3"]["channel_mix"] == "store_only"
 
 
 def test_churn_label_looks_only_inside_the_horizon(spark):
-    tx = _tx(spark, [
-        ("K1", "online", None, "O1", "2026-05-01", "S", 1, 1, 1, 0, "c"),
-        ("K1", "online", None, "O2", "2026-05-20", "S", 1, 1, 1, 0, "c"),  # inside (T, T+30]
-        ("K2", "online", None, "O3", "2026-05-01", "S", 1, 1, 1, 0, "c"),
-        ("K2", "online", None, "O4", "2026-06-15", "S", 1, 1, 1, 0, "c"),  # after the horizon
-        ("K3", "online", None, "O5", "2026-05-05", "S", 1, 1, 1, 0, "c"),  # buys after T only
-    ])
+    tx = _tx(
+        spark,
+        [
+            ("K1", "online", None, "O1", "2026-05-01", "S", 1, 1, 1, 0, "c"),
+            ("K1", "online", None, "O2", "2026-05-20", "S", 1, 1, 1, 0, "c"),  # inside (T, T+30]
+            ("K2", "online", None, "O3", "2026-05-01", "S", 1, 1, 1, 0, "c"),
+            ("K2", "online", None, "O4", "2026-06-15", "S", 1, 1, 1, 0, "c"),  # after the horizon
+            ("K3", "online", None, "O5", "2026-05-05", "S", 1, 1, 1, 0, "c"),  # buys after T only
+        ],
+    )
     labels = gold.churn_labels(tx, date(2026, 5, 1), 30)
     assert rows(labels) == [("K1", False), ("K2", True)]
 
 
 def test_daily_kpis(spark):
-    tx = _tx(spark, [
-        ("K1", "online", None, "O1", "2026-06-01", "S", 2, 20, 20, 0, "c"),
-        ("K1", "online", None, "O2", "2026-06-02", "S", 1, 10, 10, 0, "c"),
-        ("K2", "online", None, "O3", "2026-06-02", "S", 1, 5, 5, 0, "c"),
-        ("K1", "store", "S01", "T1", "2026-06-02", "S", 1, 7, 7, 0, "c"),
-        (None, "store", "S01", "T2", "2026-06-02", "S", -1, -3, -3, 0, "c"),
-    ])
+    tx = _tx(
+        spark,
+        [
+            ("K1", "online", None, "O1", "2026-06-01", "S", 2, 20, 20, 0, "c"),
+            ("K1", "online", None, "O2", "2026-06-02", "S", 1, 10, 10, 0, "c"),
+            ("K2", "online", None, "O3", "2026-06-02", "S", 1, 5, 5, 0, "c"),
+            ("K1", "store", "S01", "T1", "2026-06-02", "S", 1, 7, 7, 0, "c"),
+            (None, "store", "S01", "T2", "2026-06-02", "S", -1, -3, -3, 0, "c"),
+        ],
+    )
     events = spark.createDataFrame(
-        [("s1", "purchase", "2026-06-02"), ("s1", "page_view", "2026-06-02"),
-         ("s2", "page_view", "2026-06-02"), ("s3", "page_view", "2026-06-02"),
-         ("s4", "purchase", "2026-06-02")],
+        [
+            ("s1", "purchase", "2026-06-02"),
+            ("s1", "page_view", "2026-06-02"),
+            ("s2", "page_view", "2026-06-02"),
+            ("s3", "page_view", "2026-06-02"),
+            ("s4", "purchase", "2026-06-02"),
+        ],
         "session_id string, event_type string, event_date string",
     ).withColumn("event_date", F.col("event_date").cast("date"))
     kpis = gold.build_daily_channel_kpis(tx, events, [date(2026, 6, 2)])
-    got = rows(kpis, F.col("date").cast("string"), "channel", "store_id", "orders",
-               F.col("net_revenue").cast("string"), "units", "active_customers", "new_customers",
-               "sessions", "online_conversion_rate")
+    got = rows(
+        kpis,
+        F.col("date").cast("string"),
+        "channel",
+        "store_id",
+        "orders",
+        F.col("net_revenue").cast("string"),
+        "units",
+        "active_customers",
+        "new_customers",
+        "sessions",
+        "online_conversion_rate",
+    )
     assert got == [
         ("2026-06-02", "online", None, 2, "15.00", 2, 2, 1, 4, 0.5),
         ("2026-06-02", "store", "S01", 2, "4.00", 0, 1, 1, None, None),

@@ -34,8 +34,13 @@ def test_a_chain_of_links_is_one_customer_keyed_by_its_crm_id(spark):
         cards=["L1"],
     )
     assert set(keys.values()) == {_key_of("C1")}
-    assert set(keys) == {("customer_id", "C1"), ("loyalty_card_id", "L1"), ("email_hash", "h1"),
-                         ("anonymous_id", "A1"), ("anonymous_id", "A2")}
+    assert set(keys) == {
+        ("customer_id", "C1"),
+        ("loyalty_card_id", "L1"),
+        ("email_hash", "h1"),
+        ("anonymous_id", "A1"),
+        ("anonymous_id", "A2"),
+    }
 
 
 def test_two_clusters_merge_and_the_lower_customer_id_survives(spark):
@@ -54,8 +59,9 @@ def test_a_shared_device_is_not_a_link(spark):
     keys = _keys(spark, customers, logins, threshold=3)
     assert len({keys[("customer_id", f"C{i}")] for i in range(1, 5)}) == 4
     assert keys[("anonymous_id", "A1")] == keys[("customer_id", "C1")]
-    assert keys[("anonymous_id", "TABLET")] not in {keys[("customer_id", f"C{i}")]
-                                                    for i in range(1, 5)}
+    assert keys[("anonymous_id", "TABLET")] not in {
+        keys[("customer_id", f"C{i}")] for i in range(1, 5)
+    }
 
 
 def test_anonymous_devices_and_unknown_cards_get_their_own_keys(spark):

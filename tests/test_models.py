@@ -62,15 +62,27 @@ def test_lift_of_a_perfect_ranking():
     ],
 )
 def test_segment_naming_rule(profile, name):
-    base = {"recency_days": 10, "online_share_365d": 0.5, "searches_30d": 1, "sessions_30d": 2,
-            "discount_share_365d": 0.05, "monetary_365d": 100}
+    base = {
+        "recency_days": 10,
+        "online_share_365d": 0.5,
+        "searches_30d": 1,
+        "sessions_30d": 2,
+        "discount_share_365d": 0.05,
+        "monetary_365d": 100,
+    }
     assert name_segment(pd.Series({**base, **profile})) == name
 
 
 def test_duplicate_segment_names_are_numbered_by_value():
     profiles = pd.DataFrame(
-        {"recency_days": [90, 95, 5], "online_share_365d": [0.5, 0.5, 0.5], "searches_30d": 0,
-         "sessions_30d": 0, "discount_share_365d": 0.0, "monetary_365d": [10, 50, 30]}
+        {
+            "recency_days": [90, 95, 5],
+            "online_share_365d": [0.5, 0.5, 0.5],
+            "searches_30d": 0,
+            "sessions_30d": 0,
+            "discount_share_365d": 0.0,
+            "monetary_365d": [10, 50, 30],
+        }
     )
     assert name_segments(profiles) == {0: "lapsing 2", 1: "lapsing", 2: "omni-channel loyal"}
 

@@ -73,8 +73,9 @@ def test_layout_and_success_markers(landing):
 
 def test_every_bad_record_kind_is_present(landing):
     root, _ = landing
-    events = [line for path in (root / "ecommerce" / "events").rglob("part-*")
-              for line in _lines(path)]
+    events = [
+        line for path in (root / "ecommerce" / "events").rglob("part-*") for line in _lines(path)
+    ]
     parsed = []
     for line in events:
         try:
@@ -88,22 +89,30 @@ def test_every_bad_record_kind_is_present(landing):
     assert any(str(e.get("event_time", "")).startswith("1999") for e in parsed)
     assert any(e.get("experiment") for e in parsed)  # unknown extra field
     assert len({e["event_id"] for e in parsed if "event_id" in e}) < len(parsed)  # duplicates
-    pos_rows = [row for path in (root / "instore" / "pos").rglob("part-*.csv")
-                for row in csv.reader(_lines(path))]
+    pos_rows = [
+        row
+        for path in (root / "instore" / "pos").rglob("part-*.csv")
+        for row in csv.reader(_lines(path))
+    ]
     assert any(len(row) != len(POS_COLUMNS) for row in pos_rows)
     assert any(row[2] == "S999" for row in pos_rows if len(row) == len(POS_COLUMNS))
     assert any(row[6].startswith("-") for row in pos_rows if len(row) == len(POS_COLUMNS))
-    crm_rows = [row for path in (root / "crm" / "customers").rglob("part-*.csv")
-                for row in csv.reader(_lines(path))]
+    crm_rows = [
+        row
+        for path in (root / "crm" / "customers").rglob("part-*.csv")
+        for row in csv.reader(_lines(path))
+    ]
     assert any(len(row) != len(CRM_COLUMNS) for row in crm_rows)
     assert len(EVENT_BAD_KINDS) == 9 and len(POS_BAD_KINDS) == 8 and len(CRM_BAD_KINDS) == 3
 
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"customers": 3}, "customers=3: expected at least 10"),
-     ({"days": 1}, "days=1: expected at least 2"),
-     ({"bad_rate": 0.9}, "bad_rate=0.9: expected a rate")],
+    [
+        ({"customers": 3}, "customers=3: expected at least 10"),
+        ({"days": 1}, "days=1: expected at least 2"),
+        ({"bad_rate": 0.9}, "bad_rate=0.9: expected a rate"),
+    ],
 )
 def test_bad_sizes_are_refused(tmp_path, change, message):
     spec = SampleSpec(**{**SPEC.__dict__, **change})

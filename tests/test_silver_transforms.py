@@ -12,8 +12,10 @@ from tests.conftest import rows
 def test_hmac_matches_python_hmac(spark, key):
     emails = ["ana.martin@example.com", "", "é@exämple.com"]
     df = spark.createDataFrame([(e,) for e in emails] + [(None,)], "email string")
-    got = {r["email"]: r["h"] for r in df.select("email", silver.hmac_sha256(F.col("email"), key)
-                                                 .alias("h")).collect()}
+    got = {
+        r["email"]: r["h"]
+        for r in df.select("email", silver.hmac_sha256(F.col("email"), key).alias("h")).collect()
+    }
     for email in emails:
         assert got[email] == hmac.new(key.encode(), email.encode(), hashlib.sha256).hexdigest()
     assert got[None] is None
@@ -38,15 +40,20 @@ def _batch(spark, data):
 
 
 def test_duplicates_within_the_batch_keep_the_first_arrival(spark):
-    batch = _batch(spark, [
-        ("a", "2026-01-02", "f2", "late copy"),
-        ("a", "2026-01-01", "f1", "first"),
-        ("b", "2026-01-01", "f1", "only"),
-    ])
+    batch = _batch(
+        spark,
+        [
+            ("a", "2026-01-02", "f2", "late copy"),
+            ("a", "2026-01-01", "f1", "first"),
+            ("b", "2026-01-01", "f1", "only"),
+        ],
+    )
     seen = spark.createDataFrame([], "id string")
     flagged = silver.flag_duplicates(batch, ["id"], seen)
     assert rows(flagged, "id", "_raw_record", "_is_duplicate") == [
-        ("a", "first", False), ("a", "late copy", True), ("b", "only", False),
+        ("a", "first", False),
+        ("a", "late copy", True),
+        ("b", "only", False),
     ]
 
 
@@ -73,6 +80,12 @@ def test_quarantine_rows_carry_source_file_raw_text_and_reason(spark):
         "_reason_detail string, _business_date string",
     ).withColumn("_business_date", F.col("_business_date").cast("date"))
     out = silver.quarantine_rows(rejected, "ecommerce_events", ["event_id"], "run-1").first()
-    assert (out["source"], out["source_file"], out["raw_text"], out["reason"], out["record_key"],
-            out["run_id"], str(out["business_date"])) == (
-        "ecommerce_events", "f.jsonl", "{bad", "malformed_json", "E1", "run-1", "2026-01-01")
+    assert (
+        out["source"],
+        out["source_file"],
+        out["raw_text"],
+        out["reason"],
+        out["record_key"],
+        out["run_id"],
+        str(out["business_date"]),
+    ) == ("ecommerce_events", "f.jsonl", "{bad", "malformed_json", "E1", "run-1", "2026-01-01")

@@ -44,11 +44,20 @@ def stores(spark):
 
 
 GOOD_EVENT = {
-    "event_id": "E1", "event_time": "2026-03-29T10:00:00.000+02:00", "event_type": "product_view",
-    "platform": "web", "session_id": "s", "anonymous_id": "a", "sku": "SKU-1",
+    "event_id": "E1",
+    "event_time": "2026-03-29T10:00:00.000+02:00",
+    "event_type": "product_view",
+    "platform": "web",
+    "session_id": "s",
+    "anonymous_id": "a",
+    "sku": "SKU-1",
 }
 GOOD_PURCHASE = {
-    **GOOD_EVENT, "event_type": "purchase", "sku": None, "order_id": "O1", "currency": "EUR",
+    **GOOD_EVENT,
+    "event_type": "purchase",
+    "sku": None,
+    "order_id": "O1",
+    "currency": "EUR",
     "items": [("SKU-1", "2", "9.99"), ("SKU-2", "1", "5")],
 }
 
@@ -57,7 +66,7 @@ GOOD_PURCHASE = {
     "change, reason",
     [
         ({}, None),
-        ({"_corrupt_record": "{\"event_id\": tru"}, "malformed_json"),
+        ({"_corrupt_record": '{"event_id": tru'}, "malformed_json"),
         ({"event_id": None}, "missing_required_field"),
         ({"anonymous_id": " "}, "missing_required_field"),
         ({"event_type": "hover"}, "unknown_event_type"),
@@ -71,8 +80,9 @@ GOOD_PURCHASE = {
     ],
 )
 def test_event_rules(spark, products, change, reason):
-    checked = validation.check_events(bronze_frame(spark, EVENTS, [{**GOOD_EVENT, **change}]),
-                                      products)
+    checked = validation.check_events(
+        bronze_frame(spark, EVENTS, [{**GOOD_EVENT, **change}]), products
+    )
     assert [r["_reason"] for r in checked.collect()] == [reason]
 
 
@@ -101,8 +111,15 @@ def test_purchase_items_explode_to_typed_order_lines(spark, products):
     checked = validation.check_events(bronze_frame(spark, EVENTS, [GOOD_PURCHASE]), products)
     lines = validation.explode_order_lines(checked)
     got = sorted(
-        (r["order_id"], r["line_number"], r["sku"], r["quantity"], str(r["unit_price"]),
-         str(r["net_amount"]), r["order_ts"])
+        (
+            r["order_id"],
+            r["line_number"],
+            r["sku"],
+            r["quantity"],
+            str(r["unit_price"]),
+            str(r["net_amount"]),
+            r["order_ts"],
+        )
         for r in lines.collect()
     )
     assert got == [
@@ -112,10 +129,18 @@ def test_purchase_items_explode_to_typed_order_lines(spark, products):
 
 
 GOOD_POS = {
-    "transaction_id": "T1", "line_number": "1", "store_id": "S1", "register_id": "R1",
-    "transaction_ts": "2026-03-29 12:00:00", "sku": "SKU-1", "quantity": "2",
-    "unit_price": "10.00", "discount_amount": "1.50", "payment_type": "card",
-    "loyalty_card_id": "L1", "currency": "EUR",
+    "transaction_id": "T1",
+    "line_number": "1",
+    "store_id": "S1",
+    "register_id": "R1",
+    "transaction_ts": "2026-03-29 12:00:00",
+    "sku": "SKU-1",
+    "quantity": "2",
+    "unit_price": "10.00",
+    "discount_amount": "1.50",
+    "payment_type": "card",
+    "loyalty_card_id": "L1",
+    "currency": "EUR",
 }
 
 
@@ -139,8 +164,9 @@ GOOD_POS = {
     ],
 )
 def test_pos_rules(spark, products, stores, change, reason):
-    checked = validation.check_pos(bronze_frame(spark, POS, [{**GOOD_POS, **change}]),
-                                   products, stores)
+    checked = validation.check_pos(
+        bronze_frame(spark, POS, [{**GOOD_POS, **change}]), products, stores
+    )
     assert [r["_reason"] for r in checked.collect()] == [reason]
 
 
@@ -172,9 +198,17 @@ def test_returns_are_negative_lines_with_negative_net(spark, products, stores):
 
 
 GOOD_CUSTOMER = {
-    "customer_id": "C1", "loyalty_card_id": "L1", "email": "a@b.c", "phone": "1",
-    "first_name": "A", "last_name": "B", "birth_year": "1980", "postal_code": "1000",
-    "signup_ts": "2024-01-01 10:00:00", "email_opt_in": "true", "push_opt_in": "false",
+    "customer_id": "C1",
+    "loyalty_card_id": "L1",
+    "email": "a@b.c",
+    "phone": "1",
+    "first_name": "A",
+    "last_name": "B",
+    "birth_year": "1980",
+    "postal_code": "1000",
+    "signup_ts": "2024-01-01 10:00:00",
+    "email_opt_in": "true",
+    "push_opt_in": "false",
     "updated_at": "2026-03-29 10:00:00",
 }
 
@@ -206,20 +240,37 @@ def test_customer_rules(spark, change, reason):
     ],
 )
 def test_product_rules(spark, change, reason):
-    good = {"sku": "SKU-1", "product_name": "x", "category": "home", "subcategory": "decor",
-            "brand": "b", "list_price": "5.00", "currency": "EUR"}
+    good = {
+        "sku": "SKU-1",
+        "product_name": "x",
+        "category": "home",
+        "subcategory": "decor",
+        "brand": "b",
+        "list_price": "5.00",
+        "currency": "EUR",
+    }
     checked = validation.check_products(bronze_frame(spark, PRODUCTS, [{**good, **change}]))
     assert [r["_reason"] for r in checked.collect()] == [reason]
 
 
 @pytest.mark.parametrize(
     "change, reason",
-    [({}, None), ({"timezone": "Europe/Atlantis"}, "unknown_timezone"),
-     ({"opened_on": "someday"}, "wrong_type")],
+    [
+        ({}, None),
+        ({"timezone": "Europe/Atlantis"}, "unknown_timezone"),
+        ({"opened_on": "someday"}, "wrong_type"),
+    ],
 )
 def test_store_rules(spark, change, reason):
-    good = {"store_id": "S1", "store_name": "x", "city": "c", "region": "r", "country": "FR",
-            "timezone": "Europe/Paris", "opened_on": "2020-01-01"}
+    good = {
+        "store_id": "S1",
+        "store_name": "x",
+        "city": "c",
+        "region": "r",
+        "country": "FR",
+        "timezone": "Europe/Paris",
+        "opened_on": "2020-01-01",
+    }
     checked = validation.check_stores(bronze_frame(spark, STORES, [{**good, **change}]))
     assert [r["_reason"] for r in checked.collect()] == [reason]
 
@@ -234,7 +285,9 @@ def test_unknown_json_fields_do_not_break_parsing(spark):
     from jobs.bronze_ingest import parse_records
 
     line = json.dumps({**GOOD_EVENT, "experiment": "new-checkout", "nested": {"a": 1}})
-    lines = spark.createDataFrame([(line, "f"), ("not json", "f")], "value string, _source_file string")
+    lines = spark.createDataFrame(
+        [(line, "f"), ("not json", "f")], "value string, _source_file string"
+    )
     got = [(r["event_id"], r["_corrupt_record"]) for r in parse_records(lines, EVENTS).collect()]
     assert sorted(got, key=str) == sorted([("E1", None), (None, "not json")], key=str)
 
@@ -244,10 +297,15 @@ def test_csv_rows_of_the_wrong_width_are_kept_as_corrupt(spark):
 
     header = ",".join(STORES.header)
     lines = spark.createDataFrame(
-        [(header, "f"), ('S1,"Paris, Rivoli",Paris,IDF,FR,Europe/Paris,2020-01-01', "f"),
-         ("S2,Lyon", "f")],
+        [
+            (header, "f"),
+            ('S1,"Paris, Rivoli",Paris,IDF,FR,Europe/Paris,2020-01-01', "f"),
+            ("S2,Lyon", "f"),
+        ],
         "value string, _source_file string",
     )
-    got = sorted((r["store_id"], r["store_name"], r["_corrupt_record"])
-                 for r in parse_records(lines, STORES).collect())
+    got = sorted(
+        (r["store_id"], r["store_name"], r["_corrupt_record"])
+        for r in parse_records(lines, STORES).collect()
+    )
     assert got == [("S1", "Paris, Rivoli", None), ("S2", "Lyon", "S2,Lyon")]

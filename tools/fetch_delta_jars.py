@@ -86,7 +86,11 @@ def fetch(cache: Path) -> Path:
         pom.write_text(POM_TEMPLATE.format(artifact=artifact, version=version))
         staging = Path(work) / "jars"
         command = [
-            mvn, "-B", "-q", "-f", str(pom),
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
             f"-Dmaven.repo.local={cache / 'm2'}",
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",

@@ -35,8 +35,11 @@ def customer_population(identity: DataFrame, customers: DataFrame) -> DataFrame:
     known = (
         identity.where(F.col("identifier_type").isin("customer_id", "loyalty_card_id"))
         .groupBy("customer_key")
-        .agg(F.min(F.when(F.col("identifier_type") == "customer_id", F.col("identifier")))
-             .alias("customer_id"))
+        .agg(
+            F.min(F.when(F.col("identifier_type") == "customer_id", F.col("identifier"))).alias(
+                "customer_id"
+            )
+        )
     )
     crm = customers.select(
         "customer_id", "email_opt_in", "push_opt_in", F.to_date("signup_ts").alias("signup_date")
@@ -53,8 +56,9 @@ def customer_transactions(
 ) -> DataFrame:
     """Purchase and return lines of both channels, with the buyer's key (null when unknown)."""
     online = (
-        order_lines.join(_keys(identity, "customer_id", "customer_id", "_by_customer"),
-                         "customer_id", "left")
+        order_lines.join(
+            _keys(identity, "customer_id", "customer_id", "_by_customer"), "customer_id", "left"
+        )
         .join(_keys(identity, "anonymous_id", "anonymous_id", "_by_device"), "anonymous_id", "left")
         .select(
             F.coalesce("_by_customer", "_by_device").alias("customer_key"),
@@ -62,26 +66,28 @@ def customer_transactions(
             F.lit(None).cast("string").alias("store_id"),
             F.col("order_id").alias("transaction_id"),
             F.col("order_date").alias("date"),
-            "sku", "quantity",
+            "sku",
+            "quantity",
             F.col("net_amount").cast("decimal(14,2)").alias("net_amount"),
             F.col("net_amount").cast("decimal(14,2)").alias("gross_amount"),
             F.lit(0).cast("decimal(12,2)").alias("discount_amount"),
         )
     )
-    store = (
-        pos_lines.join(_keys(identity, "loyalty_card_id", "loyalty_card_id", "customer_key"),
-                       "loyalty_card_id", "left")
-        .select(
-            "customer_key",
-            F.lit(STORE).alias("channel"),
-            "store_id",
-            "transaction_id",
-            F.col("transaction_date").alias("date"),
-            "sku", "quantity",
-            F.col("net_amount").cast("decimal(14,2)").alias("net_amount"),
-            (F.col("quantity") * F.col("unit_price")).cast("decimal(14,2)").alias("gross_amount"),
-            F.col("discount_amount").cast("decimal(12,2)").alias("discount_amount"),
-        )
+    store = pos_lines.join(
+        _keys(identity, "loyalty_card_id", "loyalty_card_id", "customer_key"),
+        "loyalty_card_id",
+        "left",
+    ).select(
+        "customer_key",
+        F.lit(STORE).alias("channel"),
+        "store_id",
+        "transaction_id",
+        F.col("transaction_date").alias("date"),
+        "sku",
+        "quantity",
+        F.col("net_amount").cast("decimal(14,2)").alias("net_amount"),
+        (F.col("quantity") * F.col("unit_price")).cast("decimal(14,2)").alias("gross_amount"),
+        F.col("discount_amount").cast("decimal(12,2)").alias("discount_amount"),
     )
     categories = products.select("sku", "category")
     return online.unionByName(store).join(F.broadcast(categories), "sku", "left")
@@ -90,12 +96,18 @@ def customer_transactions(
 def customer_activity(events: DataFrame, identity: DataFrame) -> DataFrame:
     """Online events with the visitor's key (logged-in customer first, else the device)."""
     return (
-        events.join(_keys(identity, "customer_id", "customer_id", "_by_customer"),
-                    "customer_id", "left")
+        events.join(
+            _keys(identity, "customer_id", "customer_id", "_by_customer"), "customer_id", "left"
+        )
         .join(_keys(identity, "anonymous_id", "anonymous_id", "_by_device"), "anonymous_id", "left")
         .select(
             F.coalesce("_by_customer", "_by_device").alias("customer_key"),
-            "event_date", "event_ts", "event_type", "session_id", "search_query", "sku",
+            "event_date",
+            "event_ts",
+            "event_type",
+            "session_id",
+            "search_query",
+            "sku",
         )
     )
 
@@ -124,21 +136,28 @@ def _purchase_aggregates(transactions: DataFrame, as_of: date) -> DataFrame:
         orders(in_365).alias("frequency_365d"),
         orders(in_365 & (F.col("channel") == ONLINE)).alias("online_orders_365d"),
         orders(in_365 & (F.col("channel") == STORE)).alias("store_orders_365d"),
-        F.sum(F.when(_since("date", as_of, 90), F.col("net_amount")).otherwise(0))
-        .alias("monetary_90d"),
+        F.sum(F.when(_since("date", as_of, 90), F.col("net_amount")).otherwise(0)).alias(
+            "monetary_90d"
+        ),
         F.sum(net_365).alias("monetary_365d"),
-        F.sum(F.when(in_365 & (F.col("channel") == ONLINE), F.col("net_amount")).otherwise(0))
-        .alias("online_net_365d"),
-        F.sum(F.when(in_365 & (F.col("quantity") < 0), -F.col("quantity")).otherwise(0))
-        .alias("returned_units_365d"),
-        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("quantity")).otherwise(0))
-        .alias("bought_units_365d"),
-        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("discount_amount")).otherwise(0))
-        .alias("discount_365d"),
-        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("gross_amount")).otherwise(0))
-        .alias("gross_365d"),
-        F.countDistinct(F.when(in_365 & (F.col("quantity") > 0), F.col("category")))
-        .alias("category_breadth_365d"),
+        F.sum(
+            F.when(in_365 & (F.col("channel") == ONLINE), F.col("net_amount")).otherwise(0)
+        ).alias("online_net_365d"),
+        F.sum(F.when(in_365 & (F.col("quantity") < 0), -F.col("quantity")).otherwise(0)).alias(
+            "returned_units_365d"
+        ),
+        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("quantity")).otherwise(0)).alias(
+            "bought_units_365d"
+        ),
+        F.sum(
+            F.when(in_365 & (F.col("quantity") > 0), F.col("discount_amount")).otherwise(0)
+        ).alias("discount_365d"),
+        F.sum(F.when(in_365 & (F.col("quantity") > 0), F.col("gross_amount")).otherwise(0)).alias(
+            "gross_365d"
+        ),
+        F.countDistinct(F.when(in_365 & (F.col("quantity") > 0), F.col("category"))).alias(
+            "category_breadth_365d"
+        ),
         F.min(F.when(F.col("channel") == ONLINE, F.col("date"))).alias("first_purchase_online"),
         F.max(F.when(F.col("channel") == ONLINE, F.col("date"))).alias("last_purchase_online"),
         F.min(F.when(F.col("channel") == STORE, F.col("date"))).alias("first_purchase_store"),
@@ -222,7 +241,10 @@ def build_customer_features(
     return base.select(
         "customer_key",
         "customer_id",
-        *(F.coalesce(expr.cast("double"), F.lit(0.0)).alias(name) for name, expr in features.items()),
+        *(
+            F.coalesce(expr.cast("double"), F.lit(0.0)).alias(name)
+            for name, expr in features.items()
+        ),
         F.col("last_purchase_date").isNotNull().alias("has_purchase"),
         as_of_col.alias("as_of_date"),
     )
@@ -230,8 +252,11 @@ def build_customer_features(
 
 def _top_categories(transactions: DataFrame, as_of: date, top: int = 3) -> DataFrame:
     spend = (
-        transactions.where(F.col("customer_key").isNotNull() & _since("date", as_of, 365)
-                           & F.col("category").isNotNull())
+        transactions.where(
+            F.col("customer_key").isNotNull()
+            & _since("date", as_of, 365)
+            & F.col("category").isNotNull()
+        )
         .groupBy("customer_key", "category")
         .agg(F.sum("net_amount").alias("spend"))
         .where(F.col("spend") > 0)
@@ -248,8 +273,12 @@ def _top_categories(transactions: DataFrame, as_of: date, top: int = 3) -> DataF
 
 def _recent_searches(activity: DataFrame, as_of: date, top: int = 5) -> DataFrame:
     searches = (
-        activity.where(F.col("customer_key").isNotNull() & (F.col("event_type") == "search")
-                       & _since("event_date", as_of, 30) & F.col("search_query").isNotNull())
+        activity.where(
+            F.col("customer_key").isNotNull()
+            & (F.col("event_type") == "search")
+            & _since("event_date", as_of, 30)
+            & F.col("search_query").isNotNull()
+        )
         .groupBy("customer_key", "search_query")
         .agg(F.max("event_ts").alias("last_ts"))
     )
@@ -285,10 +314,13 @@ def build_customer_profile(
             F.datediff(_lit_date(as_of), "last_purchase_date").alias("recency_days"),
             F.coalesce("frequency_365d", F.lit(0)).alias("frequency_365d"),
             F.coalesce("monetary_365d", F.lit(0)).alias("monetary_365d"),
-            "first_purchase_online", "last_purchase_online",
-            "first_purchase_store", "last_purchase_store",
-            F.when(F.col("monetary_365d") > 0, _ratio("online_net_365d", "monetary_365d"))
-            .alias("online_share_365d"),
+            "first_purchase_online",
+            "last_purchase_online",
+            "first_purchase_store",
+            "last_purchase_store",
+            F.when(F.col("monetary_365d") > 0, _ratio("online_net_365d", "monetary_365d")).alias(
+                "online_share_365d"
+            ),
             mix.alias("channel_mix"),
             F.coalesce("top_categories", F.array().cast("array<string>")).alias("top_categories"),
             F.coalesce("product_views_30d", F.lit(0)).alias("product_views_30d"),
@@ -310,9 +342,14 @@ def churn_labels(transactions: DataFrame, as_of: date, horizon_days: int) -> Dat
     buyers = known.where(F.col("date") <= _lit_date(as_of)).select("customer_key").distinct()
     end = as_of + timedelta(days=horizon_days)
     came_back = (
-        known.where((F.col("date") > _lit_date(as_of)) & (F.col("date") <= _lit_date(end))
-                    & (F.col("quantity") > 0))
-        .select("customer_key").distinct().withColumn("returned", F.lit(True))
+        known.where(
+            (F.col("date") > _lit_date(as_of))
+            & (F.col("date") <= _lit_date(end))
+            & (F.col("quantity") > 0)
+        )
+        .select("customer_key")
+        .distinct()
+        .withColumn("returned", F.lit(True))
     )
     return buyers.join(came_back, "customer_key", "left").select(
         "customer_key", F.col("returned").isNull().alias("churned")
@@ -337,16 +374,18 @@ def build_daily_channel_kpis(
         F.sum("net_amount").alias("net_revenue"),
         F.sum("quantity").alias("units"),
         F.countDistinct("customer_key").alias("active_customers"),
-        F.countDistinct(F.when(F.col("first_date") == F.col("date"), F.col("customer_key")))
-        .alias("new_customers"),
+        F.countDistinct(F.when(F.col("first_date") == F.col("date"), F.col("customer_key"))).alias(
+            "new_customers"
+        ),
     )
     sessions = (
         events.where(F.col("event_date").cast("string").isin(wanted))
         .groupBy(F.col("event_date").alias("date"))
         .agg(
             F.countDistinct("session_id").alias("sessions"),
-            F.countDistinct(F.when(F.col("event_type") == "purchase", F.col("session_id")))
-            .alias("converted_sessions"),
+            F.countDistinct(F.when(F.col("event_type") == "purchase", F.col("session_id"))).alias(
+                "converted_sessions"
+            ),
         )
         .withColumn("channel", F.lit(ONLINE))
     )

@@ -33,9 +33,7 @@ def identity_links(
 ) -> tuple[DataFrame, DataFrame]:
     """Return (nodes, edges): every identifier seen, and the links between them."""
     if max_customers_per_device < 1:
-        raise ValueError(
-            f"max_customers_per_device={max_customers_per_device}: expected 1 or more"
-        )
+        raise ValueError(f"max_customers_per_device={max_customers_per_device}: expected 1 or more")
     crm = customers.select(
         node("customer_id", "customer_id").alias("a"),
         node("loyalty_card_id", "loyalty_card_id").alias("card"),
@@ -76,7 +74,9 @@ def identity_links(
 
 def connected_components(nodes: DataFrame, edges: DataFrame, max_iterations: int = 50) -> DataFrame:
     """Label every node with the smallest node of its component (min-label propagation)."""
-    both = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
+    both = edges.select("a", "b").unionByName(
+        edges.select(F.col("b").alias("a"), F.col("a").alias("b"))
+    )
     both = both.localCheckpoint()
     labels = nodes.select("node", F.col("node").alias("label")).localCheckpoint()
     for _ in range(max_iterations):

@@ -51,7 +51,9 @@ def flag_duplicates(df: DataFrame, keys: Sequence[str], seen: DataFrame) -> Data
     )
 
 
-def quarantine_rows(rejected: DataFrame, source: str, keys: Sequence[str], run_id: str) -> DataFrame:
+def quarantine_rows(
+    rejected: DataFrame, source: str, keys: Sequence[str], run_id: str
+) -> DataFrame:
     """Rows for ``quarantine.records`` from records that carry a ``_reason``."""
     record_key = F.concat_ws("|", *(F.coalesce(F.col(k).cast("string"), F.lit("")) for k in keys))
     return rejected.select(

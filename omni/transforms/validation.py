@@ -15,7 +15,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 EVENT_TYPES = (
-    "page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout_start",
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout_start",
     "purchase",
 )
 SKU_EVENT_TYPES = ("product_view", "add_to_cart", "remove_from_cart")
@@ -47,33 +52,49 @@ def _missing(columns: Iterable[str]) -> Rule:
     condition = F.lit(False)
     for c in columns:
         condition = condition | blank(c)
-    return ("missing_required_field", condition,
-            F.concat(F.lit("required field(s) empty: "), names))
+    return (
+        "missing_required_field",
+        condition,
+        F.concat(F.lit("required field(s) empty: "), names),
+    )
 
 
 def _bad_number(raw: str, typed: str, expected: str) -> Rule:
     return (
         "wrong_type",
         ~blank(raw) & F.col(typed).isNull(),
-        F.concat(F.lit(f"{raw}="), F.coalesce(F.col(raw), F.lit("")),
-                 F.lit(f": expected {expected}")),
+        F.concat(
+            F.lit(f"{raw}="), F.coalesce(F.col(raw), F.lit("")), F.lit(f": expected {expected}")
+        ),
     )
 
 
 def _value_detail(column: str, expected: str) -> Column:
-    return F.concat(F.lit(f"{column}="), F.coalesce(F.col(column).cast("string"), F.lit("null")),
-                    F.lit(f": expected {expected}"))
+    return F.concat(
+        F.lit(f"{column}="),
+        F.coalesce(F.col(column).cast("string"), F.lit("null")),
+        F.lit(f": expected {expected}"),
+    )
 
 
 def _time_rules(ts_column: str, raw_column: str) -> list[Rule]:
     latest = F.date_add(F.col("_business_date"), LATE_DAYS + 1).cast("timestamp")
     return [
-        ("invalid_timestamp", ~blank(raw_column) & F.col(ts_column).isNull(),
-         _value_detail(raw_column, "an ISO-8601 timestamp")),
-        ("timestamp_before_2000", F.col(ts_column) < F.lit(str(EARLIEST)).cast("timestamp"),
-         _value_detail(raw_column, "a time on or after 2000-01-01")),
-        ("timestamp_in_future", F.col(ts_column) >= latest,
-         _value_detail(raw_column, f"a time at most {LATE_DAYS} days before the folder date")),
+        (
+            "invalid_timestamp",
+            ~blank(raw_column) & F.col(ts_column).isNull(),
+            _value_detail(raw_column, "an ISO-8601 timestamp"),
+        ),
+        (
+            "timestamp_before_2000",
+            F.col(ts_column) < F.lit(str(EARLIEST)).cast("timestamp"),
+            _value_detail(raw_column, "a time on or after 2000-01-01"),
+        ),
+        (
+            "timestamp_in_future",
+            F.col(ts_column) >= latest,
+            _value_detail(raw_column, f"a time at most {LATE_DAYS} days before the folder date"),
+        ),
     ]
 
 
@@ -107,14 +128,19 @@ def _boolean(column: str) -> Column:
 def check_products(bronze: DataFrame) -> DataFrame:
     df = bronze.withColumn("list_price_typed", _decimal("list_price"))
     rules = [
-        ("wrong_column_count", F.col("_corrupt_record").isNotNull(),
-         F.lit("expected 7 columns")),
+        ("wrong_column_count", F.col("_corrupt_record").isNotNull(), F.lit("expected 7 columns")),
         _missing(["sku", "category", "list_price", "currency"]),
         _bad_number("list_price", "list_price_typed", "a decimal number"),
-        ("negative_price", F.col("list_price_typed") < 0,
-         _value_detail("list_price", "a price of 0 or more")),
-        ("invalid_currency", ~F.col("currency").rlike("^[A-Z]{3}$"),
-         _value_detail("currency", "an ISO-4217 code")),
+        (
+            "negative_price",
+            F.col("list_price_typed") < 0,
+            _value_detail("list_price", "a price of 0 or more"),
+        ),
+        (
+            "invalid_currency",
+            ~F.col("currency").rlike("^[A-Z]{3}$"),
+            _value_detail("currency", "an ISO-4217 code"),
+        ),
     ]
     return _with_reason(df, rules).withColumn("list_price", F.col("list_price_typed"))
 
@@ -123,11 +149,13 @@ def check_stores(bronze: DataFrame) -> DataFrame:
     zones = sorted(available_timezones())
     df = bronze.withColumn("opened_on_typed", F.trim(F.col("opened_on")).try_cast("date"))
     rules = [
-        ("wrong_column_count", F.col("_corrupt_record").isNotNull(),
-         F.lit("expected 7 columns")),
+        ("wrong_column_count", F.col("_corrupt_record").isNotNull(), F.lit("expected 7 columns")),
         _missing(["store_id", "timezone"]),
-        ("unknown_timezone", ~F.col("timezone").isin(zones),
-         _value_detail("timezone", "an IANA time zone such as Europe/Paris")),
+        (
+            "unknown_timezone",
+            ~F.col("timezone").isin(zones),
+            _value_detail("timezone", "an IANA time zone such as Europe/Paris"),
+        ),
         _bad_number("opened_on", "opened_on_typed", "a date YYYY-MM-DD"),
     ]
     return _with_reason(df, rules).withColumn("opened_on", F.col("opened_on_typed"))
@@ -143,16 +171,18 @@ def check_customers(bronze: DataFrame) -> DataFrame:
     )
     flags = "true or false"
     rules = [
-        ("wrong_column_count", F.col("_corrupt_record").isNotNull(),
-         F.lit("expected 12 columns")),
+        ("wrong_column_count", F.col("_corrupt_record").isNotNull(), F.lit("expected 12 columns")),
         _missing(["customer_id", "updated_at", "email_opt_in", "push_opt_in"]),
         _bad_number("birth_year", "birth_year_typed", "a year such as 1984"),
         _bad_number("signup_ts", "signup_ts_typed", "a timestamp"),
         _bad_number("updated_at", "updated_at_typed", "a timestamp"),
         ("wrong_type", F.col("email_opt_in_typed").isNull(), _value_detail("email_opt_in", flags)),
         ("wrong_type", F.col("push_opt_in_typed").isNull(), _value_detail("push_opt_in", flags)),
-        ("timestamp_before_2000", F.col("updated_at_typed") < F.lit(str(EARLIEST)).cast("timestamp"),
-         _value_detail("updated_at", "a time on or after 2000-01-01")),
+        (
+            "timestamp_before_2000",
+            F.col("updated_at_typed") < F.lit(str(EARLIEST)).cast("timestamp"),
+            _value_detail("updated_at", "a time on or after 2000-01-01"),
+        ),
     ]
     df = _with_reason(df, rules)
     for name in ("birth_year", "signup_ts", "updated_at", "email_opt_in", "push_opt_in"):
@@ -164,7 +194,9 @@ def check_events(bronze: DataFrame, products: DataFrame) -> DataFrame:
     """Type clickstream events; purchases must carry valid items of known skus."""
     items_bad_type = F.exists(
         F.coalesce(F.col("items"), F.array()),
-        lambda i: i.quantity.try_cast("int").isNull() | i.unit_price.try_cast("decimal(12,2)").isNull(),
+        lambda i: (
+            i.quantity.try_cast("int").isNull() | i.unit_price.try_cast("decimal(12,2)").isNull()
+        ),
     )
     items_negative = F.exists(
         F.coalesce(F.col("items"), F.array()),
@@ -187,35 +219,74 @@ def check_events(bronze: DataFrame, products: DataFrame) -> DataFrame:
     )
     is_purchase = F.col("event_type") == "purchase"
     rules = [
-        ("malformed_json", F.col("_corrupt_record").isNotNull(),
-         F.lit("not a JSON object")),
-        _missing(["event_id", "event_time", "event_type", "platform", "session_id",
-                  "anonymous_id"]),
-        ("unknown_event_type", ~F.col("event_type").isin(*EVENT_TYPES),
-         _value_detail("event_type", f"one of {', '.join(EVENT_TYPES)}")),
-        ("unknown_platform", ~F.col("platform").isin(*PLATFORMS),
-         _value_detail("platform", f"one of {', '.join(PLATFORMS)}")),
-        ("missing_required_field",
-         is_purchase & (blank("order_id") | blank("currency") | (F.size("items") < 1)
-                        | F.col("items").isNull()),
-         F.lit("a purchase needs order_id, currency and at least one item")),
-        ("missing_required_field", F.col("event_type").isin(*SKU_EVENT_TYPES) & blank("sku"),
-         F.lit("a product event needs a sku")),
-        ("missing_required_field", (F.col("event_type") == "search") & blank("search_query"),
-         F.lit("a search event needs search_query")),
-        ("wrong_type", is_purchase & items_bad_type,
-         F.concat(F.lit("items="), F.to_json("items"),
-                  F.lit(": expected whole quantities and decimal prices"))),
-        ("negative_price", is_purchase & items_negative,
-         F.concat(F.lit("items="), F.to_json("items"), F.lit(": expected prices of 0 or more"))),
-        ("invalid_quantity", is_purchase & items_bad_quantity,
-         F.concat(F.lit("items="), F.to_json("items"), F.lit(": expected quantities above 0"))),
-        ("invalid_currency", is_purchase & ~F.col("currency").rlike("^[A-Z]{3}$"),
-         _value_detail("currency", "an ISO-4217 code")),
+        ("malformed_json", F.col("_corrupt_record").isNotNull(), F.lit("not a JSON object")),
+        _missing(
+            ["event_id", "event_time", "event_type", "platform", "session_id", "anonymous_id"]
+        ),
+        (
+            "unknown_event_type",
+            ~F.col("event_type").isin(*EVENT_TYPES),
+            _value_detail("event_type", f"one of {', '.join(EVENT_TYPES)}"),
+        ),
+        (
+            "unknown_platform",
+            ~F.col("platform").isin(*PLATFORMS),
+            _value_detail("platform", f"one of {', '.join(PLATFORMS)}"),
+        ),
+        (
+            "missing_required_field",
+            is_purchase
+            & (
+                blank("order_id")
+                | blank("currency")
+                | (F.size("items") < 1)
+                | F.col("items").isNull()
+            ),
+            F.lit("a purchase needs order_id, currency and at least one item"),
+        ),
+        (
+            "missing_required_field",
+            F.col("event_type").isin(*SKU_EVENT_TYPES) & blank("sku"),
+            F.lit("a product event needs a sku"),
+        ),
+        (
+            "missing_required_field",
+            (F.col("event_type") == "search") & blank("search_query"),
+            F.lit("a search event needs search_query"),
+        ),
+        (
+            "wrong_type",
+            is_purchase & items_bad_type,
+            F.concat(
+                F.lit("items="),
+                F.to_json("items"),
+                F.lit(": expected whole quantities and decimal prices"),
+            ),
+        ),
+        (
+            "negative_price",
+            is_purchase & items_negative,
+            F.concat(F.lit("items="), F.to_json("items"), F.lit(": expected prices of 0 or more")),
+        ),
+        (
+            "invalid_quantity",
+            is_purchase & items_bad_quantity,
+            F.concat(F.lit("items="), F.to_json("items"), F.lit(": expected quantities above 0")),
+        ),
+        (
+            "invalid_currency",
+            is_purchase & ~F.col("currency").rlike("^[A-Z]{3}$"),
+            _value_detail("currency", "an ISO-4217 code"),
+        ),
         *_time_rules("event_ts", "event_time"),
         ("unknown_sku", ~F.col("_sku_known"), _value_detail("sku", "a sku in silver.products")),
-        ("unknown_sku", F.col("_items_known") == 0,
-         F.concat(F.lit("items="), F.to_json("items"), F.lit(": expected skus in silver.products"))),
+        (
+            "unknown_sku",
+            F.col("_items_known") == 0,
+            F.concat(
+                F.lit("items="), F.to_json("items"), F.lit(": expected skus in silver.products")
+            ),
+        ),
     ]
     return (
         _with_reason(df, rules)
@@ -230,9 +301,16 @@ def explode_order_lines(events: DataFrame) -> DataFrame:
     purchases = events.where(F.col("event_type") == "purchase")
     return (
         purchases.select(
-            "order_id", "event_id", F.col("event_ts").alias("order_ts"),
-            F.col("event_date").alias("order_date"), "platform", "anonymous_id", "customer_id",
-            "currency", "_business_date", "_run_id",
+            "order_id",
+            "event_id",
+            F.col("event_ts").alias("order_ts"),
+            F.col("event_date").alias("order_date"),
+            "platform",
+            "anonymous_id",
+            "customer_id",
+            "currency",
+            "_business_date",
+            "_run_id",
             F.posexplode("items").alias("position", "item"),
         )
         .withColumn("line_number", F.col("position") + 1)
@@ -253,28 +331,51 @@ def check_pos(bronze: DataFrame, products: DataFrame, stores: DataFrame) -> Data
         .withColumn("line_number_typed", _int("line_number"))
         .withColumn("quantity_typed", _int("quantity"))
         .withColumn("unit_price_typed", _decimal("unit_price"))
-        .withColumn("discount_typed", F.coalesce(_decimal("discount_amount"),
-                                                 F.when(blank("discount_amount"), F.lit(0))))
+        .withColumn(
+            "discount_typed",
+            F.coalesce(_decimal("discount_amount"), F.when(blank("discount_amount"), F.lit(0))),
+        )
         .withColumn("transaction_local_ts", F.trim(F.col("transaction_ts")).try_cast("timestamp"))
-        .withColumn("transaction_utc_ts",
-                    F.to_utc_timestamp("transaction_local_ts", F.col("_timezone")))
+        .withColumn(
+            "transaction_utc_ts", F.to_utc_timestamp("transaction_local_ts", F.col("_timezone"))
+        )
     )
     rules = [
-        ("wrong_column_count", F.col("_corrupt_record").isNotNull(),
-         F.lit("expected 12 columns")),
-        _missing(["transaction_id", "line_number", "store_id", "transaction_ts", "sku",
-                  "quantity", "unit_price"]),
+        ("wrong_column_count", F.col("_corrupt_record").isNotNull(), F.lit("expected 12 columns")),
+        _missing(
+            [
+                "transaction_id",
+                "line_number",
+                "store_id",
+                "transaction_ts",
+                "sku",
+                "quantity",
+                "unit_price",
+            ]
+        ),
         _bad_number("line_number", "line_number_typed", "a whole number"),
         _bad_number("quantity", "quantity_typed", "a whole number"),
         _bad_number("unit_price", "unit_price_typed", "a decimal number"),
         _bad_number("discount_amount", "discount_typed", "a decimal number"),
-        ("negative_price", (F.col("unit_price_typed") < 0) | (F.col("discount_typed") < 0),
-         F.concat(_value_detail("unit_price", "0 or more"), F.lit("; "),
-                  _value_detail("discount_amount", "0 or more"))),
-        ("invalid_quantity", F.col("quantity_typed") == 0,
-         _value_detail("quantity", "a non-zero quantity (negative for returns)")),
-        ("unknown_store", F.col("_timezone").isNull(),
-         _value_detail("store_id", "a store in silver.stores")),
+        (
+            "negative_price",
+            (F.col("unit_price_typed") < 0) | (F.col("discount_typed") < 0),
+            F.concat(
+                _value_detail("unit_price", "0 or more"),
+                F.lit("; "),
+                _value_detail("discount_amount", "0 or more"),
+            ),
+        ),
+        (
+            "invalid_quantity",
+            F.col("quantity_typed") == 0,
+            _value_detail("quantity", "a non-zero quantity (negative for returns)"),
+        ),
+        (
+            "unknown_store",
+            F.col("_timezone").isNull(),
+            _value_detail("store_id", "a store in silver.stores"),
+        ),
         *_time_rules("transaction_local_ts", "transaction_ts"),
         ("unknown_sku", ~F.col("_sku_known"), _value_detail("sku", "a sku in silver.products")),
     ]
@@ -289,7 +390,6 @@ def check_pos(bronze: DataFrame, products: DataFrame, stores: DataFrame) -> Data
         .withColumn("is_return", F.col("quantity_typed") < 0)
         .withColumn("transaction_date", F.to_date("transaction_local_ts"))
         .withColumn("transaction_ts", F.col("transaction_utc_ts"))
-        .withColumn("loyalty_card_id", F.when(~blank("loyalty_card_id"),
-                                              F.trim("loyalty_card_id")))
+        .withColumn("loyalty_card_id", F.when(~blank("loyalty_card_id"), F.trim("loyalty_card_id")))
         .drop("_sku_known", "_timezone")
     )
