@@ -32,15 +32,8 @@ class SilverStep:
     table: tables.Table
     dedup_keys: tuple[str, ...]
     check: Callable[[DataFrame, dict[str, DataFrame]], DataFrame]
-    latest_by: tuple[str, ...] = ()  # reduce to the newest row per table key, update if newer
-
-    def update_when(self) -> str | None:
-        if not self.latest_by:
-            return None
-        newer = " OR ".join(f"source.`{c}` > target.`{c}`" for c in self.latest_by)
-        return (
-            f"({newer}) OR ({' AND '.join(f'source.`{c}` = target.`{c}`' for c in self.latest_by)})"
-        )
+    # Tables that keep one row per key: the newest by this column wins (ties: the later run).
+    latest_by: str | None = None
 
 
 def steps(settings: Settings) -> list[SilverStep]:
@@ -56,21 +49,21 @@ def steps(settings: Settings) -> list[SilverStep]:
             tables.SILVER_PRODUCTS,
             ("sku", "_business_date"),
             lambda b, _: validation.check_products(b),
-            latest_by=("_business_date",),
+            latest_by="_business_date",
         ),
         SilverStep(
             sources.STORES,
             tables.SILVER_STORES,
             ("store_id", "_business_date"),
             lambda b, _: validation.check_stores(b),
-            latest_by=("_business_date",),
+            latest_by="_business_date",
         ),
         SilverStep(
             sources.CRM,
             tables.SILVER_CUSTOMERS,
             ("customer_id", "updated_at"),
             check_customers,
-            latest_by=("updated_at",),
+            latest_by="updated_at",
         ),
         SilverStep(
             sources.EVENTS,
@@ -111,8 +104,6 @@ def process(
     checked = step.check(batch, reference).cache()
     rejected = checked.where(F.col("_reason").isNotNull())
     seen = lakehouse.read_table(spark, settings, step.table).where(~F.col("_run_id").isin(runs))
-    if step.latest_by:
-        seen = seen.select(*step.dedup_keys, "_run_id")
     flagged = silver.flag_duplicates(
         checked.where(F.col("_reason").isNull()), step.dedup_keys, seen
     ).cache()
@@ -129,8 +120,9 @@ def process(
             f"source = '{step.source.name}' AND run_id = '{run}'",
         )
     if step.latest_by:
-        latest = silver.latest_per_key(accepted, step.table.keys, step.latest_by)
-        lakehouse.merge(spark, settings, step.table, latest, update_when=step.update_when())
+        latest = silver.latest_per_key(accepted, step.table.keys, [step.latest_by])
+        newer = f"source.`{step.latest_by}` >= target.`{step.latest_by}`"
+        lakehouse.merge(spark, settings, step.table, latest, update_when=newer)
     else:
         lakehouse.merge(spark, settings, step.table, accepted, update=False)
     if step.source is sources.EVENTS:

@@ -22,6 +22,8 @@ def table_path(settings: Settings, table: Table) -> str:
 
 def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     """Create the Delta table at its registry path and register it by name, if not yet there."""
+    if spark.catalog.tableExists(table.name):
+        return
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
     partitioned = (
         f" PARTITIONED BY ({', '.join(f'`{c}`' for c in table.partition_by)})"
