@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omni.config import Settings
+from omni.config import REPO_ROOT, Settings
 
 MANIFEST = "jars.txt"
+LOG_CONFIG = REPO_ROOT / "conf" / "log4j2.properties"
 
 
 def delta_jars(settings: Settings) -> list[Path]:
@@ -46,7 +47,10 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
         "spark.databricks.delta.snapshotPartitions": "2",
         # Keep Ivy away from the home folder: nothing is resolved at run time.
         "spark.jars.ivy": str(settings.jar_dir.parent / "ivy"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.metastore_dir}",
+        "spark.driver.extraJavaOptions": (
+            f"-Dderby.system.home={settings.metastore_dir} "
+            f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
+        ),
     }
     if hive_catalog:
         conf["spark.sql.catalogImplementation"] = "hive"
