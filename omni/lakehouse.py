@@ -6,6 +6,7 @@ Spark catalog as ``<layer>.<table>`` the first time they are written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from delta.tables import DeltaTable
@@ -20,21 +21,35 @@ def table_path(settings: Settings, table: Table) -> str:
     return str(table.path(settings.lakehouse_dir))
 
 
+_ENSURED: set[tuple[int, str, str]] = set()
+
+
 def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
-    """Create the Delta table at its registry path and register it by name, if not yet there."""
-    if spark.catalog.tableExists(table.name):
+    """Create the Delta table at its registry path and register it by name, if not yet there.
+
+    A name registered at another location (another lakehouse) is re-pointed at this one; the
+    check runs once per session and table.
+    """
+    path = table_path(settings, table)
+    marker = (id(spark), table.name, path)
+    if marker in _ENSURED:
         return
+    if spark.catalog.tableExists(table.name):
+        location = spark.sql(f"DESCRIBE DETAIL {table.name}").first()["location"]
+        if re.sub(r"^file:/*", "/", location).rstrip("/") != path.rstrip("/"):
+            spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
     spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
     partitioned = (
         f" PARTITIONED BY ({', '.join(f'`{c}`' for c in table.partition_by)})"
         if table.partition_by
         else ""
     )
+    description = table.description.replace("'", "\\'")
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` ({table.ddl()}) "
-        f"USING DELTA{partitioned} LOCATION '{table_path(settings, table)}' "
-        f"COMMENT '{table.description.replace(chr(39), chr(92) + chr(39))}'"
+        f"USING DELTA{partitioned} LOCATION '{path}' COMMENT '{description}'"
     )
+    _ENSURED.add(marker)
 
 
 def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
@@ -122,3 +137,4 @@ def merge(
 def date_literal(column: str, values: Iterable[object]) -> Column:
     """``column IN (dates...)`` as a Column."""
     return F.col(column).isin([str(v) for v in values])
+

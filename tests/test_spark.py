@@ -46,3 +46,15 @@ def test_tables_are_created_from_the_registry_with_comments(spark, settings):
     assert got == [("a", "1.50"), ("b", None)]
     history = spark.sql("DESCRIBE HISTORY gold.registry_probe").collect()
     assert {"MERGE"} <= {r["operation"] for r in history}
+
+
+def test_a_name_registered_elsewhere_is_repointed_at_this_lakehouse(spark, settings, tmp_path):
+    table = Table("silver.repoint_probe", "Probe.", (Column("id", "string", "The id"),))
+    first = settings.with_overrides(lakehouse_dir=tmp_path / "one")
+    second = settings.with_overrides(lakehouse_dir=tmp_path / "two")
+    lakehouse.append(spark, first, table, spark.createDataFrame([("one",)], "id string"))
+    lakehouse.append(spark, second, table, spark.createDataFrame([("two",)], "id string"))
+    assert [r["id"] for r in spark.table("silver.repoint_probe").collect()] == ["two"]
+    # The first lakehouse keeps its files: only the name moved.
+    first_rows = spark.read.format("delta").load(str(tmp_path / "one" / "silver" / "repoint_probe"))
+    assert [r["id"] for r in first_rows.collect()] == ["one"]
