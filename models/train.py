@@ -58,7 +58,7 @@ def train_segmentation_model(
         mlflow.log_params(
             {
                 "k": result.k,
-                "k_range": "3-6",
+                "k_range": f"{min(result.silhouettes)}-{max(result.silhouettes)}",
                 "features": ",".join(SEGMENT_FEATURES),
                 "customers": len(X),
             }

@@ -137,4 +137,3 @@ def merge(
 def date_literal(column: str, values: Iterable[object]) -> Column:
     """``column IN (dates...)`` as a Column."""
     return F.col(column).isin([str(v) for v in values])
-

@@ -224,3 +224,19 @@ def test_daily_kpis(spark):
         ("2026-06-02", "online", None, 2, "15.00", 2, 2, 1, 4, 0.5),
         ("2026-06-02", "store", "S01", 2, "4.00", 0, 1, 1, None, None),
     ]
+
+
+def test_top_categories_rank_by_spend_and_keep_three(spark):
+    tx = _tx(
+        spark,
+        [
+            ("K1", "online", None, f"O{i}", "2026-06-20", "S", 1, spend, spend, 0, category)
+            for i, (category, spend) in enumerate(
+                [("toys", 5), ("books", 50), ("home", 20), ("beauty", 30), ("home", 15)]
+            )
+        ],
+    )
+    top = gold._top_categories(tx, AS_OF).collect()
+    assert [(r["customer_key"], r["top_categories"]) for r in top] == [
+        ("K1", ["books", "home", "beauty"])
+    ]

@@ -250,6 +250,18 @@ def build_customer_features(
     )
 
 
+def _top_values(df: DataFrame, value: str, order_by: Column, top: int, alias: str) -> DataFrame:
+    """Per customer, the ``top`` values of ``value`` ranked by ``order_by`` as an array."""
+    order = Window.partitionBy("customer_key").orderBy(order_by, value)
+    return (
+        df.withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= top)
+        .groupBy("customer_key")
+        .agg(F.sort_array(F.collect_list(F.struct("rank", value))).alias("ranked"))
+        .select("customer_key", F.col(f"ranked.{value}").alias(alias))
+    )
+
+
 def _top_categories(transactions: DataFrame, as_of: date, top: int = 3) -> DataFrame:
     spend = (
         transactions.where(
@@ -261,14 +273,7 @@ def _top_categories(transactions: DataFrame, as_of: date, top: int = 3) -> DataF
         .agg(F.sum("net_amount").alias("spend"))
         .where(F.col("spend") > 0)
     )
-    order = Window.partitionBy("customer_key").orderBy(F.col("spend").desc(), "category")
-    return (
-        spend.withColumn("rank", F.row_number().over(order))
-        .where(F.col("rank") <= top)
-        .groupBy("customer_key")
-        .agg(F.sort_array(F.collect_list(F.struct("rank", "category"))).alias("ranked"))
-        .select("customer_key", F.col("ranked.category").alias("top_categories"))
-    )
+    return _top_values(spend, "category", F.col("spend").desc(), top, "top_categories")
 
 
 def _recent_searches(activity: DataFrame, as_of: date, top: int = 5) -> DataFrame:
@@ -282,14 +287,7 @@ def _recent_searches(activity: DataFrame, as_of: date, top: int = 5) -> DataFram
         .groupBy("customer_key", "search_query")
         .agg(F.max("event_ts").alias("last_ts"))
     )
-    order = Window.partitionBy("customer_key").orderBy(F.col("last_ts").desc(), "search_query")
-    return (
-        searches.withColumn("rank", F.row_number().over(order))
-        .where(F.col("rank") <= top)
-        .groupBy("customer_key")
-        .agg(F.sort_array(F.collect_list(F.struct("rank", "search_query"))).alias("ranked"))
-        .select("customer_key", F.col("ranked.search_query").alias("recent_searches"))
-    )
+    return _top_values(searches, "search_query", F.col("last_ts").desc(), top, "recent_searches")
 
 
 def build_customer_profile(
