@@ -134,25 +134,12 @@ def process(
             update=False,
         )
 
-    counts = (
-        checked.groupBy("_run_id", "_business_date")
-        .agg(F.count("*").alias("read"))
-        .join(
-            rejected.groupBy("_run_id", "_business_date").agg(F.count("*").alias("rejected")),
-            ["_run_id", "_business_date"],
-            "left",
-        )
-        .join(
-            flagged.groupBy("_run_id", "_business_date").agg(
-                F.sum((~F.col("_is_duplicate")).cast("long")).alias("accepted"),
-                F.sum(F.col("_is_duplicate").cast("long")).alias("duplicates"),
-            ),
-            ["_run_id", "_business_date"],
-            "left",
-        )
-        .fillna(0)
-        .collect()
-    )
+    # Read is counted on bronze itself, quarantined on what the table now holds, so a row lost
+    # or doubled by a join in between breaks the equation.
+    bronze_read = {
+        (row["_run_id"], row["_business_date"]): row["n"]
+        for row in batch.groupBy("_run_id", "_business_date").agg(F.count("*").alias("n")).collect()
+    }
     quarantined = {
         (row["run_id"], row["business_date"]): row["n"]
         for row in lakehouse.read_table(spark, settings, tables.QUARANTINE_RECORDS)
@@ -161,21 +148,26 @@ def process(
         .agg(F.count("*").alias("n"))
         .collect()
     }
-    bronze_read = {
-        (row["_run_id"], row["_business_date"]): row["n"]
-        for row in batch.groupBy("_run_id", "_business_date").agg(F.count("*").alias("n")).collect()
+    kept = {
+        (row["_run_id"], row["_business_date"]): (row["accepted"], row["duplicates"])
+        for row in flagged.groupBy("_run_id", "_business_date")
+        .agg(
+            F.sum((~F.col("_is_duplicate")).cast("long")).alias("accepted"),
+            F.sum(F.col("_is_duplicate").cast("long")).alias("duplicates"),
+        )
+        .collect()
     }
     rows = []
-    for row in counts:
-        key = (row["_run_id"], row["_business_date"])
+    for key, read in sorted(bronze_read.items()):
+        accepted, duplicates = kept.get(key, (0, 0))
         entry = {
             "run_id": key[0],
             "source": step.source.name,
             "business_date": key[1],
-            "read": bronze_read.get(key, 0),
-            "accepted": row["accepted"],
+            "read": read,
+            "accepted": accepted,
             "quarantined": quarantined.get(key, 0),
-            "duplicates": row["duplicates"],
+            "duplicates": duplicates,
         }
         if entry["read"] != entry["accepted"] + entry["quarantined"] + entry["duplicates"]:
             raise ReconciliationError(
