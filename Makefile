@@ -25,7 +25,7 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup jars sample run test lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run test bench lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ run: sample airflow-db ## Run the nightly DAG through Airflow on the latest samp
 
 test: lint ## Run the whole test suite (after the lint checks)
 	$(BIN)/pytest
+
+BENCH_ARGS ?= --customers 2000 --days 60
+bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)
+	$(BIN)/python -m bench.lakehouse $(BENCH_ARGS)
 
 lint: setup ## Check style and formatting with ruff
 	$(BIN)/ruff check .

@@ -1,19 +1,20 @@
 """Gold: customer profile, point-in-time features and daily channel KPIs for ``--date``.
 
-Profiles describe the customers as of the date; features are written for the date (replacing
-that date's rows on a rerun); KPIs are recomputed for every day the run's records touched, so
-late records correct the days they belong to.
+Profiles describe the customers as of the date. Features are written for the date and
+recomputed for every earlier day that already has features and that the run's records touched
+(late records), replacing those days' rows; KPIs are recomputed for every touched day. With
+``--start-date`` one run backfills features for every day of the range, on one Spark session.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
-from omni.cli import job_parser, run_job
+from omni.cli import date_arg, job_parser, run_job
 from omni.config import Settings
 from omni.transforms import gold
 
@@ -49,39 +50,80 @@ def touched_dates(spark: SparkSession, settings: Settings, run_id: str, as_of: d
     return sorted({row["d"] for row in days if row["d"] <= as_of} | {as_of})
 
 
-def build_gold(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
+def feature_dates(
+    spark: SparkSession, settings: Settings, touched: list[date], as_of: date, start: date
+) -> list[date]:
+    """As-of dates to (re)build: the range asked for, plus touched days that have features."""
+    asked = {start + timedelta(days=n) for n in range((as_of - start).days + 1)}
+    earlier = [d for d in touched if d < start]
+    existing = set()
+    if earlier:
+        existing = {
+            row["as_of_date"]
+            for row in lakehouse.read_table(spark, settings, tables.GOLD_FEATURES)
+            .where(lakehouse.date_literal("as_of_date", earlier))
+            .select("as_of_date")
+            .distinct()
+            .collect()
+        }
+    return sorted(asked | existing)
+
+
+def build_gold(
+    spark: SparkSession, settings: Settings, as_of: date, run_id: str, start: date | None = None
+) -> dict:
+    start = start or as_of
+    if start > as_of:
+        raise ValueError(f"--start-date {start} is after --date {as_of}: expected start <= date")
     inputs = load_inputs(spark, settings)
     profile = gold.build_customer_profile(
         inputs["population"], inputs["transactions"], inputs["activity"], as_of
     )
-    features = gold.build_customer_features(
-        inputs["population"],
-        inputs["transactions"],
-        inputs["activity"],
-        as_of,
-        settings.profile_window_days,
-    )
     days = touched_dates(spark, settings, run_id, as_of)
-    kpis = gold.build_daily_channel_kpis(inputs["transactions"], inputs["events"], days)
-    day_list = ", ".join(f"DATE'{d}'" for d in days)
+    written = 0
+    as_of_dates = feature_dates(spark, settings, days, as_of, start)
+    for day in as_of_dates:
+        features = gold.build_customer_features(
+            inputs["population"],
+            inputs["transactions"],
+            inputs["activity"],
+            day,
+            settings.profile_window_days,
+        )
+        written += lakehouse.replace_where(
+            spark, settings, tables.GOLD_FEATURES, features, f"as_of_date = DATE'{day}'"
+        )
+    kpi_days = sorted(set(days) | set(as_of_dates))
+    kpis = gold.build_daily_channel_kpis(inputs["transactions"], inputs["events"], kpi_days)
+    day_list = ", ".join(f"DATE'{d}'" for d in kpi_days)
     return {
         "customer_profile": lakehouse.overwrite(spark, settings, tables.GOLD_PROFILE, profile),
-        "customer_features": lakehouse.replace_where(
-            spark, settings, tables.GOLD_FEATURES, features, f"as_of_date = DATE'{as_of}'"
-        ),
+        "customer_features": written,
+        "feature_dates": [str(d) for d in as_of_dates],
         "daily_channel_kpis": lakehouse.replace_where(
             spark, settings, tables.GOLD_KPIS, kpis, f"date IN ({day_list})"
         ),
-        "kpi_days": len(days),
+        "touched_dates": [str(d) for d in days],
     }
 
 
+def _parser():
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--start-date",
+        type=date_arg,
+        default=None,
+        help="backfill: also build features for every day from this date to --date",
+    )
+    return parser
+
+
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return build_gold(spark, settings, args.date, args.run_id)
+    return build_gold(spark, settings, args.date, args.run_id, args.start_date)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run_job("gold", _body, job_parser(__doc__.splitlines()[0]), argv)
+    return run_job("gold", _body, _parser(), argv)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ class SilverStep:
     check: Callable[[DataFrame, dict[str, DataFrame]], DataFrame]
     # Tables that keep one row per key: the newest by this column wins (ties: the later run).
     latest_by: str | None = None
+    # The silver table's date partition. A record and its re-sent copies share this date, so
+    # duplicates are looked for, and merged against, in the batch's dates only: the cost of a
+    # night follows its own records, not the history.
+    date_column: str | None = None
 
 
 def steps(settings: Settings) -> list[SilverStep]:
@@ -70,40 +74,62 @@ def steps(settings: Settings) -> list[SilverStep]:
             tables.SILVER_EVENTS,
             ("event_id",),
             lambda b, ref: validation.check_events(b, ref["products"]),
+            date_column="event_date",
         ),
         SilverStep(
             sources.POS,
             tables.SILVER_POS,
             ("transaction_id", "line_number"),
             lambda b, ref: validation.check_pos(b, ref["products"], ref["stores"]),
+            date_column="transaction_date",
         ),
     ]
 
 
-def pending_runs(spark: SparkSession, settings: Settings, source: Source) -> list[str]:
-    """Ingest runs of ``source`` in bronze that have no reconciliation rows yet."""
-    bronze = lakehouse.read_table(spark, settings, source.bronze).select("_run_id").distinct()
+def pending_runs(
+    spark: SparkSession, settings: Settings, source: Source
+) -> tuple[list[str], list[object]]:
+    """Ingest runs of ``source`` with no reconciliation rows yet, and their business dates.
+
+    Read from the small ingest log, so bronze is then read in those dates' partitions only.
+    """
+    ingested = (
+        lakehouse.read_table(spark, settings, tables.INGESTED_FILES)
+        .where((F.col("source") == source.name) & (F.col("records") > 0))
+        .select("run_id", "business_date")
+        .distinct()
+    )
     done = (
         lakehouse.read_table(spark, settings, tables.RECONCILIATION)
         .where(F.col("source") == source.name)
-        .select(F.col("run_id").alias("_run_id"))
+        .select("run_id")
     )
-    return sorted(row["_run_id"] for row in bronze.join(done, "_run_id", "left_anti").collect())
+    pending = ingested.join(done, "run_id", "left_anti").collect()
+    return sorted({r["run_id"] for r in pending}), sorted({r["business_date"] for r in pending})
+
+
+def _dates_of(df: DataFrame, column: str | None) -> list[object] | None:
+    if column is None:
+        return None
+    return sorted(r[0] for r in df.select(column).distinct().collect() if r[0] is not None)
 
 
 def process(
     spark: SparkSession, settings: Settings, step: SilverStep, reference: dict[str, DataFrame]
 ) -> list[dict]:
     """Process the pending bronze runs of one source; return the reconciliation rows."""
-    runs = pending_runs(spark, settings, step.source)
+    runs, business_dates = pending_runs(spark, settings, step.source)
     if not runs:
         return []
     batch = lakehouse.read_table(spark, settings, step.source.bronze).where(
-        F.col("_run_id").isin(runs)
+        lakehouse.date_literal("_business_date", business_dates) & F.col("_run_id").isin(runs)
     )
     checked = step.check(batch, reference).cache()
     rejected = checked.where(F.col("_reason").isNotNull())
     seen = lakehouse.read_table(spark, settings, step.table).where(~F.col("_run_id").isin(runs))
+    dates = _dates_of(checked.where(F.col("_reason").isNull()), step.date_column)
+    if dates is not None:
+        seen = seen.where(lakehouse.date_literal(step.date_column, dates))
     flagged = silver.flag_duplicates(
         checked.where(F.col("_reason").isNull()), step.dedup_keys, seen
     ).cache()
@@ -124,15 +150,25 @@ def process(
         newer = f"source.`{step.latest_by}` >= target.`{step.latest_by}`"
         lakehouse.merge(spark, settings, step.table, latest, update_when=newer)
     else:
-        lakehouse.merge(spark, settings, step.table, accepted, update=False)
+        lakehouse.merge(
+            spark,
+            settings,
+            step.table,
+            accepted,
+            update=False,
+            target_dates=(step.date_column, dates) if dates is not None else None,
+        )
     if step.source is sources.EVENTS:
+        lines = validation.explode_order_lines(accepted).cache()
         lakehouse.merge(
             spark,
             settings,
             tables.SILVER_ORDER_LINES,
-            validation.explode_order_lines(accepted),
+            lines,
             update=False,
+            target_dates=("order_date", _dates_of(lines, "order_date")),
         )
+        lines.unpersist()
 
     # Read is counted on bronze itself, quarantined on what the table now holds, so a row lost
     # or doubled by a join in between breaks the equation.

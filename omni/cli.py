@@ -19,7 +19,7 @@ log = logging.getLogger("omni")
 
 def job_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--date", required=True, type=_date_arg, help="business date YYYY-MM-DD")
+    parser.add_argument("--date", required=True, type=date_arg, help="business date YYYY-MM-DD")
     parser.add_argument(
         "--run-id",
         default=None,
@@ -28,7 +28,7 @@ def job_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _date_arg(value: str) -> date:
+def date_arg(value: str) -> date:
     try:
         return parse_date(value)
     except ValueError as error:

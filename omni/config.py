@@ -85,6 +85,7 @@ class Settings:
     spark_shuffle_partitions: int = 4
     max_customers_per_device: int = 3
     churn_medium_threshold: float = 0.3
+    vacuum_retention_hours: int = 168
     churn_high_threshold: float = 0.6
 
     @property
@@ -136,6 +137,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         spark_shuffle_partitions=_positive_int(env, "OMNI_SHUFFLE_PARTITIONS", 4),
         max_customers_per_device=_positive_int(env, "OMNI_MAX_CUSTOMERS_PER_DEVICE", 3),
         churn_medium_threshold=_probability(env, "OMNI_CHURN_MEDIUM_THRESHOLD", 0.3),
+        vacuum_retention_hours=_positive_int(env, "OMNI_VACUUM_RETENTION_HOURS", 168),
         churn_high_threshold=_probability(env, "OMNI_CHURN_HIGH_THRESHOLD", 0.6),
     )
 

@@ -108,11 +108,14 @@ def merge(
     keys: Iterable[str] | None = None,
     update_when: str | None = None,
     update: bool = True,
+    target_dates: tuple[str, Iterable[object]] | None = None,
 ) -> int:
     """MERGE ``df`` into the table on its keys: insert new rows, update matched ones.
 
     ``update_when`` limits updates (e.g. ``source.updated_at > target.updated_at``);
-    ``update=False`` only inserts rows whose key is new. Returns the rows in ``df``.
+    ``update=False`` only inserts rows whose key is new. ``target_dates`` = (column, dates)
+    limits the target to those partitions (the caller knows matches can only be there).
+    Returns the rows in ``df``.
     """
     ensure_table(spark, settings, table)
     keys = tuple(keys or table.keys)
@@ -122,6 +125,10 @@ def merge(
     count = rows.count()
     if count:
         condition = " AND ".join(f"target.`{k}` <=> source.`{k}`" for k in keys)
+        if target_dates is not None:
+            column, dates = target_dates
+            listed = ", ".join(f"DATE'{d}'" for d in dates) or "NULL"
+            condition += f" AND target.`{column}` IN ({listed})"
         builder = (
             DeltaTable.forPath(spark, table_path(settings, table))
             .alias("target")
@@ -137,3 +144,23 @@ def merge(
 def date_literal(column: str, values: Iterable[object]) -> Column:
     """``column IN (dates...)`` as a Column."""
     return F.col(column).isin([str(v) for v in values])
+
+
+def vacuum(
+    spark: SparkSession, settings: Settings, table: Table, retention_hours: int, lite: bool = False
+) -> None:
+    """VACUUM with the given retention; below Delta's 7-day safety check only on purpose.
+
+    ``lite`` takes the files to delete from the transaction log rather than a full listing.
+    """
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    previous = spark.conf.get(check, "true")
+    if retention_hours < 168:
+        spark.conf.set(check, "false")
+    try:
+        mode = "LITE " if lite else ""
+        spark.sql(
+            f"VACUUM delta.`{table_path(settings, table)}` {mode}RETAIN {retention_hours} HOURS"
+        )
+    finally:
+        spark.conf.set(check, previous)

@@ -26,6 +26,10 @@ class Table:
     keys: tuple[str, ...] = ()
     partition_by: tuple[str, ...] = ()
     producer: str = ""
+    # How erasure finds a customer's rows: (column, identifier type) pairs, where the type is
+    # customer_key, customer_id, loyalty_card_id, anonymous_id, email_hash, or raw_text (the
+    # column's text is searched for any of the customer's identifiers, e-mail included).
+    erase_by: tuple[tuple[str, str], ...] = ()
 
     @property
     def layer(self) -> str:
@@ -58,6 +62,7 @@ def _c(name: str, type_: str, comment: str, nullable: bool = True) -> Column:
 
 INGEST_METADATA = (
     _c("_source_file", "string", "Landing file the record was read from", False),
+    _c("_source_line", "bigint", "Line number of the record in its file (1 = first line)", False),
     _c("_raw_record", "string", "The record's raw text as delivered", False),
     _c("_ingested_at", "timestamp", "When the record was ingested (UTC)", False),
     _c("_run_id", "string", "Pipeline run that ingested the record", False),
@@ -98,6 +103,11 @@ BRONZE_EVENTS = Table(
     ),
     partition_by=("_business_date",),
     producer="jobs/bronze_ingest.py",
+    erase_by=(
+        ("customer_id", "customer_id"),
+        ("anonymous_id", "anonymous_id"),
+        ("_raw_record", "raw_text"),
+    ),
 )
 
 POS_COLUMNS = (
@@ -140,7 +150,12 @@ PRODUCT_COLUMNS = (
 STORE_COLUMNS = ("store_id", "store_name", "city", "region", "country", "timezone", "opened_on")
 
 
-def _csv_bronze(name: str, description: str, columns: tuple[str, ...]) -> Table:
+def _csv_bronze(
+    name: str,
+    description: str,
+    columns: tuple[str, ...],
+    erase_by: tuple[tuple[str, str], ...] = (),
+) -> Table:
     fields = tuple(_c(column, _s, f"{column}, as delivered") for column in columns)
     return Table(
         name,
@@ -152,14 +167,25 @@ def _csv_bronze(name: str, description: str, columns: tuple[str, ...]) -> Table:
         ),
         partition_by=("_business_date",),
         producer="jobs/bronze_ingest.py",
+        erase_by=erase_by,
     )
 
 
 BRONZE_POS = _csv_bronze(
-    "bronze.pos_lines", "In-store POS receipt lines, as delivered.", POS_COLUMNS
+    "bronze.pos_lines",
+    "In-store POS receipt lines, as delivered.",
+    POS_COLUMNS,
+    erase_by=(("loyalty_card_id", "loyalty_card_id"), ("_raw_record", "raw_text")),
 )
 BRONZE_CRM = _csv_bronze(
-    "bronze.crm_customers", "CRM customer records (personal data in clear).", CRM_COLUMNS
+    "bronze.crm_customers",
+    "CRM customer records (personal data in clear).",
+    CRM_COLUMNS,
+    erase_by=(
+        ("customer_id", "customer_id"),
+        ("loyalty_card_id", "loyalty_card_id"),
+        ("_raw_record", "raw_text"),
+    ),
 )
 BRONZE_PRODUCTS = _csv_bronze(
     "bronze.products", "Product catalogue snapshots, as delivered.", PRODUCT_COLUMNS
@@ -177,6 +203,7 @@ QUARANTINE_RECORDS = Table(
             False,
         ),
         _c("source_file", _s, "Landing file the record came from", False),
+        _c("source_line", "bigint", "Line number of the record in its file", False),
         _c("raw_text", _s, "The record's raw text", False),
         _c("reason", _s, "Reason code, e.g. malformed_json, unknown_sku", False),
         _c("reason_detail", _s, "The offending value and what was expected"),
@@ -187,6 +214,22 @@ QUARANTINE_RECORDS = Table(
     ),
     partition_by=("source",),
     producer="jobs/silver.py",
+    erase_by=(("raw_text", "raw_text"),),
+)
+
+INGESTED_FILES = Table(
+    "bronze.ingested_files",
+    "One row per landing file ingested into bronze: what the next night skips.",
+    (
+        _c("source", _s, "Source name, as in quarantine.records", False),
+        _c("source_file", _s, "Landing file, relative to the landing zone", False),
+        _c("business_date", "date", "Landing folder date (dt=)", False),
+        _c("records", "bigint", "Rows written to bronze (CSV header excluded)", False),
+        _c("run_id", _s, "Pipeline run that ingested the file", False),
+        _c("ingested_at", "timestamp", "When the file was logged (UTC)", False),
+    ),
+    keys=("source", "source_file"),
+    producer="jobs/bronze_ingest.py",
 )
 
 RECONCILIATION = Table(
@@ -231,6 +274,7 @@ SILVER_EVENTS = Table(
     keys=("event_id",),
     partition_by=("event_date",),
     producer="jobs/silver.py",
+    erase_by=(("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
 )
 
 SILVER_ORDER_LINES = Table(
@@ -255,6 +299,7 @@ SILVER_ORDER_LINES = Table(
     keys=("order_id", "line_number"),
     partition_by=("order_date",),
     producer="jobs/silver.py",
+    erase_by=(("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
 )
 
 SILVER_POS = Table(
@@ -282,6 +327,7 @@ SILVER_POS = Table(
     keys=("transaction_id", "line_number"),
     partition_by=("transaction_date",),
     producer="jobs/silver.py",
+    erase_by=(("loyalty_card_id", "loyalty_card_id"),),
 )
 
 SILVER_CUSTOMERS = Table(
@@ -301,6 +347,7 @@ SILVER_CUSTOMERS = Table(
     ),
     keys=("customer_id",),
     producer="jobs/silver.py",
+    erase_by=(("customer_id", "customer_id"),),
 )
 
 SILVER_PRODUCTS = Table(
@@ -350,6 +397,7 @@ SILVER_IDENTITY = Table(
     ),
     keys=("identifier_type", "identifier"),
     producer="jobs/silver.py",
+    erase_by=(("customer_key", "customer_key"),),
 )
 
 GOLD_PROFILE = Table(
@@ -378,6 +426,7 @@ GOLD_PROFILE = Table(
     ),
     keys=("customer_key",),
     producer="jobs/gold.py",
+    erase_by=(("customer_key", "customer_key"),),
 )
 
 FEATURE_COLUMNS = (
@@ -416,6 +465,7 @@ GOLD_FEATURES = Table(
     keys=("customer_key", "as_of_date"),
     partition_by=("as_of_date",),
     producer="jobs/gold.py",
+    erase_by=(("customer_key", "customer_key"),),
 )
 
 GOLD_KPIS = Table(
@@ -461,6 +511,22 @@ GOLD_SCORES = Table(
     keys=("customer_key", "as_of_date"),
     partition_by=("as_of_date",),
     producer="models/score.py",
+    erase_by=(("customer_key", "customer_key"),),
+)
+
+ERASURE_AUDIT = Table(
+    "quarantine.erasure_audit",
+    "One row per erasure request; the identifiers only as SHA-256 hashes.",
+    (
+        _c("erasure_id", _s, "Id of the request (the run id)", False),
+        _c("identifier_type", _s, "Type of the identifier the request named", False),
+        _c("identifier_sha256", _s, "SHA-256 of the identifier the request named", False),
+        _c("customer_key_sha256", _s, "SHA-256 of the erased customer_key"),
+        _c("rows_deleted", "map<string,bigint>", "Rows removed per table", False),
+        _c("erased_at", "timestamp", "When the erasure finished (UTC)", False),
+    ),
+    keys=("erasure_id",),
+    producer="jobs/erase_customer.py",
 )
 
 ALL_TABLES: tuple[Table, ...] = (
@@ -469,8 +535,10 @@ ALL_TABLES: tuple[Table, ...] = (
     BRONZE_CRM,
     BRONZE_PRODUCTS,
     BRONZE_STORES,
+    INGESTED_FILES,
     QUARANTINE_RECORDS,
     RECONCILIATION,
+    ERASURE_AUDIT,
     SILVER_PRODUCTS,
     SILVER_STORES,
     SILVER_CUSTOMERS,

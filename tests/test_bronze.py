@@ -9,7 +9,7 @@ from datetime import date
 from pyspark.sql import functions as F
 
 from jobs.bronze_ingest import ingest_source, ready_files
-from omni import lakehouse
+from omni import lakehouse, tables
 from omni.sources import EVENTS, STORES
 
 
@@ -62,6 +62,7 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
                 r["_raw_record"],
                 str(r["_business_date"]),
                 r["_source_file"],
+                r["_source_line"],
                 r["_run_id"],
             )
             for r in table.collect()
@@ -76,6 +77,7 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
                 '{"event_id":"E1","event_type":"page_view"}',
                 "2026-01-01",
                 "ecommerce/events/dt=2026-01-01/part-00000.jsonl.gz",
+                1,
                 "run-1",
             ),
             (
@@ -84,6 +86,7 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
                 "not json",
                 "2026-01-01",
                 "ecommerce/events/dt=2026-01-01/part-00000.jsonl.gz",
+                2,
                 "run-1",
             ),
             (
@@ -92,11 +95,24 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
                 '{"event_id":"E2","extra":1}',
                 "2026-01-02",
                 "ecommerce/events/dt=2026-01-02/part-00000.jsonl",
+                1,
                 "run-1",
             ),
         ],
         key=str,
     )
+
+    log = lakehouse.read_table(spark, local, tables.INGESTED_FILES)
+    assert sorted((r["source_file"], r["records"], r["run_id"]) for r in log.collect()) == [
+        ("ecommerce/events/dt=2026-01-01/part-00000.jsonl.gz", 2, "run-1"),
+        ("ecommerce/events/dt=2026-01-02/part-00000.jsonl", 1, "run-1"),
+    ]
+
+    # A run killed after writing bronze but before the log: the next run logs, not re-reads.
+    spark.sql(f"DELETE FROM delta.`{lakehouse.table_path(local, tables.INGESTED_FILES)}`")
+    assert ingest_source(spark, local, EVENTS, date(2026, 1, 3), "run-2b")["records"] == 0
+    assert lakehouse.read_table(spark, local, EVENTS.bronze).count() == 3
+    assert lakehouse.read_table(spark, local, tables.INGESTED_FILES).count() == 2
 
     # The folder completes later: the next run takes it, and only it.
     (local.landing_dir / "ecommerce" / "events" / "dt=2026-01-03" / "_SUCCESS").touch()
@@ -117,3 +133,22 @@ def test_csv_header_is_not_a_record(spark, settings, tmp_path):
     )
     (folder / "_SUCCESS").touch()
     assert ingest_source(spark, local, STORES, date(2026, 1, 1), "r")["records"] == 2
+
+
+def test_line_numbers_follow_the_file_when_it_is_split(spark, settings, tmp_path):
+    local = replace(
+        settings,
+        landing_dir=tmp_path / "landing",
+        lakehouse_dir=settings.lakehouse_dir.parent / "bronze_lines" / "lakehouse",
+    )
+    _write_events(
+        local.landing_dir, "2026-01-01", [f'{{"event_id":"E{i}"}}' for i in range(1, 3001)]
+    )
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+    try:
+        assert ingest_source(spark, local, EVENTS, date(2026, 1, 1), "r")["records"] == 3000
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    table = lakehouse.read_table(spark, local, EVENTS.bronze)
+    wrong = table.where(F.col("event_id") != F.concat(F.lit("E"), F.col("_source_line")))
+    assert wrong.count() == 0

@@ -34,9 +34,13 @@ def test_email_is_normalised_before_hashing(spark):
 
 
 def _batch(spark, data):
-    return spark.createDataFrame(
-        data, "id string, _business_date string, _source_file string, _raw_record string"
-    ).withColumn("_business_date", F.col("_business_date").cast("date"))
+    return (
+        spark.createDataFrame(
+            data, "id string, _business_date string, _source_file string, _raw_record string"
+        )
+        .withColumn("_business_date", F.col("_business_date").cast("date"))
+        .withColumn("_source_line", F.length("_raw_record").cast("long"))
+    )
 
 
 def test_duplicates_within_the_batch_keep_the_first_arrival(spark):
@@ -75,17 +79,18 @@ def test_latest_per_key_keeps_the_newest_record(spark):
 
 def test_quarantine_rows_carry_source_file_raw_text_and_reason(spark):
     rejected = spark.createDataFrame(
-        [("E1", "f.jsonl", "{bad", "malformed_json", "not a JSON object", "2026-01-01")],
-        "event_id string, _source_file string, _raw_record string, _reason string, "
-        "_reason_detail string, _business_date string",
+        [("E1", "f.jsonl", 7, "{bad", "malformed_json", "not a JSON object", "2026-01-01")],
+        "event_id string, _source_file string, _source_line long, _raw_record string, "
+        "_reason string, _reason_detail string, _business_date string",
     ).withColumn("_business_date", F.col("_business_date").cast("date"))
     out = silver.quarantine_rows(rejected, "ecommerce_events", ["event_id"], "run-1").first()
     assert (
         out["source"],
         out["source_file"],
+        out["source_line"],
         out["raw_text"],
         out["reason"],
         out["record_key"],
         out["run_id"],
         str(out["business_date"]),
-    ) == ("ecommerce_events", "f.jsonl", "{bad", "malformed_json", "E1", "run-1", "2026-01-01")
+    ) == ("ecommerce_events", "f.jsonl", 7, "{bad", "malformed_json", "E1", "run-1", "2026-01-01")

@@ -24,6 +24,7 @@ def bronze_frame(spark, source, records):
     return df.select(
         "*",
         F.lit("test/dt=2026-03-29/part-0").alias("_source_file"),
+        F.monotonically_increasing_id().alias("_source_line"),
         F.to_json(F.struct(*columns)).alias("_raw_record"),
         F.current_timestamp().alias("_ingested_at"),
         F.lit("run-1").alias("_run_id"),
@@ -286,7 +287,8 @@ def test_unknown_json_fields_do_not_break_parsing(spark):
 
     line = json.dumps({**GOOD_EVENT, "experiment": "new-checkout", "nested": {"a": 1}})
     lines = spark.createDataFrame(
-        [(line, "f"), ("not json", "f")], "value string, _source_file string"
+        [(line, "f", 1), ("not json", "f", 2)],
+        "value string, _source_file string, _source_line long",
     )
     got = [(r["event_id"], r["_corrupt_record"]) for r in parse_records(lines, EVENTS).collect()]
     assert sorted(got, key=str) == sorted([("E1", None), (None, "not json")], key=str)
@@ -298,14 +300,20 @@ def test_csv_rows_of_the_wrong_width_are_kept_as_corrupt(spark):
     header = ",".join(STORES.header)
     lines = spark.createDataFrame(
         [
-            (header, "f"),
-            ('S1,"Paris, Rivoli",Paris,IDF,FR,Europe/Paris,2020-01-01', "f"),
-            ("S2,Lyon", "f"),
+            (header, "f", 1),
+            ('S1,"Paris, Rivoli",Paris,IDF,FR,Europe/Paris,2020-01-01', "f", 2),
+            ("S2,Lyon", "f", 3),
+            (header, "f", 4),
         ],
-        "value string, _source_file string",
+        "value string, _source_file string, _source_line long",
     )
     got = sorted(
         (r["store_id"], r["store_name"], r["_corrupt_record"])
         for r in parse_records(lines, STORES).collect()
     )
-    assert got == [("S1", "Paris, Rivoli", None), ("S2", "Lyon", "S2,Lyon")]
+    # Only the first line is the header: a header text further down is a record, kept.
+    assert got == [
+        ("S1", "Paris, Rivoli", None),
+        ("S2", "Lyon", "S2,Lyon"),
+        ("store_id", "store_name", None),
+    ]

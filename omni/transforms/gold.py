@@ -358,13 +358,13 @@ def build_daily_channel_kpis(
     transactions: DataFrame, events: DataFrame, dates: list[date]
 ) -> DataFrame:
     """KPIs per day for ``dates``: online, and per store; new = first purchase in the channel."""
-    wanted = [d.isoformat() for d in dates]
+    wanted = [_lit_date(d) for d in dates]
     firsts = (
         transactions.where(F.col("customer_key").isNotNull() & (F.col("quantity") > 0))
         .groupBy("customer_key", "channel")
         .agg(F.min("date").alias("first_date"))
     )
-    tx = transactions.where(F.col("date").cast("string").isin(wanted)).join(
+    tx = transactions.where(F.col("date").isin(wanted)).join(
         firsts, ["customer_key", "channel"], "left"
     )
     sales = tx.groupBy("date", "channel", "store_id").agg(
@@ -377,7 +377,7 @@ def build_daily_channel_kpis(
         ),
     )
     sessions = (
-        events.where(F.col("event_date").cast("string").isin(wanted))
+        events.where(F.col("event_date").isin(wanted))
         .groupBy(F.col("event_date").alias("date"))
         .agg(
             F.countDistinct("session_id").alias("sessions"),

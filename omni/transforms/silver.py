@@ -38,10 +38,10 @@ def normalise_email(column: Column) -> Column:
 def flag_duplicates(df: DataFrame, keys: Sequence[str], seen: DataFrame) -> DataFrame:
     """Add ``_is_duplicate``: the key repeats earlier in the batch or is already in ``seen``.
 
-    Within the batch the first arrival wins (earliest folder, then file, then raw text), so
-    reruns pick the same row.
+    Within the batch the first arrival wins (earliest folder, then file, then line), so reruns
+    pick the same row.
     """
-    order = Window.partitionBy(*keys).orderBy("_business_date", "_source_file", "_raw_record")
+    order = Window.partitionBy(*keys).orderBy("_business_date", "_source_file", "_source_line")
     seen_keys = seen.select(*keys).distinct().withColumn("_seen", F.lit(True))
     return (
         df.withColumn("_arrival", F.row_number().over(order))
@@ -59,6 +59,7 @@ def quarantine_rows(
     return rejected.select(
         F.lit(source).alias("source"),
         F.col("_source_file").alias("source_file"),
+        F.col("_source_line").alias("source_line"),
         F.col("_raw_record").alias("raw_text"),
         F.col("_reason").alias("reason"),
         F.col("_reason_detail").alias("reason_detail"),

@@ -1,0 +1,133 @@
+"""Lakehouse benchmark: a nightly increment vs the engine floor, night N vs night 1, a backfill.
+
+Prints ratios measured in one run, on one Spark session (the jobs' own functions in-process,
+so spark-submit start-up is left out of every figure alike):
+
+* ``night/floor``: bronze -> silver -> gold for the last night vs the floor, Spark reading the
+  same raw files and writing them once to Delta;
+* ``night N/night 1``: the same nightly run on night N (history of N-1 nights in the tables)
+  vs night 1 (empty tables);
+* ``backfill/night``: one run over all N days vs one night.
+
+Targets (issue 4): night/floor <= 3, night N/night 1 <= 1.3, backfill of 90 days/night <= 8.
+
+    python -m bench.lakehouse --customers 2000 --days 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+from jobs.bronze_ingest import ingest_all, ready_files
+from jobs.gold import build_gold
+from jobs.silver import run_silver
+from omni.config import load_settings
+from omni.sample import SampleSpec, generate_sample
+from omni.sources import SOURCES
+from omni.spark import get_spark
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def nightly(spark, settings, day: date, run_id: str) -> dict:
+    bronze = ingest_all(spark, settings, day, run_id)
+    silver = run_silver(spark, settings, run_id)
+    gold = build_gold(spark, settings, day, run_id)
+    return {"bronze": bronze, "silver": silver, "gold_features": gold["customer_features"]}
+
+
+def floor(spark, settings, day: date, out: Path) -> int:
+    """Read the night's raw files of every source and write them once to Delta."""
+    rows = 0
+    for source in SOURCES:
+        files = [
+            str(settings.landing_dir / path)
+            for path, business_date in ready_files(settings.landing_dir, source, day).items()
+            if business_date == day
+        ]
+        if not files:
+            continue
+        frame = spark.read.text(files)
+        frame.write.format("delta").mode("overwrite").save(str(out / source.name))
+        rows += spark.read.format("delta").load(str(out / source.name)).count()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=60, help="N: nights of history")
+    parser.add_argument("--end-date", default="2026-10-31")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    args = parser.parse_args(argv)
+
+    end = date.fromisoformat(args.end_date)
+    first = end - timedelta(days=args.days - 1)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="omni-bench-"))
+    base = load_settings()
+    landing = work / "landing"
+    spec = SampleSpec(customers=args.customers, days=args.days, end_date=end, seed=11)
+    generated = generate_sample(landing, spec, overwrite=True)
+
+    def lake(name: str):
+        path = work / name
+        shutil.rmtree(path, ignore_errors=True)
+        return replace(base, landing_dir=landing, lakehouse_dir=path)
+
+    spark = get_spark(base, app_name="omni.bench.lakehouse")
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        # Warm the JVM once so the first measured step does not pay for class loading.
+        warm = lake("warm")
+        nightly(spark, warm, first, "warm")
+
+        nights = lake("nights")
+        night_1, counts_1 = _timed(nightly, spark, nights, first, "night-1")
+        history, _ = _timed(nightly, spark, nights, end - timedelta(days=1), "history")
+        night_n, counts_n = _timed(nightly, spark, nights, end, "night-n")
+        floor_s, floor_rows = _timed(floor, spark, nights, end, work / "floor")
+
+        backfill_lake = lake("backfill")
+        backfill, _ = _timed(nightly, spark, backfill_lake, end, "backfill")
+    finally:
+        spark.stop()
+
+    result = {
+        "scale": {"customers": args.customers, "days": args.days, "generated": generated},
+        "seconds": {
+            "night_1": round(night_1, 1),
+            "history_backfill": round(history, 1),
+            f"night_{args.days}": round(night_n, 1),
+            "floor_last_night": round(floor_s, 1),
+            f"backfill_{args.days}_days": round(backfill, 1),
+        },
+        "records": {
+            "night_1": counts_1["bronze"],
+            f"night_{args.days}": counts_n["bronze"],
+            "floor_rows": floor_rows,
+        },
+        "ratios": {
+            "night_over_floor": round(night_n / floor_s, 2),
+            f"night_{args.days}_over_night_1": round(night_n / night_1, 2),
+            f"backfill_{args.days}_over_night": round(backfill / night_n, 2),
+        },
+    }
+    print(json.dumps(result, indent=2, default=str))
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Erase one customer, named by any of their identifiers, from every table, for good.
+
+The identifier is resolved through ``silver.customer_identity`` to the customer's key and all
+identifiers linked to it; every table that holds customer data (the registry's ``erase_by``)
+loses the matching rows, raw texts included. Then the removed rows are purged from the files:
+``REORG ... APPLY (PURGE)`` rewrites files that carry deletion vectors and ``VACUUM RETAIN 0
+HOURS`` deletes the old files, so time travel cannot bring the rows back. An audit row in
+``quarantine.erasure_audit`` keeps only SHA-256 hashes of what was asked and erased.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
+
+from omni import lakehouse, tables
+from omni.cli import job_parser, run_job
+from omni.config import Settings
+from omni.transforms.identity import TYPE_ORDER
+from omni.transforms.silver import hmac_sha256, normalise_email
+
+IDENTIFIER_TYPES = (*TYPE_ORDER, "customer_key", "email")
+
+
+class UnknownCustomerError(LookupError):
+    """No table knows the identifier."""
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def resolve_customer(
+    spark: SparkSession, settings: Settings, identifier_type: str, identifier: str
+) -> tuple[str, dict[str, set[str]]]:
+    """The customer's key and every identifier linked to it, by type."""
+    if identifier_type not in IDENTIFIER_TYPES:
+        raise ValueError(f"identifier type {identifier_type!r}: expected one of {IDENTIFIER_TYPES}")
+    if not identifier or not identifier.strip():
+        raise ValueError("identifier is empty: expected the value to erase")
+    identity = lakehouse.read_table(spark, settings, tables.SILVER_IDENTITY)
+    if identifier_type == "email":
+        frame = spark.createDataFrame([(identifier,)], "email string")
+        identifier_type = "email_hash"
+        identifier = frame.select(
+            hmac_sha256(normalise_email(F.col("email")), settings.hash_key)
+        ).first()[0]
+    if identifier_type == "customer_key":
+        key = identifier
+    else:
+        match = identity.where(
+            (F.col("identifier_type") == identifier_type) & (F.col("identifier") == identifier)
+        ).first()
+        if match is None:
+            raise UnknownCustomerError(
+                f"{identifier_type} {identifier!r} is not in silver.customer_identity"
+            )
+        key = match["customer_key"]
+    linked: dict[str, set[str]] = defaultdict(set)
+    for row in identity.where(F.col("customer_key") == key).collect():
+        linked[row["identifier_type"]].add(row["identifier"])
+    if not linked and identifier_type == "customer_key":
+        raise UnknownCustomerError(f"customer_key {key!r} is not in silver.customer_identity")
+    linked["customer_key"].add(key)
+    return key, linked
+
+
+def clear_emails(spark: SparkSession, settings: Settings, customer_ids: set[str]) -> set[str]:
+    """The e-mails as delivered in bronze, to find them in raw texts."""
+    if not customer_ids:
+        return set()
+    bronze = lakehouse.read_table(spark, settings, tables.BRONZE_CRM)
+    rows = bronze.where(
+        F.col("customer_id").isin(sorted(customer_ids)) & F.col("email").isNotNull()
+    )
+    return {row["email"].strip() for row in rows.select("email").distinct().collect()}
+
+
+def _mentions(column: str, needles: set[str]) -> Column:
+    """The text holds one of ``needles`` as a whole token (C1 does not match C12)."""
+    if not needles:
+        return F.lit(False)
+    alternatives = "|".join(re.escape(n.lower()) for n in sorted(needles, key=len, reverse=True))
+    return F.lower(F.col(column)).rlike(f"(?<![a-z0-9_.-])({alternatives})(?![a-z0-9_-])")
+
+
+def erase_predicate(table: tables.Table, linked: dict[str, set[str]], needles: set[str]) -> Column:
+    condition = F.lit(False)
+    for column, kind in table.erase_by:
+        if kind == "raw_text":
+            condition = condition | _mentions(column, needles)
+        elif linked.get(kind):
+            condition = condition | F.col(column).isin(sorted(linked[kind]))
+    return F.coalesce(condition, F.lit(False))
+
+
+def delete_rows(spark: SparkSession, settings: Settings, table: tables.Table, condition) -> int:
+    """DELETE the matching rows; the count comes from the commit's own metrics."""
+    from delta.tables import DeltaTable
+
+    target = DeltaTable.forPath(spark, lakehouse.table_path(settings, table))
+    before = target.history(1).first()["version"]
+    target.delete(condition)
+    last = target.history(1).first()
+    if last["version"] == before:  # nothing matched: Delta commits nothing
+        return 0
+    if last["operation"] != "DELETE":
+        raise RuntimeError(f"{table.name}: expected a DELETE commit, found {last['operation']}")
+    return int((last["operationMetrics"] or {}).get("numDeletedRows", 0))
+
+
+def purge(spark: SparkSession, settings: Settings, table: tables.Table) -> None:
+    """Rewrite files with deletion vectors, then delete every file no longer current.
+
+    ``VACUUM ... LITE`` finds the files from the transaction log instead of listing the whole
+    table, which is what makes an erasure take seconds per table rather than minutes.
+    """
+    path = lakehouse.table_path(settings, table)
+    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    lakehouse.vacuum(spark, settings, table, retention_hours=0, lite=True)
+
+
+def erase_customer(
+    spark: SparkSession, settings: Settings, identifier_type: str, identifier: str, run_id: str
+) -> dict:
+    key, linked = resolve_customer(spark, settings, identifier_type, identifier)
+    raw_ids = set().union(
+        *(v for k, v in linked.items() if k not in ("email_hash", "customer_key"))
+    )
+    needles = raw_ids | clear_emails(spark, settings, linked.get("customer_id", set()))
+    deleted: dict[str, int] = {}
+    for table in tables.ALL_TABLES:
+        if not table.erase_by:
+            continue
+        lakehouse.ensure_table(spark, settings, table)
+        count = delete_rows(spark, settings, table, erase_predicate(table, linked, needles))
+        if count:
+            purge(spark, settings, table)
+        deleted[table.name] = count
+    audit = spark.createDataFrame(
+        [(run_id, identifier_type, _sha256(identifier), _sha256(key), deleted)],
+        "erasure_id string, identifier_type string, identifier_sha256 string, "
+        "customer_key_sha256 string, rows_deleted map<string,bigint>",
+    ).withColumn("erased_at", F.current_timestamp())
+    lakehouse.merge(spark, settings, tables.ERASURE_AUDIT, audit)
+    return {"rows_deleted": deleted, "tables": len(deleted)}
+
+
+def _parser():
+    parser = job_parser(__doc__.splitlines()[0])
+    parser.add_argument("--identifier-type", required=True, choices=IDENTIFIER_TYPES)
+    parser.add_argument("--identifier", required=True)
+    return parser
+
+
+def _body(spark: SparkSession, settings: Settings, args) -> dict:
+    return erase_customer(spark, settings, args.identifier_type, args.identifier, args.run_id)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("erase_customer", _body, _parser(), argv)
+
+
+if __name__ == "__main__":
+    main()

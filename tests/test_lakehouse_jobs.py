@@ -1,0 +1,232 @@
+"""Bronze, silver, gold, maintenance and erasure run in-process on a tiny generated sample."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.bronze_ingest import ingest_all
+from jobs.erase_customer import UnknownCustomerError, erase_customer, resolve_customer
+from jobs.gold import build_gold, load_inputs
+from jobs.maintenance import maintain_tables
+from jobs.silver import run_silver
+from omni import lakehouse, tables
+from omni.sample import SampleSpec, generate_sample
+from omni.transforms import gold
+
+RUN_DATE = date(2026, 3, 31)
+FIRST_NIGHT = RUN_DATE - timedelta(days=1)
+NIGHTS: dict[str, dict] = {}
+
+
+def _night(spark, settings, day, run_id, start=None):
+    NIGHTS[run_id] = {
+        "bronze": ingest_all(spark, settings, day, run_id),
+        "silver": run_silver(spark, settings, run_id),
+        "identity": {
+            (r["identifier_type"], r["identifier"]): r["customer_key"]
+            for r in lakehouse.read_table(spark, settings, tables.SILVER_IDENTITY).collect()
+        },
+    }
+    NIGHTS[run_id]["gold"] = build_gold(spark, settings, day, run_id, start)
+
+
+@pytest.fixture(scope="module")
+def lake(spark, settings, tmp_path_factory):
+    """Two nights: a backfill of 19 days in one run (features for its last 5), then day 20."""
+    root = tmp_path_factory.mktemp("lake")
+    local = replace(settings, landing_dir=root / "landing", lakehouse_dir=root / "lakehouse")
+    generate_sample(
+        local.landing_dir,
+        SampleSpec(customers=40, days=20, end_date=RUN_DATE, seed=3, late_rate=0.2),
+    )
+    _night(spark, local, FIRST_NIGHT, "night-1", start=FIRST_NIGHT - timedelta(days=4))
+    _night(spark, local, RUN_DATE, "night-2")
+    return local
+
+
+def _read(spark, settings, table):
+    return lakehouse.read_table(spark, settings, table)
+
+
+def test_counts_reconcile_per_source_and_date_over_both_nights(spark, lake):
+    recon = (
+        _read(spark, lake, tables.RECONCILIATION)
+        .groupBy("source")
+        .agg(
+            F.sum("read").alias("read"),
+            F.sum(F.col("accepted") + F.col("quarantined") + F.col("duplicates")).alias("placed"),
+        )
+    )
+    bronze = {
+        t.name.split(".")[1]: _read(spark, lake, t).count()
+        for t in tables.ALL_TABLES
+        if t.layer == "bronze" and t is not tables.INGESTED_FILES
+    }
+    got = {r["source"]: (r["read"], r["placed"]) for r in recon.collect()}
+    assert got == {name: (n, n) for name, n in bronze.items()}
+    log = _read(spark, lake, tables.INGESTED_FILES)
+    assert log.agg(F.sum("records")).first()[0] == sum(bronze.values())
+
+
+def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
+    first, second = NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"]
+    moved: dict[str, set[str]] = {}
+    for identifier, key in first.items():
+        moved.setdefault(key, set()).add(second[identifier])
+    # A night-1 customer is still one customer, under one key ...
+    assert all(len(new) == 1 for new in moved.values())
+    # ... its own key unless it merged with another, and then the key of one of the two.
+    survivors = {key for key, new in moved.items() if new == {key}}
+    assert len(survivors) >= 0.9 * len(moved)
+    for key, (new,) in moved.items():
+        if new != key:
+            assert new in moved, f"{key} became {new}, a key that was not there on night 1"
+    # Profiles follow the keys: only tonight's keys, one row each.
+    profile_keys = [r["customer_key"] for r in _read(spark, lake, tables.GOLD_PROFILE).collect()]
+    assert len(profile_keys) == len(set(profile_keys))
+    assert set(profile_keys) <= set(second.values())
+
+
+def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake):
+    night = NIGHTS["night-2"]["gold"]
+    built_on_night_1 = NIGHTS["night-1"]["gold"]["feature_dates"]
+    late_days = sorted(set(night["touched_dates"]) & set(built_on_night_1))
+    assert late_days, f"the sample should hold late records for {built_on_night_1}: {night}"
+    assert night["feature_dates"] == [*late_days, str(RUN_DATE)]
+    inputs = load_inputs(spark, lake)
+    for day in late_days:
+        expected = gold.build_customer_features(
+            inputs["population"],
+            inputs["transactions"],
+            inputs["activity"],
+            date.fromisoformat(day),
+            lake.profile_window_days,
+        )
+        stored = _read(spark, lake, tables.GOLD_FEATURES).where(
+            F.col("as_of_date") == F.lit(day).cast("date")
+        )
+        expected = lakehouse.conform(expected, tables.GOLD_FEATURES).select(stored.columns)
+        assert stored.count() > 0
+        assert stored.exceptAll(expected).count() == 0
+        assert expected.exceptAll(stored).count() == 0
+
+
+def test_a_backfill_builds_every_day_of_the_range_in_one_run(spark, lake):
+    summary = build_gold(spark, lake, RUN_DATE, "backfill", start=RUN_DATE - timedelta(days=4))
+    assert summary["feature_dates"] == [str(RUN_DATE - timedelta(days=n)) for n in range(4, -1, -1)]
+    per_day = (
+        _read(spark, lake, tables.GOLD_FEATURES)
+        .groupBy("as_of_date")
+        .count()
+        .where(F.col("as_of_date") >= F.lit(str(RUN_DATE - timedelta(days=4))).cast("date"))
+    )
+    assert per_day.count() == 5
+    with pytest.raises(ValueError, match="is after --date"):
+        build_gold(spark, lake, FIRST_NIGHT, "bad", start=RUN_DATE)
+
+
+def test_a_third_night_with_no_new_files_changes_nothing(spark, lake):
+    before = {
+        t.name: _read(spark, lake, t).count()
+        for t in tables.ALL_TABLES
+        if t.layer in ("bronze", "silver", "quarantine")
+    }
+    assert ingest_all(spark, lake, RUN_DATE, "night-3")["ecommerce_events"]["records"] == 0
+    summary = run_silver(spark, lake, "night-3")
+    assert summary["ecommerce_events"] == {
+        "read": 0,
+        "accepted": 0,
+        "quarantined": 0,
+        "duplicates": 0,
+    }
+    after = {
+        t.name: _read(spark, lake, t).count()
+        for t in tables.ALL_TABLES
+        if t.layer in ("bronze", "silver", "quarantine")
+    }
+    assert after == before
+
+
+def test_tables_are_registered_by_name_at_their_paths(spark, lake):
+    detail = spark.sql("DESCRIBE DETAIL silver.pos_lines").first()
+    assert detail["location"].endswith(str(lake.lakehouse_dir / "silver" / "pos_lines"))
+    assert spark.table("silver.pos_lines").count() == _read(spark, lake, tables.SILVER_POS).count()
+
+
+def test_maintenance_compacts_and_keeps_every_row(spark, lake):
+    before = _read(spark, lake, tables.BRONZE_POS).count()
+    result = maintain_tables(spark, lake, retention_hours=168)
+    assert result["bronze.pos_lines"]["files_removed"] > result["bronze.pos_lines"]["files_added"]
+    assert _read(spark, lake, tables.BRONZE_POS).count() == before
+
+
+def _customer_with_card_and_logins(spark, lake):
+    identity = _read(spark, lake, tables.SILVER_IDENTITY)
+    keys = (
+        identity.groupBy("customer_key")
+        .agg(F.collect_set("identifier_type").alias("types"))
+        .where(
+            F.array_contains("types", "loyalty_card_id")
+            & F.array_contains("types", "anonymous_id")
+            & F.array_contains("types", "customer_id")
+        )
+        .orderBy("customer_key")
+        .first()
+    )
+    assert keys is not None, "the sample should hold an omni-channel customer"
+    rows = identity.where(F.col("customer_key") == keys["customer_key"]).collect()
+    return keys["customer_key"], {(r["identifier_type"], r["identifier"]) for r in rows}
+
+
+def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
+    key, identifiers = _customer_with_card_and_logins(spark, lake)
+    card = next(v for t, v in identifiers if t == "loyalty_card_id")
+    customer_id = next(v for t, v in identifiers if t == "customer_id")
+    email = (
+        _read(spark, lake, tables.BRONZE_CRM)
+        .where(F.col("customer_id") == customer_id)
+        .first()["email"]
+    )
+    identity_path = lakehouse.table_path(lake, tables.SILVER_IDENTITY)
+    old_version = spark.sql(f"DESCRIBE HISTORY delta.`{identity_path}`").first()["version"]
+    others = _read(spark, lake, tables.GOLD_PROFILE).where(F.col("customer_key") != key).count()
+
+    result = erase_customer(spark, lake, "loyalty_card_id", card, "erasure-1")
+    assert result["rows_deleted"]["bronze.crm_customers"] >= 1
+    assert result["rows_deleted"]["silver.customer_identity"] == len(identifiers)
+
+    needles = [v for t, v in identifiers if t != "email_hash"] + [email, key]
+    for table in tables.ALL_TABLES:
+        df = _read(spark, lake, table)
+        text = [c for c, t in df.dtypes if t == "string"]
+        if not text:
+            continue
+        blob = F.lower(F.concat_ws(" ", *text))
+        hits = df.where(F.greatest(*[blob.contains(n.lower()) for n in needles], F.lit(False)))
+        assert hits.count() == 0, f"{table.name} still holds the erased customer"
+    assert _read(spark, lake, tables.GOLD_PROFILE).count() == others
+    # Time travel to before the erasure cannot bring the rows back: the files are gone.
+    with pytest.raises(Exception, match="(?i)file|path|exist"):
+        (
+            spark.read.format("delta")
+            .option("versionAsOf", old_version)
+            .load(identity_path)
+            .where(F.col("identifier") == card)
+            .count()
+        )
+    audit = _read(spark, lake, tables.ERASURE_AUDIT).where("erasure_id = 'erasure-1'").first()
+    assert audit["identifier_type"] == "loyalty_card_id"
+    assert card not in str(audit.asDict()) and len(audit["identifier_sha256"]) == 64
+    with pytest.raises(UnknownCustomerError, match="is not in silver.customer_identity"):
+        resolve_customer(spark, lake, "loyalty_card_id", card)
+
+
+def test_erasure_refuses_bad_requests(spark, lake):
+    with pytest.raises(ValueError, match="identifier type 'iban'"):
+        resolve_customer(spark, lake, "iban", "x")
+    with pytest.raises(ValueError, match="identifier is empty"):
+        resolve_customer(spark, lake, "customer_id", " ")
