@@ -58,7 +58,7 @@ run: sample airflow-db ## Run the nightly DAG through Airflow on the latest samp
 test: lint ## Run the whole test suite (after the lint checks)
 	$(BIN)/pytest
 
-BENCH_ARGS ?= --customers 2000 --days 60
+BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)
 	$(BIN)/python -m bench.lakehouse $(BENCH_ARGS)
 

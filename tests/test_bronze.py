@@ -25,6 +25,12 @@ def _write_events(root, day, lines, ready=True, compress=False):
         (folder / "_SUCCESS").touch()
 
 
+def _local(settings, tmp_path, name):
+    """Settings with a landing zone in ``tmp_path`` and a lakehouse of its own."""
+    lakehouse_dir = settings.lakehouse_dir.parent / name / "lakehouse"
+    return replace(settings, landing_dir=tmp_path / "landing", lakehouse_dir=lakehouse_dir)
+
+
 def test_ready_files_skip_incomplete_and_future_folders(tmp_path):
     _write_events(tmp_path, "2026-01-01", ["{}"])
     _write_events(tmp_path, "2026-01-02", ["{}"], ready=False)
@@ -34,11 +40,7 @@ def test_ready_files_skip_incomplete_and_future_folders(tmp_path):
 
 
 def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_path):
-    local = replace(
-        settings,
-        landing_dir=tmp_path / "landing",
-        lakehouse_dir=settings.lakehouse_dir.parent / "bronze_test" / "lakehouse",
-    )
+    local = _local(settings, tmp_path, "bronze_test")
     _write_events(
         local.landing_dir,
         "2026-01-01",
@@ -121,11 +123,7 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
 
 
 def test_csv_header_is_not_a_record(spark, settings, tmp_path):
-    local = replace(
-        settings,
-        landing_dir=tmp_path / "landing",
-        lakehouse_dir=settings.lakehouse_dir.parent / "bronze_csv" / "lakehouse",
-    )
+    local = _local(settings, tmp_path, "bronze_csv")
     folder = local.landing_dir / "reference" / "stores" / "dt=2026-01-01"
     folder.mkdir(parents=True)
     (folder / "part-00000.csv").write_text(
@@ -136,11 +134,7 @@ def test_csv_header_is_not_a_record(spark, settings, tmp_path):
 
 
 def test_line_numbers_follow_the_file_when_it_is_split(spark, settings, tmp_path):
-    local = replace(
-        settings,
-        landing_dir=tmp_path / "landing",
-        lakehouse_dir=settings.lakehouse_dir.parent / "bronze_lines" / "lakehouse",
-    )
+    local = _local(settings, tmp_path, "bronze_lines")
     _write_events(
         local.landing_dir, "2026-01-01", [f'{{"event_id":"E{i}"}}' for i in range(1, 3001)]
     )
