@@ -38,7 +38,8 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
         location = spark.sql(f"DESCRIBE DETAIL {table.name}").first()["location"]
         if re.sub(r"^file:/*", "/", location).rstrip("/") != path.rstrip("/"):
             spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
+    if not spark.catalog.databaseExists(table.layer):  # the Hive client logs an error if it does
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
     partitioned = (
         f" PARTITIONED BY ({', '.join(f'`{c}`' for c in table.partition_by)})"
         if table.partition_by
