@@ -4,14 +4,19 @@ Prints ratios measured in one run, on one Spark session (the jobs' own functions
 so spark-submit start-up is left out of every figure alike):
 
 * ``night/floor``: bronze -> silver -> gold for the last night vs the floor, Spark reading the
-  same raw files and writing them once to Delta;
+  same raw files (parsed with their schema) and writing them once to Delta;
 * ``night N/night 1``: the same nightly run on night N (history of N-1 nights in the tables)
   vs night 1 (empty tables);
-* ``backfill/night``: one run over all ``--days`` days vs one night (night N).
+* ``backfill/night``: one run over all ``--days`` days vs one night (night N);
+* ``bulk night/floor``: the night after the backfill at ``--bulk-events`` events and
+  ``--bulk-pos`` receipt lines (the last sample day copied up to that volume, see
+  ``bench/bulk.py``) vs the floor on the same files.
 
-Targets (issue 4): night/floor <= 3, night N/night 1 <= 1.3, backfill of 90 days/night <= 8.
+Targets (issue 4): night/floor <= 3 at 1M events + 200k POS lines, night N/night 1 <= 1.3,
+backfill of 90 days/night <= 8.
 
-    python -m bench.lakehouse --customers 2000 --days 90 --night 60
+    python -m bench.lakehouse --customers 2000 --days 90 --night 60 \
+        --bulk-events 1000000 --bulk-pos 200000
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
+from bench.bulk import bulk_night
 from jobs.bronze_ingest import ingest_all, ready_files
 from jobs.gold import build_gold
 from jobs.silver import run_silver
@@ -41,14 +47,27 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 
 def nightly(spark, settings, day: date, run_id: str) -> dict:
-    bronze = ingest_all(spark, settings, day, run_id)
-    silver = run_silver(spark, settings, run_id)
-    gold = build_gold(spark, settings, day, run_id)
-    return {"bronze": bronze, "silver": silver, "gold_features": gold["customer_features"]}
+    bronze_s, bronze = _timed(ingest_all, spark, settings, day, run_id)
+    silver_s, silver = _timed(run_silver, spark, settings, run_id)
+    gold_s, gold = _timed(build_gold, spark, settings, day, run_id)
+    return {
+        "bronze": bronze,
+        "silver": silver,
+        "gold_features": gold["customer_features"],
+        "step_seconds": {
+            "bronze": round(bronze_s, 1),
+            "silver": round(silver_s, 1),
+            "gold": round(gold_s, 1),
+        },
+    }
 
 
 def floor(spark, settings, day: date, out: Path) -> int:
-    """Read the night's raw files of every source and write them once to Delta."""
+    """Read the night's raw files of every source with its schema and write them once to Delta.
+
+    The files are parsed as what they are (JSON Lines, CSV with a header) with the bronze
+    schema's data columns: the least a pipeline must do to hold the night in a table.
+    """
     rows = 0
     for source in SOURCES:
         files = [
@@ -58,7 +77,12 @@ def floor(spark, settings, day: date, out: Path) -> int:
         ]
         if not files:
             continue
-        frame = spark.read.text(files)
+        types = {c.name: c.type for c in source.bronze.columns}
+        schema = ", ".join(f"`{c}` {types[c]}" for c in source.data_columns if c in types)
+        if source.format == "jsonl":
+            frame = spark.read.schema(schema).json(files)
+        else:
+            frame = spark.read.schema(schema).option("header", "true").csv(files)
         frame.write.format("delta").mode("overwrite").save(str(out / source.name))
         rows += spark.read.format("delta").load(str(out / source.name)).count()
     return rows
@@ -70,6 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--days", type=int, default=90, help="days of sample; the backfill")
     parser.add_argument("--night", type=int, default=60, help="N: the night compared to night 1")
     parser.add_argument("--end-date", default="2026-10-31")
+    parser.add_argument("--bulk-events", type=int, default=1_000_000, help="0: no bulk night")
+    parser.add_argument("--bulk-pos", type=int, default=200_000)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     args = parser.parse_args(argv)
 
@@ -104,6 +130,19 @@ def main(argv: list[str] | None = None) -> dict:
 
         backfill_lake = lake("backfill")
         backfill, _ = _timed(nightly, spark, backfill_lake, end, "backfill")
+
+        bulk = {}
+        if args.bulk_events > 0:
+            bulk_day = end + timedelta(days=1)
+            bulk["written"] = bulk_night(
+                landing, end, bulk_day, events=args.bulk_events, pos_lines=args.bulk_pos
+            )
+            bulk["night_s"], counts = _timed(nightly, spark, backfill_lake, bulk_day, "bulk")
+            bulk["floor_s"], bulk["floor_rows"] = _timed(
+                floor, spark, backfill_lake, bulk_day, work / "floor-bulk"
+            )
+            bulk["bronze"] = counts["bronze"]
+            bulk["steps"] = counts["step_seconds"]
     finally:
         spark.stop()
 
@@ -127,6 +166,15 @@ def main(argv: list[str] | None = None) -> dict:
             f"backfill_{args.days}_days_over_night": round(backfill / night_n, 2),
         },
     }
+    if bulk:
+        result["bulk_night"] = {
+            "written": bulk["written"],
+            "bronze": bulk["bronze"],
+            "floor_rows": bulk["floor_rows"],
+            "seconds": {"night": round(bulk["night_s"], 1), "floor": round(bulk["floor_s"], 1)},
+            "night_steps": bulk["steps"],
+            "night_over_floor": round(bulk["night_s"] / bulk["floor_s"], 2),
+        }
     print(json.dumps(result, indent=2, default=str))
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -17,7 +17,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
@@ -72,8 +72,10 @@ def parse_records(lines: DataFrame, source: Source) -> DataFrame:
 def read_lines(spark: SparkSession, settings: Settings, source: Source, files: list[str]):
     """Every line of ``files`` with its landing-relative file and 1-based line number.
 
-    A file may be split over several tasks: lines are numbered by (split start, position in
-    the split), which is the order of the file.
+    A file may be split over several tasks. A split's lines are consecutive in its task, so
+    ``monotonically_increasing_id`` numbers them in file order; a first, cheap pass counts the
+    lines of every split, and each line's number is its position in the split plus the lines
+    of the file's earlier splits. No shuffle of the lines themselves.
     """
     relative = F.regexp_extract(
         F.col("_metadata.file_path"), f"({re.escape(source.folder)}/dt=.*)$", 1
@@ -84,9 +86,22 @@ def read_lines(spark: SparkSession, settings: Settings, source: Source, files: l
         F.col("_metadata.file_block_start").alias("_block"),
         F.monotonically_increasing_id().alias("_position"),
     )
-    order = Window.partitionBy("_source_file").orderBy("_block", "_position")
-    return lines.withColumn("_source_line", F.row_number().over(order).cast("long")).drop(
-        "_block", "_position"
+    splits = (
+        lines.groupBy("_source_file", "_block")
+        .agg(F.count("*").alias("n"), F.min("_position").alias("first"))
+        .collect()
+    )
+    before: dict[str, int] = {}
+    offsets = []
+    for split in sorted(splits, key=lambda r: (r["_source_file"], r["_block"])):
+        earlier = before.get(split["_source_file"], 0)
+        offsets.append((split["_source_file"], split["_block"], earlier + 1 - split["first"]))
+        before[split["_source_file"]] = earlier + split["n"]
+    if not offsets:
+        return lines.select("value", "_source_file", F.lit(None).cast("long").alias("_source_line"))
+    offset = spark.createDataFrame(offsets, "_source_file string, _block long, _offset long")
+    return lines.join(F.broadcast(offset), ["_source_file", "_block"]).select(
+        "value", "_source_file", (F.col("_position") + F.col("_offset")).alias("_source_line")
     )
 
 

@@ -130,9 +130,9 @@ def process(
     dates = _dates_of(checked.where(F.col("_reason").isNull()), step.date_column)
     if dates is not None:
         seen = seen.where(lakehouse.date_literal(step.date_column, dates))
-    flagged = silver.flag_duplicates(
-        checked.where(F.col("_reason").isNull()), step.dedup_keys, seen
-    ).cache()
+    # Accepted rows need neither the raw text nor the parse error: dedup shuffles narrow rows.
+    valid = checked.where(F.col("_reason").isNull()).drop("_raw_record", "_corrupt_record")
+    flagged = silver.flag_duplicates(valid, step.dedup_keys, seen).cache()
     accepted = flagged.where(~F.col("_is_duplicate"))
 
     for run in runs:
@@ -150,25 +150,25 @@ def process(
         newer = f"source.`{step.latest_by}` >= target.`{step.latest_by}`"
         lakehouse.merge(spark, settings, step.table, latest, update_when=newer)
     else:
-        lakehouse.merge(
+        # ``accepted`` holds no key already in silver outside these runs (``seen``), so the
+        # rows are appended; a retried run replaces the rows it wrote before.
+        lakehouse.replace_where(
             spark,
             settings,
             step.table,
             accepted,
-            update=False,
-            target_dates=(step.date_column, dates) if dates is not None else None,
+            f"{lakehouse.sql_in(step.date_column, dates)} AND {lakehouse.sql_in('_run_id', runs)}",
         )
     if step.source is sources.EVENTS:
-        lines = validation.explode_order_lines(accepted).cache()
+        # An order line's date is its purchase event's date: one of the batch's dates.
         lakehouse.merge(
             spark,
             settings,
             tables.SILVER_ORDER_LINES,
-            lines,
+            validation.explode_order_lines(accepted),
             update=False,
-            target_dates=("order_date", _dates_of(lines, "order_date")),
+            target_dates=("order_date", dates),
         )
-        lines.unpersist()
 
     # Read is counted on bronze itself, quarantined on what the table now holds, so a row lost
     # or doubled by a join in between breaks the equation.

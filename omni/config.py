@@ -7,6 +7,7 @@ the repository, SQLite for MLflow, Spark ``local[*]``. Secrets come only from th
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -83,6 +84,7 @@ class Settings:
     profile_window_days: int = 365
     activity_window_days: int = 30
     spark_shuffle_partitions: int = 4
+    spark_driver_memory: str = "4g"
     max_customers_per_device: int = 3
     churn_medium_threshold: float = 0.3
     vacuum_retention_hours: int = 168
@@ -135,11 +137,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         production=is_production,
         churn_horizon_days=_positive_int(env, "OMNI_CHURN_HORIZON_DAYS", 30),
         spark_shuffle_partitions=_positive_int(env, "OMNI_SHUFFLE_PARTITIONS", 4),
+        spark_driver_memory=_memory(env, "OMNI_SPARK_DRIVER_MEMORY", "4g"),
         max_customers_per_device=_positive_int(env, "OMNI_MAX_CUSTOMERS_PER_DEVICE", 3),
         churn_medium_threshold=_probability(env, "OMNI_CHURN_MEDIUM_THRESHOLD", 0.3),
         vacuum_retention_hours=_positive_int(env, "OMNI_VACUUM_RETENTION_HOURS", 168),
         churn_high_threshold=_probability(env, "OMNI_CHURN_HIGH_THRESHOLD", 0.6),
     )
+
+
+def _memory(env: dict[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if not re.fullmatch(r"[1-9]\d*[kmgt]", value):
+        raise ValueError(f"{name}={value!r}: expected a JVM memory size such as 4g or 512m")
+    return value
 
 
 def parse_date(value: str) -> date:

@@ -67,32 +67,45 @@ def conform(df: DataFrame, table: Table) -> DataFrame:
     return df.select([F.col(c.name).cast(c.type).alias(c.name) for c in table.columns])
 
 
+def _written_rows(spark: SparkSession, path: str, before: int | None) -> int:
+    """Rows the commit after version ``before`` wrote, from Delta's operation metrics.
+
+    Counting from the commit, not from the frame, spares caching and evaluating the frame twice;
+    0 when nothing was committed.
+    """
+    last = DeltaTable.forPath(spark, path).history(1).first()
+    if last is None or last["version"] == before:
+        return 0
+    return int((last["operationMetrics"] or {}).get("numOutputRows", 0))
+
+
+def _version(spark: SparkSession, path: str) -> int | None:
+    last = DeltaTable.forPath(spark, path).history(1).first()
+    return None if last is None else last["version"]
+
+
 def append(spark: SparkSession, settings: Settings, table: Table, df: DataFrame) -> int:
     """Append ``df`` and return the number of rows written."""
-    ensure_table(spark, settings, table)
-    rows = conform(df, table).cache()
-    count = rows.count()
-    if count:
-        rows.write.format("delta").mode("append").save(table_path(settings, table))
-    rows.unpersist()
-    return count
+    return replace_where(spark, settings, table, df, None)
 
 
 def replace_where(
-    spark: SparkSession, settings: Settings, table: Table, df: DataFrame, predicate: str
+    spark: SparkSession, settings: Settings, table: Table, df: DataFrame, predicate: str | None
 ) -> int:
-    """Atomically replace the rows matching ``predicate`` with ``df`` (idempotent reruns)."""
+    """Atomically replace the rows matching ``predicate`` with ``df`` (idempotent reruns).
+
+    ``predicate`` None appends. Returns the number of rows written.
+    """
     ensure_table(spark, settings, table)
-    rows = conform(df, table).cache()
-    count = rows.count()
-    (
-        rows.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-        .save(table_path(settings, table))
-    )
-    rows.unpersist()
-    return count
+    path = table_path(settings, table)
+    before = _version(spark, path)
+    writer = conform(df, table).write.format("delta")
+    if predicate is None:
+        writer = writer.mode("append")
+    else:
+        writer = writer.mode("overwrite").option("replaceWhere", predicate)
+    writer.save(path)
+    return _written_rows(spark, path, before)
 
 
 def overwrite(spark: SparkSession, settings: Settings, table: Table, df: DataFrame) -> int:
@@ -140,6 +153,17 @@ def merge(
         builder.whenNotMatchedInsertAll().execute()
     rows.unpersist()
     return count
+
+
+def sql_in(column: str, values: Iterable[object]) -> str:
+    """SQL ``column IN (...)`` for dates or strings; ``false`` when there are no values."""
+    literals = []
+    for value in values:
+        text = str(value)
+        if not re.fullmatch(r"[\w.:+ -]*", text):
+            raise ValueError(f"{column}={text!r}: expected a date or an id without quotes")
+        literals.append(f"DATE'{text}'" if hasattr(value, "isoformat") else f"'{text}'")
+    return f"`{column}` IN ({', '.join(literals)})" if literals else "false"
 
 
 def date_literal(column: str, values: Iterable[object]) -> Column:

@@ -38,6 +38,8 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
+        # Local mode runs the executors in the driver's JVM: this is the heap of all of them.
+        "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         # Listing a table's folders (VACUUM, partition discovery) runs as one task per folder
         # up to this bound; Spark's default of 10,000 tasks makes VACUUM take 20-40 s per table.

@@ -32,6 +32,14 @@ def test_environment_overrides_and_relative_paths_are_from_the_repo(tmp_path):
     assert settings.spark_master == "spark://127.0.0.1:7077"
 
 
+def test_driver_memory_reaches_the_spark_conf():
+    from omni.sparkconf import spark_conf
+
+    settings = load_settings({"OMNI_SPARK_DRIVER_MEMORY": "6G"})
+    assert settings.spark_driver_memory == "6g"
+    assert spark_conf(settings, hive_catalog=False)["spark.driver.memory"] == "6g"
+
+
 def test_settings_are_frozen():
     settings = load_settings({})
     with pytest.raises(AttributeError):
@@ -44,6 +52,7 @@ def test_settings_are_frozen():
         ({"OMNI_CHURN_HORIZON_DAYS": "soon"}, "OMNI_CHURN_HORIZON_DAYS='soon': expected a whole"),
         ({"OMNI_CHURN_HORIZON_DAYS": "0"}, "expected a number greater than 0"),
         ({"OMNI_CHURN_HIGH_THRESHOLD": "1.5"}, "expected a number between 0 and 1"),
+        ({"OMNI_SPARK_DRIVER_MEMORY": "lots"}, "OMNI_SPARK_DRIVER_MEMORY='lots': expected a JVM"),
         ({"OMNI_PRODUCTION": "maybe"}, "OMNI_PRODUCTION='maybe': expected true or false"),
         ({"OMNI_PRODUCTION": "true"}, "OMNI_HASH_KEY is missing or is the development key"),
     ],

@@ -17,6 +17,7 @@ def test_session_uses_only_local_delta_jars(spark, settings):
     assert any(Path(j).name.startswith("delta-spark_") for j in jars)
     assert spark.conf.get("spark.jars.packages", None) in (None, "")
     assert spark.conf.get("spark.sql.extensions") == "io.delta.sql.DeltaSparkSessionExtension"
+    assert spark.conf.get("spark.driver.memory") == settings.spark_driver_memory
 
 
 def test_missing_jar_cache_names_the_fix(settings, tmp_path):

@@ -205,16 +205,20 @@ def check_events(bronze: DataFrame, products: DataFrame) -> DataFrame:
     items_bad_quantity = F.exists(
         F.coalesce(F.col("items"), F.array()), lambda i: i.quantity.try_cast("int") <= 0
     )
-    with_items = bronze.withColumn("_row", F.monotonically_increasing_id())
-    item_skus = with_items.select("_row", F.explode_outer("items.sku").alias("sku"))
+    # A bronze record is one line of one file. Only records with items are exploded, so the
+    # per-record verdict is small and joins back by broadcast, without shuffling the batch.
+    record = ["_source_file", "_source_line"]
+    item_skus = bronze.where(F.size("items") > 0).select(
+        *record, F.explode("items.sku").alias("sku")
+    )
     unknown_items = (
         _known(item_skus, products, "sku", "_item_known")
-        .groupBy("_row")
+        .groupBy(*record)
         .agg(F.min(F.col("_item_known").cast("int")).alias("_items_known"))
     )
     df = (
-        _known(with_items, products, "sku", "_sku_known")
-        .join(unknown_items, on="_row", how="left")
+        _known(bronze, products, "sku", "_sku_known")
+        .join(F.broadcast(unknown_items), on=record, how="left")
         .withColumn("event_ts", F.trim(F.col("event_time")).try_cast("timestamp"))
     )
     is_purchase = F.col("event_type") == "purchase"
@@ -292,7 +296,7 @@ def check_events(bronze: DataFrame, products: DataFrame) -> DataFrame:
         _with_reason(df, rules)
         .withColumn("event_date", F.to_date("event_ts"))
         .withColumn("search_query", F.lower(F.trim("search_query")))
-        .drop("_row", "_sku_known", "_items_known")
+        .drop("_sku_known", "_items_known")
     )
 
 
