@@ -93,6 +93,18 @@ def _day_folder(landing: Path, source: Source, day: date) -> Path:
     return landing / source.folder / f"dt={day.isoformat()}"
 
 
+def last_landing_day(landing: Path) -> date:
+    """The latest ``dt=`` folder of any source (late records can land after the sample's end)."""
+    days = [
+        date.fromisoformat(folder.name.removeprefix("dt="))
+        for source in (EVENTS, POS)
+        for folder in (landing / source.folder).glob("dt=*")
+    ]
+    if not days:
+        raise ValueError(f"{landing}: no landing folders to copy from")
+    return max(days)
+
+
 def _day_files(landing: Path, source: Source, day: date) -> list[Path]:
     folder = _day_folder(landing, source, day)
     return sorted(path for path in folder.rglob("part-*") if path.is_file())
@@ -138,6 +150,11 @@ def bulk_night(
     if day <= source_day:
         raise ValueError(f"bulk day {day}: expected a day after the source day {source_day}")
     shift = timedelta(days=(day - source_day).days)
+    for source in (EVENTS, POS):
+        if _day_folder(landing, source, day).exists():
+            raise ValueError(
+                f"{_day_folder(landing, source, day)} exists: expected a day with no landing yet"
+            )
 
     event_lines = [
         line

@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
-from bench.bulk import bulk_night
+from bench.bulk import bulk_night, last_landing_day
 from jobs.bronze_ingest import ingest_all, ready_files
 from jobs.gold import build_gold
 from jobs.silver import run_silver
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         bulk = {}
         if args.bulk_events > 0:
-            bulk_day = end + timedelta(days=1)
+            bulk_day = last_landing_day(landing) + timedelta(days=1)
             bulk["written"] = bulk_night(
                 landing, end, bulk_day, events=args.bulk_events, pos_lines=args.bulk_pos
             )

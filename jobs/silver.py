@@ -160,6 +160,7 @@ def process(
             f"{lakehouse.sql_in(step.date_column, dates)} AND {lakehouse.sql_in('_run_id', runs)}",
         )
     if step.source is sources.EVENTS:
+        record_device_logins(spark, settings, accepted)
         # An order line's date is its purchase event's date: one of the batch's dates.
         lakehouse.merge(
             spark,
@@ -217,6 +218,23 @@ def process(
     return rows
 
 
+def record_device_logins(spark: SparkSession, settings: Settings, accepted: DataFrame) -> int:
+    """Add the batch's new (device, customer) pairs to ``silver.device_logins``.
+
+    The identity graph reads this table, whose size follows the devices and customers, not the
+    event history. While it is empty (a lakehouse from before the table), it is seeded from all
+    silver events, which already hold the batch.
+    """
+    table = tables.SILVER_DEVICE_LOGINS
+    events = accepted
+    if lakehouse.read_table(spark, settings, table).limit(1).count() == 0:
+        events = lakehouse.read_table(spark, settings, tables.SILVER_EVENTS)
+    pairs = events.groupBy("anonymous_id", "customer_id").agg(
+        F.min("event_date").alias("first_seen_date"), F.min("_run_id").alias("_run_id")
+    )
+    return lakehouse.merge(spark, settings, table, pairs, update=False)
+
+
 def record_reconciliation(spark: SparkSession, settings: Settings, rows: list[dict]) -> None:
     if not rows:
         return
@@ -228,7 +246,7 @@ def build_identity(spark: SparkSession, settings: Settings, run_id: str) -> int:
     read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
     nodes, edges = identity.identity_links(
         read(tables.SILVER_CUSTOMERS),
-        read(tables.SILVER_EVENTS).select("anonymous_id", "customer_id"),
+        read(tables.SILVER_DEVICE_LOGINS).select("anonymous_id", "customer_id"),
         read(tables.SILVER_POS).select("loyalty_card_id"),
         settings.max_customers_per_device,
     )

@@ -7,6 +7,7 @@ Spark catalog as ``<layer>.<table>`` the first time they are written.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 
 from delta.tables import DeltaTable
@@ -67,21 +68,16 @@ def conform(df: DataFrame, table: Table) -> DataFrame:
     return df.select([F.col(c.name).cast(c.type).alias(c.name) for c in table.columns])
 
 
-def _written_rows(spark: SparkSession, path: str, before: int | None) -> int:
-    """Rows the commit after version ``before`` wrote, from Delta's operation metrics.
+def _written_rows(spark: SparkSession, path: str, token: str) -> int:
+    """Rows written by the commit tagged ``token``, from Delta's operation metrics.
 
-    Counting from the commit, not from the frame, spares caching and evaluating the frame twice;
-    0 when nothing was committed.
+    Counting from the commit, not from the frame, spares caching and evaluating the frame
+    twice. A write of no rows commits nothing: then the last commit is not ours, and it is 0.
     """
     last = DeltaTable.forPath(spark, path).history(1).first()
-    if last is None or last["version"] == before:
+    if last is None or last["userMetadata"] != token:
         return 0
     return int((last["operationMetrics"] or {}).get("numOutputRows", 0))
-
-
-def _version(spark: SparkSession, path: str) -> int | None:
-    last = DeltaTable.forPath(spark, path).history(1).first()
-    return None if last is None else last["version"]
 
 
 def append(spark: SparkSession, settings: Settings, table: Table, df: DataFrame) -> int:
@@ -98,14 +94,14 @@ def replace_where(
     """
     ensure_table(spark, settings, table)
     path = table_path(settings, table)
-    before = _version(spark, path)
-    writer = conform(df, table).write.format("delta")
+    token = f"omni-write-{uuid.uuid4()}"
+    writer = conform(df, table).write.format("delta").option("userMetadata", token)
     if predicate is None:
         writer = writer.mode("append")
     else:
         writer = writer.mode("overwrite").option("replaceWhere", predicate)
     writer.save(path)
-    return _written_rows(spark, path, before)
+    return _written_rows(spark, path, token)
 
 
 def overwrite(spark: SparkSession, settings: Settings, table: Table, df: DataFrame) -> int:

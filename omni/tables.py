@@ -384,6 +384,26 @@ SILVER_STORES = Table(
     producer="jobs/silver.py",
 )
 
+SILVER_DEVICE_LOGINS = Table(
+    "silver.device_logins",
+    "Every (device, logged-in customer) pair the events show, customer null for anonymous "
+    "visits: the identity graph's online links, kept so identity does not rescan the events.",
+    (
+        _c("anonymous_id", _s, "Device or cookie id", False),
+        _c("customer_id", _s, "CRM customer id logged in on the device; null for anonymous"),
+        _c(
+            "first_seen_date",
+            "date",
+            "Earliest event date of the pair in the run that added it",
+            False,
+        ),
+        _c("_run_id", _s, "Pipeline run that added the pair", False),
+    ),
+    keys=("anonymous_id", "customer_id"),
+    producer="jobs/silver.py",
+    erase_by=(("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
+)
+
 SILVER_IDENTITY = Table(
     "silver.customer_identity",
     "Every identifier seen, mapped to one customer_key (connected components of the links).",
@@ -545,6 +565,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SILVER_EVENTS,
     SILVER_ORDER_LINES,
     SILVER_POS,
+    SILVER_DEVICE_LOGINS,
     SILVER_IDENTITY,
     GOLD_PROFILE,
     GOLD_FEATURES,

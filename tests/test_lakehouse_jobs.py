@@ -15,7 +15,7 @@ from jobs.maintenance import maintain_tables
 from jobs.silver import run_silver
 from omni import lakehouse, tables
 from omni.sample import SampleSpec, generate_sample
-from omni.transforms import gold
+from omni.transforms import gold, identity
 
 RUN_DATE = date(2026, 3, 31)
 FIRST_NIGHT = RUN_DATE - timedelta(days=1)
@@ -89,6 +89,27 @@ def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
     profile_keys = [r["customer_key"] for r in _read(spark, lake, tables.GOLD_PROFILE).collect()]
     assert len(profile_keys) == len(set(profile_keys))
     assert set(profile_keys) <= set(second.values())
+
+
+def _same_rows(left, right) -> bool:
+    return left.exceptAll(right).count() == 0 and right.exceptAll(left).count() == 0
+
+
+def test_identity_read_from_device_logins_equals_identity_from_the_event_history(spark, lake):
+    events = _read(spark, lake, tables.SILVER_EVENTS)
+    pairs = events.select("anonymous_id", "customer_id").distinct()
+    logins = _read(spark, lake, tables.SILVER_DEVICE_LOGINS)
+    assert logins.count() == pairs.count() > 0  # one row per pair, anonymous visits included
+    assert _same_rows(logins.select("anonymous_id", "customer_id"), pairs)
+    nodes, edges = identity.identity_links(
+        _read(spark, lake, tables.SILVER_CUSTOMERS),
+        events.select("anonymous_id", "customer_id"),
+        _read(spark, lake, tables.SILVER_POS).select("loyalty_card_id"),
+        lake.max_customers_per_device,
+    )
+    from_history = identity.resolve_identities(nodes, edges, "check").drop("updated_run_id")
+    stored = _read(spark, lake, tables.SILVER_IDENTITY).drop("updated_run_id")
+    assert _same_rows(stored, from_history)
 
 
 def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake):
