@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(path, ignore_errors=True)
         return replace(base, landing_dir=landing, lakehouse_dir=path)
 
-    spark = get_spark(base, app_name="omni.bench.lakehouse")
+    # The session's table catalog lives in the work folder too, not in the repo's lakehouse.
+    spark = get_spark(
+        replace(base, lakehouse_dir=work / "catalog"), app_name="omni.bench.lakehouse"
+    )
     spark.sparkContext.setLogLevel("ERROR")
     try:
         # Warm the JVM once so the first measured step does not pay for class loading.

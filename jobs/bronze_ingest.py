@@ -151,11 +151,11 @@ def log_files(
     run_id: str | None = None,
 ) -> None:
     """Log ``files`` that are in bronze (``counts``) or were ingested by ``run_id`` with no row."""
-    rows = [
-        (source.name, path, day, *counts.get(path, (run_id, 0))[::-1])
-        for path, day in sorted(files.items())
-        if path in counts or run_id is not None
-    ]
+    rows = []
+    for path, day in sorted(files.items()):
+        if path in counts or run_id is not None:
+            ingest_run, records = counts.get(path, (run_id, 0))
+            rows.append((source.name, path, day, records, ingest_run))
     if rows:
         frame = spark.createDataFrame(
             rows,

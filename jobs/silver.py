@@ -135,6 +135,7 @@ def process(
     flagged = silver.flag_duplicates(valid, step.dedup_keys, seen).cache()
     accepted = flagged.where(~F.col("_is_duplicate"))
 
+    source_is = lakehouse.sql_in("source", [step.source.name])
     for run in runs:
         lakehouse.replace_where(
             spark,
@@ -143,7 +144,7 @@ def process(
             silver.quarantine_rows(
                 rejected.where(F.col("_run_id") == run), step.source.name, step.dedup_keys, run
             ),
-            f"source = '{step.source.name}' AND run_id = '{run}'",
+            f"{source_is} AND {lakehouse.sql_in('run_id', [run])}",
         )
     if step.latest_by:
         latest = silver.latest_per_key(accepted, step.table.keys, [step.latest_by])

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from datetime import date
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -35,7 +37,13 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     marker = (id(spark), table.name, path)
     if marker in _ENSURED:
         return
-    if spark.catalog.tableExists(table.name):
+    try:
+        registered = spark.catalog.tableExists(table.name)
+    except AnalysisException:
+        # Registered at a location that holds no Delta table any more (a deleted lakehouse).
+        spark.sql(f"DROP TABLE {table.name}")
+        registered = False
+    if registered:
         location = spark.sql(f"DESCRIBE DETAIL {table.name}").first()["location"]
         if re.sub(r"^file:/*", "/", location).rstrip("/") != path.rstrip("/"):
             spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
@@ -152,13 +160,13 @@ def merge(
 
 
 def sql_in(column: str, values: Iterable[object]) -> str:
-    """SQL ``column IN (...)`` for dates or strings; ``false`` when there are no values."""
-    literals = []
-    for value in values:
-        text = str(value)
-        if not re.fullmatch(r"[\w.:+ -]*", text):
-            raise ValueError(f"{column}={text!r}: expected a date or an id without quotes")
-        literals.append(f"DATE'{text}'" if hasattr(value, "isoformat") else f"'{text}'")
+    """SQL ``column IN (...)`` of date or string literals; ``false`` when there are no values."""
+    literals = [
+        f"DATE'{value.isoformat()}'"
+        if isinstance(value, date)
+        else "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+        for value in values
+    ]
     return f"`{column}` IN ({', '.join(literals)})" if literals else "false"
 
 

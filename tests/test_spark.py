@@ -59,3 +59,27 @@ def test_a_name_registered_elsewhere_is_repointed_at_this_lakehouse(spark, setti
     # The first lakehouse keeps its files: only the name moved.
     first_rows = spark.read.format("delta").load(str(tmp_path / "one" / "silver" / "repoint_probe"))
     assert [r["id"] for r in first_rows.collect()] == ["one"]
+
+
+def test_sql_in_quotes_ids_and_dates():
+    from datetime import date
+
+    assert lakehouse.sql_in("d", [date(2026, 1, 2)]) == "`d` IN (DATE'2026-01-02')"
+    assert lakehouse.sql_in("r", ["it's", "a\\b"]) == "`r` IN ('it\\'s', 'a\\\\b')"
+    assert lakehouse.sql_in("r", []) == "false"
+
+
+def test_a_name_registered_at_a_deleted_lakehouse_is_pointed_at_the_new_one(
+    spark, settings, tmp_path
+):
+    import shutil
+
+    table = Table("gold.stale_probe", "A probe.", (Column("id", "string", "The id", False),))
+    df = spark.createDataFrame([("a",)], "id string")
+    old = settings.with_overrides(lakehouse_dir=tmp_path / "old")
+    assert lakehouse.append(spark, old, table, df) == 1
+    shutil.rmtree(tmp_path / "old")
+    lakehouse._ENSURED.clear()  # as in a new session
+    new = settings.with_overrides(lakehouse_dir=tmp_path / "new")
+    assert lakehouse.append(spark, new, table, df) == 1
+    assert [r["id"] for r in spark.table("gold.stale_probe").collect()] == ["a"]
