@@ -25,6 +25,7 @@ def load_inputs(spark: SparkSession, settings: Settings) -> dict:
     identity = read(tables.SILVER_IDENTITY).cache()
     events = read(tables.SILVER_EVENTS)
     return {
+        "identity": identity,
         "population": gold.customer_population(identity, read(tables.SILVER_CUSTOMERS)).cache(),
         "transactions": gold.customer_transactions(
             read(tables.SILVER_ORDER_LINES),
@@ -76,6 +77,16 @@ def build_gold(
     if start > as_of:
         raise ValueError(f"--start-date {start} is after --date {as_of}: expected start <= date")
     inputs = load_inputs(spark, settings)
+    try:
+        return _write_gold(spark, settings, inputs, as_of, run_id, start)
+    finally:
+        for frame in inputs.values():
+            frame.unpersist()
+
+
+def _write_gold(
+    spark: SparkSession, settings: Settings, inputs: dict, as_of: date, run_id: str, start: date
+) -> dict:
     profile = gold.build_customer_profile(
         inputs["population"], inputs["transactions"], inputs["activity"], as_of
     )
