@@ -42,14 +42,24 @@ def _suffix(value, tag: str):
     return f"{value}-{tag}" if isinstance(value, str) and value else value
 
 
-def _shift_iso(value, shift: timedelta):
+NEAR = timedelta(days=7)  # a time further from its folder's day is a planted bad one
+
+
+def _shifted(moment: datetime, source_day: date, shift: timedelta) -> datetime:
+    """``moment`` moved by ``shift``; a far-off time (1999, 2099) stays, and stays bad."""
+    near = abs(moment.replace(tzinfo=None) - datetime.combine(source_day, datetime.min.time()))
+    return moment + shift if near <= NEAR else moment
+
+
+def _shift_iso(value, source_day: date, shift: timedelta):
     try:
-        return (datetime.fromisoformat(value) + shift).isoformat(timespec="milliseconds")
+        moment = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return value  # a bad timestamp stays bad: its quarantine reason must not change
+    return _shifted(moment, source_day, shift).isoformat(timespec="milliseconds")
 
 
-def event_copies(line: str, copies: int, shift: timedelta) -> Iterator[str]:
+def event_copies(line: str, copies: int, source_day: date, shift: timedelta) -> Iterator[str]:
     """``copies`` JSON lines for one landing line (a line that is not a JSON object repeats)."""
     try:
         record = json.loads(line)
@@ -58,7 +68,7 @@ def event_copies(line: str, copies: int, shift: timedelta) -> Iterator[str]:
     if not isinstance(record, dict):
         yield from (line for _ in range(copies))
         return
-    record["event_time"] = _shift_iso(record.get("event_time"), shift)
+    record["event_time"] = _shift_iso(record.get("event_time"), source_day, shift)
     originals = {key: record.get(key) for key in (*EVENT_KEYS, "customer_id")}
     for copy in range(copies):
         tag = f"b{copy}"
@@ -69,16 +79,17 @@ def event_copies(line: str, copies: int, shift: timedelta) -> Iterator[str]:
         yield json.dumps(record, separators=(",", ":"))
 
 
-def pos_copies(row: list[str], header: list[str], copies: int, shift: timedelta) -> Iterator:
+def pos_copies(
+    row: list[str], header: list[str], copies: int, source_day: date, shift: timedelta
+) -> Iterator:
     """``copies`` CSV rows for one receipt line (a row of the wrong width repeats as it is)."""
     if len(row) != len(header):
         yield from (row for _ in range(copies))
         return
     fields = dict(zip(header, row, strict=True))
     try:
-        fields["transaction_ts"] = (
-            datetime.strptime(fields["transaction_ts"], POS_TIME_FORMAT) + shift
-        ).strftime(POS_TIME_FORMAT)
+        moment = datetime.strptime(fields["transaction_ts"], POS_TIME_FORMAT)
+        fields["transaction_ts"] = _shifted(moment, source_day, shift).strftime(POS_TIME_FORMAT)
     except ValueError:
         pass
     transaction, card = fields["transaction_id"], fields["loyalty_card_id"]
@@ -165,7 +176,11 @@ def bulk_night(
     events_folder = _day_folder(landing, EVENTS, day)
     written_events = _write_parts(
         events_folder,
-        (out for line in event_lines for out in event_copies(line, event_copies_n, shift)),
+        (
+            out
+            for line in event_lines
+            for out in event_copies(line, event_copies_n, source_day, shift)
+        ),
         event_parts,
         ".jsonl",
     )
@@ -188,7 +203,7 @@ def bulk_night(
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(header)
             for row in rows:
-                for out in pos_copies(row, header, pos_copies_n, shift):
+                for out in pos_copies(row, header, pos_copies_n, source_day, shift):
                     writer.writerow(out)
                     written_pos += 1
     (pos_root / "_SUCCESS").touch()

@@ -25,6 +25,8 @@ def landing(tmp_path):
         {"event_id": "E2", "event_time": "2026-10-30T23:59:00.500+00:00", "session_id": "S2",
          "anonymous_id": "A2", "customer_id": None, "order_id": "O2", "event_type": "purchase"},
     ]  # fmt: skip
+    old = dict(lines[0], event_id="E4", event_time="1999-12-31T10:00:00.000+01:00")
+    lines.append(old)  # planted bad time: must stay before 2000
     text = "\n".join([*(json.dumps(line) for line in lines), '{"event_id": "E3", trunc'])
     (events / "part-00000.jsonl").write_text(text + "\n")
     (events / "_SUCCESS").touch()
@@ -48,8 +50,8 @@ def test_copies_reach_the_target():
 
 
 def test_bulk_night_copies_are_new_records_on_the_new_day(landing):
-    written = bulk_night(landing, SOURCE_DAY, BULK_DAY, events=6, pos_lines=6, event_parts=2)
-    assert written == {"events": 6, "event_copies": 2, "pos_lines": 6, "pos_copies": 2}
+    written = bulk_night(landing, SOURCE_DAY, BULK_DAY, events=8, pos_lines=6, event_parts=2)
+    assert written == {"events": 8, "event_copies": 2, "pos_lines": 6, "pos_copies": 2}
 
     folder = landing / "ecommerce/events/dt=2026-11-02"
     assert (folder / "_SUCCESS").exists()
@@ -57,7 +59,9 @@ def test_bulk_night_copies_are_new_records_on_the_new_day(landing):
     out = [line for line in out if line]
     assert out.count('{"event_id": "E3", trunc') == 2  # a bad line stays bad, once per copy
     parsed = [json.loads(line) for line in out if "trunc" not in line]
-    assert sorted(e["event_id"] for e in parsed) == ["E1-b0", "E1-b1", "E2-b0", "E2-b1"]
+    assert sorted(e["event_id"] for e in parsed) == [
+        "E1-b0", "E1-b1", "E2-b0", "E2-b1", "E4-b0", "E4-b1"
+    ]  # fmt: skip
     by_id = {e["event_id"]: e for e in parsed}
     assert by_id["E1-b0"]["customer_id"] == "C1"  # copy 0: the sample's own customer
     assert by_id["E1-b1"]["customer_id"] == "C1-b1"  # other copies: new customers
@@ -66,6 +70,7 @@ def test_bulk_night_copies_are_new_records_on_the_new_day(landing):
     assert by_id["E1-b1"]["anonymous_id"] == "A1-b1"
     assert by_id["E1-b0"]["event_time"] == "2026-11-02T10:00:00.000+01:00"
     assert by_id["E2-b0"]["event_time"] == "2026-11-01T23:59:00.500+00:00"  # still late
+    assert by_id["E4-b1"]["event_time"] == "1999-12-31T10:00:00.000+01:00"  # still bad
 
     pos_file = landing / "instore/pos/dt=2026-11-02/store_id=S001/part-00000.csv"
     assert (landing / "instore/pos/dt=2026-11-02/_SUCCESS").exists()
