@@ -77,12 +77,11 @@ def floor(spark, settings, day: date, out: Path) -> int:
         ]
         if not files:
             continue
-        types = {c.name: c.type for c in source.bronze.columns}
-        schema = ", ".join(f"`{c}` {types[c]}" for c in source.data_columns if c in types)
+        reader = spark.read.schema(source.data_schema)
         if source.format == "jsonl":
-            frame = spark.read.schema(schema).json(files)
+            frame = reader.json(files)
         else:
-            frame = spark.read.schema(schema).option("header", "true").csv(files)
+            frame = reader.option("header", "true").csv(files)
         frame.write.format("delta").mode("overwrite").save(str(out / source.name))
         rows += spark.read.format("delta").load(str(out / source.name)).count()
     return rows

@@ -52,8 +52,7 @@ def parse_records(lines: DataFrame, source: Source) -> DataFrame:
     Unknown JSON fields are ignored; unparsable records keep their text in ``_corrupt_record``.
     A CSV file's first line is its header when it spells the contract's header exactly.
     """
-    types = {c.name: c.type for c in source.bronze.columns}
-    schema = ", ".join(f"`{name}` {types[name]}" for name in source.data_columns)
+    schema = source.data_schema
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
     if source.format == "jsonl":
         parsed = F.from_json("value", schema, options)

@@ -102,17 +102,16 @@ def _write_gold(
             settings.profile_window_days,
         )
         written += lakehouse.replace_where(
-            spark, settings, tables.GOLD_FEATURES, features, f"as_of_date = DATE'{day}'"
+            spark, settings, tables.GOLD_FEATURES, features, lakehouse.sql_in("as_of_date", [day])
         )
     kpi_days = sorted(set(days) | set(as_of_dates))
     kpis = gold.build_daily_channel_kpis(inputs["transactions"], inputs["events"], kpi_days)
-    day_list = ", ".join(f"DATE'{d}'" for d in kpi_days)
     return {
         "customer_profile": lakehouse.overwrite(spark, settings, tables.GOLD_PROFILE, profile),
         "customer_features": written,
         "feature_dates": [str(d) for d in as_of_dates],
         "daily_channel_kpis": lakehouse.replace_where(
-            spark, settings, tables.GOLD_KPIS, kpis, f"date IN ({day_list})"
+            spark, settings, tables.GOLD_KPIS, kpis, lakehouse.sql_in("date", kpi_days)
         ),
         "touched_dates": [str(d) for d in days],
     }

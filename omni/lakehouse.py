@@ -145,8 +145,7 @@ def merge(
         condition = " AND ".join(f"target.`{k}` <=> source.`{k}`" for k in keys)
         if target_dates is not None:
             column, dates = target_dates
-            listed = ", ".join(f"DATE'{d}'" for d in dates) or "NULL"
-            condition += f" AND target.`{column}` IN ({listed})"
+            condition += f" AND {sql_in(column, dates, alias='target')}"
         builder = (
             DeltaTable.forPath(spark, table_path(settings, table))
             .alias("target")
@@ -159,15 +158,19 @@ def merge(
     return count
 
 
-def sql_in(column: str, values: Iterable[object]) -> str:
-    """SQL ``column IN (...)`` of date or string literals; ``false`` when there are no values."""
+def sql_in(column: str, values: Iterable[object], alias: str | None = None) -> str:
+    """SQL ``column IN (...)`` of date or string literals; ``false`` when there are no values.
+
+    ``alias`` qualifies the column (``target`` in a MERGE condition).
+    """
     literals = [
         f"DATE'{value.isoformat()}'"
         if isinstance(value, date)
         else "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
         for value in values
     ]
-    return f"`{column}` IN ({', '.join(literals)})" if literals else "false"
+    name = f"{alias}.`{column}`" if alias else f"`{column}`"
+    return f"{name} IN ({', '.join(literals)})" if literals else "false"
 
 
 def date_literal(column: str, values: Iterable[object]) -> Column:

@@ -22,6 +22,12 @@ class Source:
         metadata = {c.name for c in tables.INGEST_METADATA}
         return [c for c in self.bronze.column_names if c not in metadata]
 
+    @property
+    def data_schema(self) -> str:
+        """DDL of the data columns with their bronze types, for Spark's parsers."""
+        types = {c.name: c.type for c in self.bronze.columns}
+        return ", ".join(f"`{name}` {types[name]}" for name in self.data_columns)
+
 
 EVENTS = Source("ecommerce_events", "ecommerce/events", "jsonl", tables.BRONZE_EVENTS)
 POS = Source("pos_lines", "instore/pos", "csv", tables.BRONZE_POS, tables.POS_COLUMNS)

@@ -67,6 +67,9 @@ def test_sql_in_quotes_ids_and_dates():
     assert lakehouse.sql_in("d", [date(2026, 1, 2)]) == "`d` IN (DATE'2026-01-02')"
     assert lakehouse.sql_in("r", ["it's", "a\\b"]) == "`r` IN ('it\\'s', 'a\\\\b')"
     assert lakehouse.sql_in("r", []) == "false"
+    assert lakehouse.sql_in("d", [date(2026, 1, 2)], alias="target") == (
+        "target.`d` IN (DATE'2026-01-02')"
+    )
 
 
 def test_a_name_registered_at_a_deleted_lakehouse_is_pointed_at_the_new_one(
