@@ -22,18 +22,22 @@ from omni.transforms import gold
 def load_inputs(spark: SparkSession, settings: Settings) -> dict:
     """Silver inputs, resolved to customer keys, shared by gold and model training."""
     read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
-    identity = read(tables.SILVER_IDENTITY).cache()
+    identity = lakehouse.materialize(read(tables.SILVER_IDENTITY))
     events = read(tables.SILVER_EVENTS)
     return {
         "identity": identity,
-        "population": gold.customer_population(identity, read(tables.SILVER_CUSTOMERS)).cache(),
-        "transactions": gold.customer_transactions(
-            read(tables.SILVER_ORDER_LINES),
-            read(tables.SILVER_POS),
-            identity,
-            read(tables.SILVER_PRODUCTS),
-        ).cache(),
-        "activity": gold.customer_activity(events, identity).cache(),
+        "population": lakehouse.materialize(
+            gold.customer_population(identity, read(tables.SILVER_CUSTOMERS))
+        ),
+        "transactions": lakehouse.materialize(
+            gold.customer_transactions(
+                read(tables.SILVER_ORDER_LINES),
+                read(tables.SILVER_POS),
+                identity,
+                read(tables.SILVER_PRODUCTS),
+            )
+        ),
+        "activity": lakehouse.materialize(gold.customer_activity(events, identity)),
         "events": events,
     }
 
@@ -87,27 +91,41 @@ def build_gold(
 def _write_gold(
     spark: SparkSession, settings: Settings, inputs: dict, as_of: date, run_id: str, start: date
 ) -> dict:
-    profile = gold.build_customer_profile(
-        inputs["population"], inputs["transactions"], inputs["activity"], as_of
+    population, transactions, activity = (
+        inputs["population"],
+        inputs["transactions"],
+        inputs["activity"],
     )
-    days = touched_dates(spark, settings, run_id, as_of)
-    written = 0
-    as_of_dates = feature_dates(spark, settings, days, as_of, start)
-    for day in as_of_dates:
-        features = gold.build_customer_features(
-            inputs["population"],
-            inputs["transactions"],
-            inputs["activity"],
-            day,
-            settings.profile_window_days,
-        )
-        written += lakehouse.replace_where(
-            spark, settings, tables.GOLD_FEATURES, features, lakehouse.sql_in("as_of_date", [day])
-        )
+    # The profile and the date's features share one aggregation of the history.
+    base = lakehouse.materialize(gold.customer_base(population, transactions, activity, as_of))
+    try:
+        days = touched_dates(spark, settings, run_id, as_of)
+        written = 0
+        as_of_dates = feature_dates(spark, settings, days, as_of, start)
+        for day in as_of_dates:
+            features = gold.build_customer_features(
+                population,
+                transactions,
+                activity,
+                day,
+                settings.profile_window_days,
+                base=base if day == as_of else None,
+            )
+            written += lakehouse.replace_where(
+                spark,
+                settings,
+                tables.GOLD_FEATURES,
+                features,
+                lakehouse.sql_in("as_of_date", [day]),
+            )
+        profile = gold.build_customer_profile(population, transactions, activity, as_of, base=base)
+        profiles = lakehouse.overwrite(spark, settings, tables.GOLD_PROFILE, profile)
+    finally:
+        base.unpersist()
     kpi_days = sorted(set(days) | set(as_of_dates))
-    kpis = gold.build_daily_channel_kpis(inputs["transactions"], inputs["events"], kpi_days)
+    kpis = gold.build_daily_channel_kpis(transactions, inputs["events"], kpi_days)
     return {
-        "customer_profile": lakehouse.overwrite(spark, settings, tables.GOLD_PROFILE, profile),
+        "customer_profile": profiles,
         "customer_features": written,
         "feature_dates": [str(d) for d in as_of_dates],
         "daily_channel_kpis": lakehouse.replace_where(

@@ -124,16 +124,32 @@ def process(
     batch = lakehouse.read_table(spark, settings, step.source.bronze).where(
         lakehouse.date_literal("_business_date", business_dates) & F.col("_run_id").isin(runs)
     )
-    checked = step.check(batch, reference).cache()
+    # One pass of the checks, kept for the steps below. Only rejected rows keep their raw text
+    # (for quarantine): accepted rows are typed columns, and dedup shuffles narrow rows.
+    checked = lakehouse.materialize(
+        step.check(batch, reference)
+        .withColumn("_raw_record", F.when(F.col("_reason").isNotNull(), F.col("_raw_record")))
+        .drop("_corrupt_record")
+    )
     rejected = checked.where(F.col("_reason").isNotNull())
     seen = lakehouse.read_table(spark, settings, step.table).where(~F.col("_run_id").isin(runs))
     dates = _dates_of(checked.where(F.col("_reason").isNull()), step.date_column)
     if dates is not None:
         seen = seen.where(lakehouse.date_literal(step.date_column, dates))
-    # Accepted rows need neither the raw text nor the parse error: dedup shuffles narrow rows.
-    valid = checked.where(F.col("_reason").isNull()).drop("_raw_record", "_corrupt_record")
-    flagged = silver.flag_duplicates(valid, step.dedup_keys, seen).cache()
+    valid = checked.where(F.col("_reason").isNull()).drop("_raw_record")
+    flagged = lakehouse.materialize(silver.flag_duplicates(valid, step.dedup_keys, seen))
     accepted = flagged.where(~F.col("_is_duplicate"))
+    # Counted before the silver write: a write to the table that ``seen`` reads drops the
+    # cache of ``flagged``, so everything that reads it comes first and the write last.
+    kept = {
+        (row["_run_id"], row["_business_date"]): (row["accepted"], row["duplicates"])
+        for row in flagged.groupBy("_run_id", "_business_date")
+        .agg(
+            F.sum((~F.col("_is_duplicate")).cast("long")).alias("accepted"),
+            F.sum(F.col("_is_duplicate").cast("long")).alias("duplicates"),
+        )
+        .collect()
+    }
 
     source_is = lakehouse.sql_in("source", [step.source.name])
     for run in runs:
@@ -145,6 +161,17 @@ def process(
                 rejected.where(F.col("_run_id") == run), step.source.name, step.dedup_keys, run
             ),
             f"{source_is} AND {lakehouse.sql_in('run_id', [run])}",
+        )
+    if step.source is sources.EVENTS:
+        record_device_logins(spark, settings, accepted)
+        # An order line's date is its purchase event's date: one of the batch's dates.
+        lakehouse.merge(
+            spark,
+            settings,
+            tables.SILVER_ORDER_LINES,
+            validation.explode_order_lines(accepted),
+            update=False,
+            target_dates=("order_date", dates),
         )
     if step.latest_by:
         latest = silver.latest_per_key(accepted, step.table.keys, [step.latest_by])
@@ -160,17 +187,8 @@ def process(
             accepted,
             f"{lakehouse.sql_in(step.date_column, dates)} AND {lakehouse.sql_in('_run_id', runs)}",
         )
-    if step.source is sources.EVENTS:
-        record_device_logins(spark, settings, accepted)
-        # An order line's date is its purchase event's date: one of the batch's dates.
-        lakehouse.merge(
-            spark,
-            settings,
-            tables.SILVER_ORDER_LINES,
-            validation.explode_order_lines(accepted),
-            update=False,
-            target_dates=("order_date", dates),
-        )
+    checked.unpersist()
+    flagged.unpersist()
 
     # Read is counted on bronze itself, quarantined on what the table now holds, so a row lost
     # or doubled by a join in between breaks the equation.
@@ -184,15 +202,6 @@ def process(
         .where((F.col("source") == step.source.name) & F.col("run_id").isin(runs))
         .groupBy("run_id", "business_date")
         .agg(F.count("*").alias("n"))
-        .collect()
-    }
-    kept = {
-        (row["_run_id"], row["_business_date"]): (row["accepted"], row["duplicates"])
-        for row in flagged.groupBy("_run_id", "_business_date")
-        .agg(
-            F.sum((~F.col("_is_duplicate")).cast("long")).alias("accepted"),
-            F.sum(F.col("_is_duplicate").cast("long")).alias("duplicates"),
-        )
         .collect()
     }
     rows = []
@@ -214,26 +223,40 @@ def process(
                 f"{entry['duplicates']}"
             )
         rows.append(entry)
-    checked.unpersist()
-    flagged.unpersist()
     return rows
 
 
+_LOGIN_COLUMNS = ("anonymous_id", "customer_id", "event_date", "_run_id")
+
+
 def record_device_logins(spark: SparkSession, settings: Settings, accepted: DataFrame) -> int:
-    """Add the batch's new (device, customer) pairs to ``silver.device_logins``.
+    """Append the batch's new (device, customer) pairs to ``silver.device_logins``.
 
     The identity graph reads this table, whose size follows the devices and customers, not the
     event history. While it is empty (a lakehouse from before the table), it is seeded from all
-    silver events, which already hold the batch.
+    silver events. Pairs already there are left out by an anti-join (null-safe: ``customer_id``
+    is null for anonymous visits), so a retried run adds nothing. Returns the pairs added.
     """
     table = tables.SILVER_DEVICE_LOGINS
+    logins = lakehouse.read_table(spark, settings, table)
     events = accepted
-    if lakehouse.read_table(spark, settings, table).limit(1).count() == 0:
-        events = lakehouse.read_table(spark, settings, tables.SILVER_EVENTS)
+    if logins.limit(1).count() == 0:
+        events = accepted.select(*_LOGIN_COLUMNS).unionByName(
+            lakehouse.read_table(spark, settings, tables.SILVER_EVENTS).select(*_LOGIN_COLUMNS)
+        )
     pairs = events.groupBy("anonymous_id", "customer_id").agg(
         F.min("event_date").alias("first_seen_date"), F.min("_run_id").alias("_run_id")
     )
-    return lakehouse.merge(spark, settings, table, pairs, update=False)
+    known = logins.select(
+        F.col("anonymous_id").alias("_known_device"), F.col("customer_id").alias("_known_customer")
+    )
+    new = pairs.join(
+        known,
+        (pairs["anonymous_id"] == known["_known_device"])
+        & pairs["customer_id"].eqNullSafe(known["_known_customer"]),
+        "left_anti",
+    )
+    return lakehouse.append(spark, settings, table, new)
 
 
 def record_reconciliation(spark: SparkSession, settings: Settings, rows: list[dict]) -> None:

@@ -62,6 +62,18 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     _ENSURED.add(marker)
 
 
+def materialize(df: DataFrame) -> DataFrame:
+    """Cache ``df`` and fill the cache now, for a frame that several writes read.
+
+    A Delta write with ``replaceWhere`` neither fills a pending cache nor reads one that is not
+    filled yet, so a frame cached lazily and first used by such a write is computed once per
+    use; counting it first computes it once. Release it with ``unpersist``.
+    """
+    df = df.cache()
+    df.count()
+    return df
+
+
 def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
     """Read a table by registry entry; an empty frame of its schema when it was never written."""
     ensure_table(spark, settings, table)

@@ -187,10 +187,14 @@ def _ratio(numerator: str, denominator: str) -> Column:
     return F.when(F.col(denominator) > 0, F.col(numerator) / F.col(denominator)).otherwise(0.0)
 
 
-def _customer_base(
+def customer_base(
     population: DataFrame, transactions: DataFrame, activity: DataFrame, as_of: date
 ) -> DataFrame:
-    """Population as of ``as_of`` (signed up or seen by then) joined to its aggregates."""
+    """Population as of ``as_of`` (signed up or seen by then) joined to its aggregates.
+
+    Features and the profile of one day are both built on it: a caller building both passes
+    the same (cached) base to each, so the history is aggregated once.
+    """
     purchases = _purchase_aggregates(transactions, as_of)
     events = _activity_aggregates(activity, as_of, 30)
     base = population.join(purchases, "customer_key", "left").join(events, "customer_key", "left")
@@ -208,10 +212,15 @@ def build_customer_features(
     activity: DataFrame,
     as_of: date,
     window_days: int = 365,
+    base: DataFrame | None = None,
 ) -> DataFrame:
-    """Point-in-time features for every customer known at ``as_of``; nothing after it is read."""
+    """Point-in-time features for every customer known at ``as_of``; nothing after it is read.
+
+    ``base``: the day's ``customer_base``, when the caller has it already.
+    """
     as_of_col = _lit_date(as_of)
-    base = _customer_base(population, transactions, activity, as_of)
+    if base is None:
+        base = customer_base(population, transactions, activity, as_of)
     last_visit = F.greatest("last_purchase_date", "last_event_date")
     first_seen = F.least("first_purchase_date", "signup_date")
     features = {
@@ -291,10 +300,18 @@ def _recent_searches(activity: DataFrame, as_of: date, top: int = 5) -> DataFram
 
 
 def build_customer_profile(
-    population: DataFrame, transactions: DataFrame, activity: DataFrame, as_of: date
+    population: DataFrame,
+    transactions: DataFrame,
+    activity: DataFrame,
+    as_of: date,
+    base: DataFrame | None = None,
 ) -> DataFrame:
-    """One row per customer known at ``as_of``: RFM, channel history, interests, consent."""
-    base = _customer_base(population, transactions, activity, as_of)
+    """One row per customer known at ``as_of``: RFM, channel history, interests, consent.
+
+    ``base``: the day's ``customer_base``, when the caller has it already.
+    """
+    if base is None:
+        base = customer_base(population, transactions, activity, as_of)
     online = F.coalesce(F.col("online_orders_365d"), F.lit(0)) > 0
     store = F.coalesce(F.col("store_orders_365d"), F.lit(0)) > 0
     mix = (
