@@ -63,11 +63,12 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
 
 
 def materialize(df: DataFrame) -> DataFrame:
-    """Cache ``df`` and fill the cache now, for a frame that several writes read.
+    """Cache ``df`` and fill the cache now, for a frame that several steps read.
 
-    A Delta write with ``replaceWhere`` neither fills a pending cache nor reads one that is not
-    filled yet, so a frame cached lazily and first used by such a write is computed once per
-    use; counting it first computes it once. Release it with ``unpersist``.
+    The frame is computed once, here, and every later read comes from memory. A write to a
+    table drops the cached data of every frame that reads that table (it is refilled, at full
+    cost, on its next use), so such a frame must be read before that write, not after.
+    Release it with ``unpersist``.
     """
     df = df.cache()
     df.count()

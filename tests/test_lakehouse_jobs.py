@@ -12,7 +12,7 @@ from jobs.bronze_ingest import ingest_all
 from jobs.erase_customer import UnknownCustomerError, erase_customer, resolve_customer
 from jobs.gold import build_gold, load_inputs
 from jobs.maintenance import maintain_tables
-from jobs.silver import run_silver
+from jobs.silver import record_device_logins, run_silver
 from omni import lakehouse, tables
 from omni.sample import SampleSpec, generate_sample
 from omni.transforms import gold, identity
@@ -110,6 +110,27 @@ def test_identity_read_from_device_logins_equals_identity_from_the_event_history
     from_history = identity.resolve_identities(nodes, edges, "check").drop("updated_run_id")
     stored = _read(spark, lake, tables.SILVER_IDENTITY).drop("updated_run_id")
     assert _same_rows(stored, from_history)
+
+
+def test_device_logins_adds_each_pair_once_anonymous_ones_included(spark, settings, tmp_path):
+    fresh = replace(settings, lakehouse_dir=tmp_path / "lakehouse")
+    schema = "anonymous_id string, customer_id string, event_date date, _run_id string"
+    day = date(2026, 3, 1)
+    first = spark.createDataFrame(
+        [("d1", "c1", day, "r1"), ("d1", None, day, "r1"), ("d2", None, day, "r1")] * 2, schema
+    )
+    assert record_device_logins(spark, fresh, first) == 3
+    assert record_device_logins(spark, fresh, first) == 0  # a retried run adds nothing
+    later = first.union(spark.createDataFrame([("d3", None, day, "r2")], schema))
+    assert record_device_logins(spark, fresh, later) == 1
+    stored = _read(spark, fresh, tables.SILVER_DEVICE_LOGINS)
+    pairs = [(r["anonymous_id"], r["customer_id"]) for r in stored.collect()]
+    assert sorted(pairs, key=lambda pair: (pair[0], pair[1] or "")) == [
+        ("d1", None),
+        ("d1", "c1"),
+        ("d2", None),
+        ("d3", None),
+    ]
 
 
 def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake):
