@@ -25,7 +25,7 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup jars sample run test bench lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run test bench data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ test: lint ## Run the whole test suite (after the lint checks)
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)
 	$(BIN)/python -m bench.lakehouse $(BENCH_ARGS)
+
+DOCS_PORT ?= 8765
+data-docs: ## Serve the Great Expectations Data Docs (data/gx/data_docs) on localhost
+	@test -f data/gx/data_docs/index.html || (echo "No Data Docs yet: run 'make run' first"; exit 1)
+	@echo "Data Docs: http://127.0.0.1:$(DOCS_PORT)/index.html (Ctrl-C stops)"
+	@$(PYTHON) -m http.server $(DOCS_PORT) --bind 127.0.0.1 --directory data/gx/data_docs
 
 lint: setup ## Check style and formatting with ruff
 	$(BIN)/ruff check .

@@ -7,8 +7,13 @@ promotion) and scoring of every customer into `gold.customer_scores`.
 
 Every task is a `spark-submit` of a job in `jobs/` or `models/` through the `spark_default`
 connection (set `AIRFLOW_CONN_SPARK_DEFAULT`, or `OMNI_SPARK_MASTER` with `make`), with the
-Delta JARs from the local cache. Each job takes the run's logical date (`ds`) and run id;
-a failed validation stops the run before any model is trained or any score written.
+Delta JARs from the local cache. Each job takes the run's logical date (`ds`) and run id.
+
+Each `validate_*` task checks its tables with their Great Expectations suites
+(`expectations/`). A failed **blocking** expectation fails the task, and nothing downstream
+runs: no training, no promotion, no scores. A failed **warning** is recorded and the run
+goes on. Every result is in `quality.validation_results`; the Data Docs site is
+`data/gx/data_docs/index.html`.
 """
 
 from __future__ import annotations
@@ -73,7 +78,9 @@ def omni_nightly():
     bronze = spark_job("bronze_ingest", "jobs/bronze_ingest.py")
     check_bronze = spark_job("validate_bronze", "jobs/validate.py", "--layer", "bronze")
     silver = spark_job("silver", "jobs/silver.py")
-    check_silver = spark_job("validate_silver", "jobs/validate.py", "--layer", "silver")
+    check_silver = spark_job(
+        "validate_silver", "jobs/validate.py", "--layer", "silver", "--layer", "quarantine"
+    )
     gold = spark_job("gold", "jobs/gold.py")
     check_gold = spark_job(
         "validate_gold",

@@ -84,8 +84,32 @@ def _mentions(column: str, needles: set[str]) -> Column:
     """The text holds one of ``needles`` as a whole token (C1 does not match C12)."""
     if not needles:
         return F.lit(False)
+    return F.lower(F.col(column)).rlike(_mentions_text(needles).pattern)
+
+
+def _mentions_text(needles: set[str]) -> re.Pattern[str]:
     alternatives = "|".join(re.escape(n.lower()) for n in sorted(needles, key=len, reverse=True))
-    return F.lower(F.col(column)).rlike(f"(?<![a-z0-9_.-])({alternatives})(?![a-z0-9_-])")
+    return re.compile(f"(?<![a-z0-9_.-])({alternatives})(?![a-z0-9_-])")
+
+
+def erase_from_gx_files(settings: Settings, needles: set[str]) -> int:
+    """Delete the GX validation results and Data Docs pages that quote the customer.
+
+    Samples of failed rows are stored by GX outside the lakehouse too (JSON results, HTML
+    pages); the next validation rebuilds the Data Docs index without them.
+    """
+    if not needles or not settings.gx_dir.exists():
+        return 0
+    pattern = _mentions_text(needles)
+    deleted = 0
+    for folder in (settings.gx_dir / "validations", settings.gx_dir / "data_docs" / "validations"):
+        for path in folder.rglob("*") if folder.exists() else ():
+            if path.suffix in (".json", ".html") and pattern.search(
+                path.read_text(encoding="utf-8", errors="replace").lower()
+            ):
+                path.unlink()
+                deleted += 1
+    return deleted
 
 
 def erase_predicate(table: tables.Table, linked: dict[str, set[str]], needles: set[str]) -> Column:
@@ -147,7 +171,8 @@ def erase_customer(
         "customer_key_sha256 string, rows_deleted map<string,bigint>",
     ).withColumn("erased_at", F.current_timestamp())
     lakehouse.merge(spark, settings, tables.ERASURE_AUDIT, audit)
-    return {"rows_deleted": deleted, "tables": len(deleted)}
+    gx_files = erase_from_gx_files(settings, needles)
+    return {"rows_deleted": deleted, "tables": len(deleted), "gx_files_deleted": gx_files}
 
 
 def _parser():

@@ -1,13 +1,17 @@
-"""Validate every table of a layer with its Great Expectations suite; fail when one fails.
+"""Validate tables with their Great Expectations suites; fail the task on a blocking failure.
 
-Which rows form the batch is the suite's ``scope``: this run's rows, the as-of date's rows or
-the whole table. The Data Docs site under ``data/gx`` is updated on every run.
+Which rows form a table's batch is its suite's ``scope``: this run's rows, the as-of date's
+rows or the whole table. Every result, warnings included, goes to
+``quality.validation_results`` and the Data Docs site (``data/gx/data_docs/index.html``).
+A failed blocking expectation raises ``DataQualityError`` after the results are recorded, so
+the task fails and nothing downstream of it runs; failed warnings are logged and reported.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import date
 
 from pyspark.sql import SparkSession
 
@@ -22,52 +26,75 @@ class DataQualityError(RuntimeError):
     """A blocking expectation failed: nothing downstream may run on this data."""
 
 
-def validate_layer(
-    spark: SparkSession, settings: Settings, layer: str, run_id: str, as_of, table_names=None
+def suite_tables(layers: list[str], table_names: list[str] | None = None) -> list[tables.Table]:
+    """The tables of ``layers`` that have a suite (all of them, or only ``table_names``)."""
+    found = [
+        table
+        for layer in layers
+        for table in tables.layer_tables(layer)
+        if quality.suite_path(table.name).exists()
+        and (not table_names or table.name in table_names)
+    ]
+    unknown = sorted(set(table_names or ()) - {t.name for t in found})
+    if unknown:
+        raise ValueError(
+            f"no suite for {unknown} in layers {layers}: expected tables with a file under "
+            f"{quality.EXPECTATIONS_DIR}"
+        )
+    if not found:
+        raise ValueError(
+            f"layers {layers} have no expectation suites under {quality.EXPECTATIONS_DIR}"
+        )
+    return found
+
+
+def validate(
+    spark: SparkSession,
+    settings: Settings,
+    layers: list[str],
+    run_id: str,
+    business_date: date,
+    table_names: list[str] | None = None,
 ) -> dict:
     frames = {}
-    for table in tables.layer_tables(layer):
-        if table_names and table.name not in table_names:
-            continue
-        if not quality.suite_path(table.name).exists():
-            continue
+    for table in suite_tables(layers, table_names):
         spec = quality.load_suite(table.name)
         df = lakehouse.read_table(spark, settings, table)
-        condition = quality.scope_filter(spec.scope, run_id, as_of)
+        condition = quality.scope_filter(spec.scope, run_id, business_date, df.columns)
         frames[table.name] = df.where(condition) if condition else df
-    if not frames:
-        raise ValueError(
-            f"layer {layer!r} has no expectation suites under {quality.EXPECTATIONS_DIR}"
-        )
-    outcomes = quality.validate_frames(frames, settings.gx_dir, f"{run_id}__{layer}")
-    summary = {
-        o.table: {
-            "success": o.success,
-            "evaluated": o.evaluated,
-            "failed": len(o.failed),
-            "rows": o.rows,
-        }
-        for o in outcomes
-    }
-    log.info("validation of %s: %s", layer, json.dumps(summary))
-    if not all(o.success for o in outcomes):
+    validations = quality.validate_tables(spark, settings, frames, run_id, business_date)
+    summary = {v.table: v.summary() for v in validations}
+    log.info("validation of %s: %s", ", ".join(layers), json.dumps(summary))
+    blocking = [(v.table, r) for v in validations for r in v.blocking_failures]
+    if blocking:
         raise DataQualityError(
-            f"data quality gate failed for layer {layer}:\n{quality.describe_failures(outcomes)}"
+            f"data-quality gate failed ({len(blocking)} blocking expectation(s)); results in "
+            f"{tables.VALIDATION_RESULTS.name}, report at {quality.data_docs_index(settings)}:\n"
+            + quality.describe(blocking)
         )
-    return summary
+    warnings = [(v.table, r) for v in validations for r in v.warnings]
+    return {
+        "tables": summary,
+        "warnings": len(warnings),
+        "data_docs": str(quality.data_docs_index(settings)),
+    }
 
 
 def _parser():
     parser = job_parser(__doc__.splitlines()[0])
-    parser.add_argument("--layer", required=True, choices=("bronze", "silver", "gold"))
+    parser.add_argument(
+        "--layer",
+        required=True,
+        action="append",
+        choices=("bronze", "quarantine", "silver", "gold"),
+        help="validate this layer's tables (repeatable)",
+    )
     parser.add_argument("--table", action="append", help="only these tables (repeatable)")
     return parser
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return {
-        "tables": validate_layer(spark, settings, args.layer, args.run_id, args.date, args.table)
-    }
+    return validate(spark, settings, args.layer, args.run_id, args.date, args.table)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,26 +1,98 @@
-"""Great Expectations 1.x on Spark DataFrames: suites from ``expectations/``, found by table name.
+"""Data-quality gates: Great Expectations 1.x suites, run on Spark DataFrames inside the jobs.
 
-A suite file ``expectations/<layer>/<table>.json`` lists expectations as GX configurations
-(``type`` and ``kwargs``) plus the batch ``scope``: ``run`` (rows of this ingest run),
-``as_of`` (rows of the run's as-of date) or ``all``. Validation runs through a GX checkpoint
-that also updates Data Docs; a failed expectation fails the validation.
+A table's suite is ``expectations/<layer>/<table>.json``, found from the table's name:
+
+- ``table``: the table's name, also the GX suite's name;
+- ``scope``: the rows that form the batch: ``run`` (what this run wrote), ``as_of`` (the rows
+  of the run's as-of date) or ``all`` (the whole table);
+- ``expectations``: GX expectation configurations (``type``, ``kwargs``, optional ``meta``),
+  each with a ``severity``: ``blocking`` (the default: a failure stops the run) or
+  ``warning`` (recorded and reported, the run goes on);
+- ``freshness`` (optional): ``{"column", "max_lag_days", "severity"}``: the batch holds the
+  run's business date, i.e. the column's maximum is at least that date minus the lag;
+- ``volume`` (optional): ``{"min_ratio", "max_ratio", "lookback_runs", "severity"}``: the
+  batch's rows per business day lie within these ratios of the median of the previous runs.
+
+Freshness and volume become GX expectations whose bounds are suite parameters, filled in on
+each run. Every table goes through its own GX validation definition and checkpoint, with the
+Spark DataFrame as the batch (nothing is converted to pandas). Every result is appended to
+``quality.validation_results`` and the Data Docs site (``data/gx/data_docs``) is updated.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from dataclasses import dataclass
-from datetime import date
+import statistics
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from omni.config import REPO_ROOT
+from omni.config import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+GX_TEMPLATE = REPO_ROOT / "gx" / "great_expectations.yml"
 SCOPES = ("run", "as_of", "all")
+# Our severities and the GX ones they are stored as (GX also knows "info", unused here).
+SEVERITIES = {"blocking": "critical", "warning": "warning"}
+FRESHNESS_MIN_DATE = "freshness_min_date"
+VOLUME_MIN_ROWS = "volume_min_rows"
+VOLUME_MAX_ROWS = "volume_max_rows"
+SAMPLE_ROWS = 5
+SAMPLE_TEXT_CHARS = 300
+# Counts only: each sample of bad rows costs a Spark job per expectation, so a table is
+# checked once with counts, and only a table with a failure again with samples.
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
+DETAILED_RESULT_FORMAT = {
+    "result_format": "SUMMARY",
+    "partial_unexpected_count": SAMPLE_ROWS,
+    "include_unexpected_rows": True,
+}
+
+
+def _severity(path: Path, value: Any, default: str) -> str:
+    value = default if value is None else value
+    if value not in SEVERITIES:
+        raise ValueError(f"{path}: severity={value!r}, expected one of {sorted(SEVERITIES)}")
+    return value
+
+
+def _number(path: Path, section: str, name: str, value: Any, minimum: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{path}: {section}.{name}={value!r}, expected a number >= {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Freshness:
+    column: str
+    max_lag_days: int = 0
+    severity: str = "blocking"
+
+
+@dataclass(frozen=True)
+class Volume:
+    min_ratio: float = 0.5
+    max_ratio: float = 2.0
+    lookback_runs: int = 7
+    severity: str = "warning"
+
+    def bounds(self, history: list[float], days: int) -> tuple[int, int | None]:
+        """Row-count bounds for a batch of ``days`` business days.
+
+        ``history`` is the rows per day of the previous runs, newest first; without any, the
+        first run sets the baseline and any count passes.
+        """
+        recent = [rate for rate in history if rate > 0][: self.lookback_runs]
+        if not recent:
+            return 0, None
+        baseline = statistics.median(recent) * max(days, 1)
+        return math.floor(self.min_ratio * baseline), math.ceil(self.max_ratio * baseline)
 
 
 @dataclass(frozen=True)
@@ -29,10 +101,105 @@ class SuiteSpec:
     scope: str
     expectations: tuple[dict[str, Any], ...]
     path: Path
+    freshness: Freshness | None = None
+    volume: Volume | None = None
 
     @property
     def suite_name(self) -> str:
         return self.table
+
+    def gx_expectations(self) -> list[dict[str, Any]]:
+        """GX expectation configurations: schema (from the registry), the suite's own rules,
+        then freshness and volume."""
+        configs = schema_expectations(self.table)
+        configs += [
+            {
+                "type": item["type"],
+                "kwargs": item.get("kwargs", {}),
+                "meta": {"check": "rule", **(item.get("meta") or {})},
+                "severity": SEVERITIES[item.get("severity", "blocking")],
+            }
+            for item in self.expectations
+        ]
+        if self.freshness:
+            configs.append(
+                {
+                    "type": "expect_column_max_to_be_between",
+                    "kwargs": {
+                        "column": self.freshness.column,
+                        "min_value": {"$PARAMETER": FRESHNESS_MIN_DATE},
+                    },
+                    "meta": {"check": "freshness", "max_lag_days": self.freshness.max_lag_days},
+                    "severity": SEVERITIES[self.freshness.severity],
+                }
+            )
+        if self.volume:
+            configs.append(
+                {
+                    "type": "expect_table_row_count_to_be_between",
+                    "kwargs": {
+                        "min_value": {"$PARAMETER": VOLUME_MIN_ROWS},
+                        "max_value": {"$PARAMETER": VOLUME_MAX_ROWS},
+                    },
+                    "meta": {
+                        "check": "volume",
+                        "min_ratio": self.volume.min_ratio,
+                        "max_ratio": self.volume.max_ratio,
+                        "lookback_runs": self.volume.lookback_runs,
+                    },
+                    "severity": SEVERITIES[self.volume.severity],
+                }
+            )
+        return configs
+
+
+# Spark SQL DDL type (its leading word) -> the pyspark.sql.types class GX checks against.
+SPARK_TYPE_CLASSES = {
+    "string": "StringType",
+    "bigint": "LongType",
+    "int": "IntegerType",
+    "smallint": "ShortType",
+    "double": "DoubleType",
+    "float": "FloatType",
+    "boolean": "BooleanType",
+    "date": "DateType",
+    "timestamp": "TimestampType",
+    "decimal": "DecimalType",
+    "array": "ArrayType",
+    "map": "MapType",
+    "struct": "StructType",
+}
+
+
+def schema_expectations(table_name: str) -> list[dict[str, Any]]:
+    """The registry's columns, in order, and each column's type: blocking, for every suite."""
+    from omni.tables import table
+
+    registered = table(table_name)
+    configs: list[dict[str, Any]] = [
+        {
+            "type": "expect_table_columns_to_match_ordered_list",
+            "kwargs": {"column_list": registered.column_names},
+            "meta": {"check": "schema"},
+            "severity": SEVERITIES["blocking"],
+        }
+    ]
+    for column in registered.columns:
+        kind = column.type.split("(", 1)[0].split("<", 1)[0].strip().lower()
+        if kind not in SPARK_TYPE_CLASSES:
+            raise ValueError(
+                f"{table_name}.{column.name}: type {column.type!r}, expected one of "
+                f"{sorted(SPARK_TYPE_CLASSES)}"
+            )
+        configs.append(
+            {
+                "type": "expect_column_values_to_be_of_type",
+                "kwargs": {"column": column.name, "type_": SPARK_TYPE_CLASSES[kind]},
+                "meta": {"check": "schema"},
+                "severity": SEVERITIES["blocking"],
+            }
+        )
+    return configs
 
 
 def suite_path(table_name: str) -> Path:
@@ -46,6 +213,9 @@ def load_suite(table_name: str) -> SuiteSpec:
     if not path.exists():
         raise FileNotFoundError(f"no expectation suite for {table_name}: expected {path}")
     spec = json.loads(path.read_text())
+    unknown = set(spec) - {"table", "scope", "expectations", "freshness", "volume", "comment"}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     scope = spec.get("scope", "all")
     if scope not in SCOPES:
         raise ValueError(f"{path}: scope={scope!r}, expected one of {SCOPES}")
@@ -55,123 +225,378 @@ def load_suite(table_name: str) -> SuiteSpec:
     if not expectations:
         raise ValueError(f"{path}: expected at least one expectation")
     for item in expectations:
-        if set(item) - {"type", "kwargs", "meta"} or "type" not in item:
-            raise ValueError(f"{path}: expectation {item!r} needs 'type' and 'kwargs' only")
-    return SuiteSpec(table_name, scope, expectations, path)
+        if set(item) - {"type", "kwargs", "meta", "severity"} or "type" not in item:
+            raise ValueError(
+                f"{path}: expectation {item!r}: expected 'type' and optionally 'kwargs', "
+                "'meta', 'severity'"
+            )
+        _severity(path, item.get("severity"), "blocking")
+    return SuiteSpec(
+        table_name,
+        scope,
+        expectations,
+        path,
+        _freshness(path, spec.get("freshness")),
+        _volume(path, spec.get("volume")),
+    )
 
 
-def _context(root: Path):
+def _freshness(path: Path, raw: dict[str, Any] | None) -> Freshness | None:
+    if raw is None:
+        return None
+    if not isinstance(raw.get("column"), str) or set(raw) - {"column", "max_lag_days", "severity"}:
+        raise ValueError(
+            f"{path}: freshness={raw!r}, expected {{'column', 'max_lag_days', 'severity'}}"
+        )
+    lag = int(_number(path, "freshness", "max_lag_days", raw.get("max_lag_days", 0), 0))
+    return Freshness(raw["column"], lag, _severity(path, raw.get("severity"), "blocking"))
+
+
+def _volume(path: Path, raw: dict[str, Any] | None) -> Volume | None:
+    if raw is None:
+        return None
+    allowed = {"min_ratio", "max_ratio", "lookback_runs", "severity"}
+    if set(raw) - allowed:
+        raise ValueError(f"{path}: volume keys {sorted(set(raw) - allowed)}, expected {allowed}")
+    default = Volume()
+    volume = Volume(
+        _number(path, "volume", "min_ratio", raw.get("min_ratio", default.min_ratio), 0),
+        _number(path, "volume", "max_ratio", raw.get("max_ratio", default.max_ratio), 0),
+        int(_number(path, "volume", "lookback_runs", raw.get("lookback_runs", 7), 1)),
+        _severity(path, raw.get("severity"), default.severity),
+    )
+    if volume.min_ratio > volume.max_ratio:
+        raise ValueError(f"{path}: volume min_ratio above max_ratio")
+    return volume
+
+
+def scope_filter(scope: str, run_id: str, as_of: date, columns: list[str]) -> str | None:
+    """The SQL filter that selects a suite's batch from a table with ``columns``."""
+    if scope == "run":
+        from omni.lakehouse import sql_in
+
+        return sql_in("_run_id" if "_run_id" in columns else "run_id", [run_id])
+    if scope == "as_of":
+        return f"as_of_date = DATE'{as_of}'"
+    return None
+
+
+def gx_context(settings: Settings):
+    """The file-backed GX context under the data folder, configured from ``gx/`` in the repo.
+
+    The repository's ``great_expectations.yml`` is copied over the data folder's on every
+    call; only the data sources GX records there itself are kept.
+    """
+    import yaml
+
     # No usage analytics: the machines have no internet and nothing should leave them.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX logs every registration of its API at INFO: keep the task logs readable.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    root = settings.gx_dir
     root.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="file", project_root_dir=str(root))
+    target = root / "great_expectations.yml"
+    config = yaml.safe_load(GX_TEMPLATE.read_text())
+    if target.exists():
+        current = yaml.safe_load(target.read_text()) or {}
+        if current.get("fluent_datasources"):
+            config["fluent_datasources"] = current["fluent_datasources"]
+        if current.get("data_context_id"):
+            config["data_context_id"] = current["data_context_id"]
+    text = yaml.safe_dump(config, sort_keys=False)
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+    context = gx.get_context(mode="file", context_root_dir=str(root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
 
 
-@dataclass(frozen=True)
-class ValidationOutcome:
+def data_docs_index(settings: Settings) -> Path:
+    return settings.gx_dir / "data_docs" / "index.html"
+
+
+@dataclass
+class TableValidation:
+    """One table's validation: its batch size and one result row per expectation."""
+
     table: str
-    success: bool
-    evaluated: int
-    failed: list[dict[str, Any]]
-    rows: int
+    batch_rows: int
+    batch_days: int
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def blocking_failures(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if not r["success"] and r["severity"] == "blocking"]
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        return [r for r in self.results if not r["success"] and r["severity"] == "warning"]
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "rows": self.batch_rows,
+            "evaluated": len(self.results),
+            "failed_blocking": len(self.blocking_failures),
+            "failed_warning": len(self.warnings),
+        }
 
 
-def validate_frames(
-    frames: dict[str, Any], gx_root: Path, run_name: str
-) -> list[ValidationOutcome]:
-    """Validate each DataFrame against its table's suite with one GX checkpoint."""
+def describe(failures: list[tuple[str, dict[str, Any]]]) -> str:
+    """One line per failed expectation: table, expectation, arguments, observed, sample."""
+    return "\n".join(
+        f"  [{r['severity']}] {table}: {r['expectation_type']} {r['kwargs']} failed "
+        f"(observed {r['observed_value']}, unexpected {r['unexpected_count']}, "
+        f"e.g. {(r['unexpected_sample'] or '[]')[:300]})"
+        + (f" error: {r['exception']}" if r["exception"] else "")
+        for table, r in failures
+    )
+
+
+def validate_tables(
+    spark,
+    settings: Settings,
+    frames: dict[str, Any],
+    run_id: str,
+    business_date: date,
+) -> list[TableValidation]:
+    """Validate each table's batch with its suite; record the results; update Data Docs.
+
+    Nothing is raised for failed expectations: the caller decides what blocks.
+    """
+    from omni import lakehouse
+
+    context = gx_context(settings)
+    try:  # updating the data source re-validates and re-saves every asset: 8 s a task
+        datasource = context.data_sources.get("lakehouse")
+    except (KeyError, LookupError, ValueError):
+        datasource = context.data_sources.add_spark(name="lakehouse")
+    history = _volume_history(spark, settings, list(frames), run_id, business_date)
+    validations, identifiers = [], []
+    for table_name, df in frames.items():
+        spec = load_suite(table_name)
+        batch = lakehouse.materialize(df)
+        try:
+            validation, result_ids = _validate_one(
+                spark, context, datasource, spec, batch, run_id, business_date, history
+            )
+        finally:
+            batch.unpersist()
+        validations.append(validation)
+        identifiers.extend(result_ids)
+    _build_data_docs(context, identifiers, [v.table for v in validations])
+    _record(spark, settings, validations, run_id, business_date)
+    for validation in validations:
+        for result in validation.warnings:
+            log.warning("data-quality warning:\n%s", describe([(validation.table, result)]))
+    return validations
+
+
+def _validate_one(spark, context, datasource, spec, batch, run_id, business_date, history):
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.expectations.expectation_configuration import (
         ExpectationConfiguration,
     )
 
-    context = _context(gx_root)
-    datasource = context.data_sources.add_or_update_spark(name="lakehouse")
-    outcomes = []
-    for table_name, df in frames.items():
-        spec = load_suite(table_name)
-        suite = gx.ExpectationSuite(name=spec.suite_name)
-        for item in spec.expectations:
-            config = ExpectationConfiguration(
-                type=item["type"], kwargs=item.get("kwargs", {}), meta=item.get("meta")
-            )
-            suite.add_expectation(config.to_domain_obj())
-        suite = context.suites.add_or_update(suite)
-        try:
-            asset = datasource.get_asset(table_name)
-        except LookupError:
-            asset = datasource.add_dataframe_asset(name=table_name)
-        try:
-            batch_definition = asset.get_batch_definition("whole")
-        except KeyError:
-            batch_definition = asset.add_batch_definition_whole_dataframe("whole")
-        definition = context.validation_definitions.add_or_update(
-            gx.ValidationDefinition(name=table_name, data=batch_definition, suite=suite)
+    rows = batch.count()
+    days = 1
+    if spec.scope == "run" and "_business_date" in batch.columns:
+        days = max(batch.select("_business_date").distinct().count(), 1)
+    parameters: dict[str, Any] = {}
+    if spec.freshness:
+        parameters[FRESHNESS_MIN_DATE] = business_date - timedelta(spec.freshness.max_lag_days)
+    if spec.volume:
+        low, high = spec.volume.bounds(history.get(spec.table, []), days)
+        parameters[VOLUME_MIN_ROWS], parameters[VOLUME_MAX_ROWS] = low, high
+    # Built whole and saved once: adding to a stored suite writes the store per expectation.
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(
+            name=spec.suite_name,
+            expectations=[
+                ExpectationConfiguration(**item).to_domain_obj() for item in spec.gx_expectations()
+            ],
         )
+    )
+    try:
+        asset = datasource.get_asset(spec.table)
+    except LookupError:
+        asset = datasource.add_dataframe_asset(name=spec.table)
+    try:
+        batch_definition = asset.get_batch_definition("whole")
+    except KeyError:
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=spec.table, data=batch_definition, suite=suite)
+    )
+
+    def run_checkpoint(result_format: dict[str, Any]):
         checkpoint = context.checkpoints.add_or_update(
             gx.Checkpoint(
-                name=f"{table_name}_checkpoint",
+                name=spec.table,
                 validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="update_data_docs")],
-                result_format={"result_format": "SUMMARY"},
+                actions=[],
+                result_format=result_format,
             )
         )
-        result = checkpoint.run(
-            batch_parameters={"dataframe": df},
-            run_id=None if not run_name else _run_identifier(run_name),
+        return checkpoint.run(
+            batch_parameters={"dataframe": batch},
+            expectation_parameters=parameters,
+            run_id=RunIdentifier(run_name=f"{run_id}__{spec.table}"),
         )
-        outcomes.append(_outcome(table_name, result, df))
-    return outcomes
+
+    result = run_checkpoint(RESULT_FORMAT)
+    if not result.success:
+        result = run_checkpoint(DETAILED_RESULT_FORMAT)
+    validation = TableValidation(spec.table, rows, days)
+    view = f"omni_batch_{uuid.uuid4().hex[:8]}"
+    batch.createOrReplaceTempView(view)
+    try:
+        for suite_result in result.run_results.values():
+            for item in suite_result.results:
+                validation.results.append(_result_row(spark, item, view))
+    finally:
+        spark.catalog.dropTempView(view)
+    return validation, list(result.run_results)
 
 
-def _run_identifier(run_name: str):
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    return RunIdentifier(run_name=run_name)
-
-
-def _outcome(table_name: str, result: Any, df: Any) -> ValidationOutcome:
-    failed = []
-    evaluated = 0
-    for validation in result.run_results.values():
-        for item in validation.results:
-            evaluated += 1
-            if not item.success:
-                config = item.expectation_config
-                failed.append(
-                    {
-                        "expectation": config.type,
-                        "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
-                        "observed": item.result.get("observed_value"),
-                        "unexpected_count": item.result.get("unexpected_count"),
-                        "partial_unexpected": item.result.get("partial_unexpected_list", [])[:5],
-                    }
-                )
-    return ValidationOutcome(table_name, bool(result.success), evaluated, failed, df.count())
-
-
-def describe_failures(outcomes: list[ValidationOutcome]) -> str:
-    lines = []
-    for outcome in outcomes:
-        for failure in outcome.failed:
-            lines.append(
-                f"{outcome.table}: {failure['expectation']} {failure['kwargs']} failed "
-                f"(observed {failure['observed']!r}, unexpected {failure['unexpected_count']}, "
-                f"e.g. {failure['partial_unexpected']})"
-            )
-    return "\n".join(lines)
+def _result_row(spark, item, view: str) -> dict[str, Any]:
+    config = item.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    result = item.result or {}
+    columns = kwargs.get("column") or kwargs.get("column_list")
+    if isinstance(columns, list):
+        columns = ",".join(columns)
+    sample = result.get("unexpected_rows")
+    if sample is None:
+        sample = result.get("partial_unexpected_list")
+    if not item.success and config.type == "unexpected_rows_expectation":
+        query = kwargs["unexpected_rows_query"].replace("{batch}", view)
+        sample = spark.sql(query).limit(SAMPLE_ROWS).collect()
+    exception = _exception(item.exception_info)
+    severity = getattr(config.severity, "value", config.severity)
+    return {
+        "expectation_id": config.id or _fallback_id(config.type, kwargs),
+        "expectation_type": config.type,
+        "check_kind": (config.meta or {}).get("check", "rule"),
+        "column_name": columns,
+        "kwargs": _json(kwargs),
+        "severity": "blocking" if severity == "critical" else severity,
+        "success": bool(item.success) and exception is None,
+        "observed_value": None
+        if result.get("observed_value") is None
+        else _json(result["observed_value"]),
+        "element_count": result.get("element_count"),
+        "unexpected_count": result.get("unexpected_count"),
+        "unexpected_percent": result.get("unexpected_percent"),
+        "unexpected_sample": _json([_plain(row) for row in sample]) if sample else None,
+        "exception": exception,
+    }
 
 
-def scope_filter(scope: str, run_id: str, as_of: date) -> str | None:
-    """The SQL filter that selects a suite's batch."""
-    if scope == "run":
-        return f"_run_id = '{run_id}'"
-    if scope == "as_of":
-        return f"as_of_date = DATE'{as_of}'"
+def _exception(info: Any) -> str | None:
+    """The message of an expectation that raised, whatever shape GX reports it in."""
+    if not info:
+        return None
+    entries = [info] if "raised_exception" in info else list(info.values())
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "raised an exception")[:2000]
     return None
+
+
+def _fallback_id(kind: str, kwargs: dict[str, Any]) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, kind + _json(kwargs)))
+
+
+def _plain(value: Any) -> Any:
+    """Rows and values as JSON-friendly data, long texts cut."""
+    if hasattr(value, "asDict"):
+        value = value.asDict(recursive=True)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str) and len(value) > SAMPLE_TEXT_CHARS:
+        return value[:SAMPLE_TEXT_CHARS] + "..."
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(_plain(value), default=str, sort_keys=True)
+
+
+HISTORY_DAYS = 120
+
+
+def _volume_history(spark, settings: Settings, table_names, run_id: str, business_date: date):
+    """Rows per business day of each table's previous runs (of the last 120 days), newest first."""
+    from pyspark.sql import functions as F
+
+    from omni import lakehouse, tables
+
+    results = lakehouse.read_table(spark, settings, tables.VALIDATION_RESULTS)
+    rows = (
+        results.where(
+            F.col("business_date").between(business_date - timedelta(HISTORY_DAYS), business_date)
+            & F.col("table_name").isin(table_names)
+            & (F.col("run_id") != run_id)
+        )
+        .groupBy("table_name", "run_id")
+        .agg(
+            F.max("validated_at").alias("at"),
+            F.max("batch_rows").alias("batch_rows"),
+            F.max("batch_days").alias("batch_days"),
+        )
+        .orderBy(F.col("at").desc())
+        .collect()
+    )
+    history: dict[str, list[float]] = {}
+    for row in rows:
+        history.setdefault(row["table_name"], []).append(
+            row["batch_rows"] / max(row["batch_days"], 1)
+        )
+    return history
+
+
+def _build_data_docs(context, identifiers: list, table_names: list[str]) -> None:
+    """Render this validation's result pages, its suites' pages and the index."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    suites = [ExpectationSuiteIdentifier(name=name) for name in table_names]
+    context.build_data_docs(resource_identifiers=[*suites, *identifiers])
+
+
+def _record(spark, settings: Settings, validations, run_id: str, business_date: date) -> int:
+    """Append the results; a retried run replaces its own rows for the same tables."""
+    from omni import lakehouse, tables
+
+    table = tables.VALIDATION_RESULTS
+    now = datetime.now(UTC).replace(tzinfo=None)
+    records = [
+        {
+            "run_id": run_id,
+            "business_date": business_date,
+            "table_name": validation.table,
+            **result,
+            "batch_rows": validation.batch_rows,
+            "batch_days": validation.batch_days,
+            "validated_at": now,
+        }
+        for validation in validations
+        for result in validation.results
+    ]
+    schema = ", ".join(f"`{c.name}` {c.type}" for c in table.columns)
+    df = spark.createDataFrame(
+        [tuple(record[c] for c in table.column_names) for record in records], schema
+    )
+    predicate = (
+        f"{lakehouse.sql_in('business_date', [business_date])} AND "
+        f"{lakehouse.sql_in('run_id', [run_id])} AND "
+        f"{lakehouse.sql_in('table_name', [v.table for v in validations])}"
+    )
+    return lakehouse.replace_where(spark, settings, table, df, predicate)

@@ -6,7 +6,7 @@ import argparse
 
 from pyspark.sql import functions as F
 
-from omni import lakehouse, tables
+from omni import lakehouse, quality, tables
 from omni.config import load_settings, parse_date
 
 
@@ -26,6 +26,19 @@ def main(argv: list[str] | None = None) -> int:
         if "as_of_date" in df.columns:
             df = df.where(F.col("as_of_date") == F.lit(str(args.date)).cast("date"))
         print(f"  {table.name:<28} {df.count():>9} rows")
+    results = lakehouse.read_table(spark, settings, tables.VALIDATION_RESULTS).where(
+        F.col("business_date") == F.lit(str(args.date)).cast("date")
+    )
+    failed = results.where(~F.col("success")).orderBy("table_name").collect()
+    print(
+        f"\nData quality of {args.date}: {results.count()} expectation results, "
+        f"{len(failed)} failed; Data Docs: {quality.data_docs_index(settings)}"
+    )
+    for row in failed:
+        print(
+            f"  [{row['severity']}] {row['table_name']}: {row['expectation_type']} "
+            f"{row['kwargs']} (observed {row['observed_value']})"
+        )
     spark.stop()
     client = registry.configure_tracking(settings)
     print(f"\nMLflow registry {settings.mlflow_tracking_uri}:")

@@ -549,6 +549,37 @@ ERASURE_AUDIT = Table(
     producer="jobs/erase_customer.py",
 )
 
+VALIDATION_RESULTS = Table(
+    "quality.validation_results",
+    "One row per expectation per validated table per run: the data-quality gates' history.",
+    (
+        _c("run_id", _s, "Pipeline run that validated the table", False),
+        _c("business_date", "date", "The run's business date", False),
+        _c("table_name", _s, "Validated table, <layer>.<table> (also the suite's name)", False),
+        _c("expectation_id", _s, "Id of the expectation in its suite", False),
+        _c("expectation_type", _s, "GX type, e.g. expect_column_values_to_be_unique", False),
+        _c("check_kind", _s, "freshness, volume or the suite's own (the expectation's meta.check)"),
+        _c("column_name", _s, "Column(s) the expectation is about, null for table-level ones"),
+        _c("kwargs", _s, "The expectation's arguments as JSON, run parameters filled in", False),
+        _c("severity", _s, "blocking (fails the run) or warning (recorded and reported)", False),
+        _c("success", "boolean", "Whether the expectation held", False),
+        _c("observed_value", _s, "Observed value as JSON (e.g. a count, a mean, a date)"),
+        _c("element_count", "bigint", "Rows the expectation looked at"),
+        _c("unexpected_count", "bigint", "Rows that broke it"),
+        _c("unexpected_percent", "double", "Share of the non-null rows that broke it, in percent"),
+        _c("unexpected_sample", _s, "Up to 5 rows (or values) that broke it, as JSON"),
+        _c("exception", _s, "The error when the expectation could not be evaluated"),
+        _c("batch_rows", "bigint", "Rows in the validated batch", False),
+        _c("batch_days", "int", "Business dates the batch covers (volume is per day)", False),
+        _c("validated_at", "timestamp", "When the validation ran (UTC)", False),
+    ),
+    keys=("run_id", "table_name", "expectation_id"),
+    partition_by=("business_date",),
+    producer="jobs/validate.py",
+    # Samples of bad rows can quote a customer's identifiers: erasure searches them.
+    erase_by=(("unexpected_sample", "raw_text"),),
+)
+
 ALL_TABLES: tuple[Table, ...] = (
     BRONZE_EVENTS,
     BRONZE_POS,
@@ -571,6 +602,7 @@ ALL_TABLES: tuple[Table, ...] = (
     GOLD_FEATURES,
     GOLD_KPIS,
     GOLD_SCORES,
+    VALIDATION_RESULTS,
 )
 TABLES: dict[str, Table] = {table.name: table for table in ALL_TABLES}
 
@@ -586,5 +618,6 @@ def table(name: str) -> Table:
 def layer_tables(layer: str) -> list[Table]:
     found = [t for t in ALL_TABLES if t.layer == layer]
     if not found:
-        raise ValueError(f"layer {layer!r}: expected one of bronze, quarantine, silver, gold")
+        layers = sorted({t.layer for t in ALL_TABLES})
+        raise ValueError(f"layer {layer!r}: expected one of {layers}")
     return found

@@ -6,30 +6,57 @@ the assertions read the resulting tables and the registry.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
+from omni import quality
 from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DATE = date(2026, 10, 31)
+# A day of the sample whose clickstream file gets 40 lines of garbage: over 15% of the day's
+# records quarantined, a warning-only problem.
+WARNING_DAY = RUN_DATE - timedelta(days=5)
+PLANTED_LINES = 40
+BROKEN_DATE = RUN_DATE + timedelta(days=1)
+SAMPLE_DAYS = 46  # 45 days up to RUN_DATE, then the broken day
 pytestmark = pytest.mark.e2e
 
 # Generator bad kinds whose quarantine reason code differs from the kind's name.
 EVENT_REASONS = {"truncated_json": "malformed_json", "not_json": "malformed_json"}
 
 
+def _dags_test(env: dict, day: date, root: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "dags", "test", "omni_nightly", str(day)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    (root / f"dags-test-{day}.log").write_text(result.stdout + result.stderr)
+    return result
+
+
 @pytest.fixture(scope="module")
-def nightly_run(tmp_path_factory):
+def nightly(tmp_path_factory):
+    """The sample's first night through Airflow: a backfill of every day up to RUN_DATE.
+
+    One day carries a planted warning-only problem; the landing zone also holds the next day,
+    for the broken night.
+    """
     root = tmp_path_factory.mktemp("e2e")
     bin_dir = Path(sys.executable).parent
     env = {
@@ -51,22 +78,54 @@ def nightly_run(tmp_path_factory):
     }
     generate_sample(
         root / "landing",
-        SampleSpec(customers=250, days=75, end_date=RUN_DATE, seed=5, bad_rate=0.002),
+        SampleSpec(customers=200, days=SAMPLE_DAYS, end_date=BROKEN_DATE, seed=5, bad_rate=0.002),
     )
+    _plant_garbage(root / "landing" / "ecommerce" / "events" / f"dt={WARNING_DAY}")
     airflow = str(bin_dir / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    result = subprocess.run(
-        [airflow, "dags", "test", "omni_nightly", RUN_DATE.isoformat()],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    log = root / "dags-test.log"
-    log.write_text(result.stdout + result.stderr)
-    assert result.returncode == 0, f"airflow dags test failed; see {log}:\n{result.stderr[-4000:]}"
+    result = _dags_test(env, RUN_DATE, root)
+    assert result.returncode == 0, f"airflow dags test failed:\n{result.stderr[-4000:]}"
     settings = load_settings({k: v for k, v in env.items() if k.startswith(("OMNI_", "MLFLOW_"))})
-    return settings
+    return settings, env, root
+
+
+@pytest.fixture(scope="module")
+def nightly_run(nightly):
+    return nightly[0]
+
+
+def _plant_garbage(folder: Path) -> None:
+    part = sorted(folder.glob("part-*"))[0]
+    opener = gzip.open if part.suffix == ".gz" else open
+    with opener(part, "at", encoding="utf-8") as handle:
+        handle.writelines(f"garbage line {i} {{\n" for i in range(PLANTED_LINES))
+
+
+@pytest.fixture(scope="module")
+def broken_night(nightly):
+    """The day after, the clickstream export never arrives: freshness, a blocking check."""
+    settings, env, root = nightly
+    shutil.rmtree(settings.landing_dir / "ecommerce" / "events" / f"dt={BROKEN_DATE}")
+    client = _client(settings)
+    versions = {m: _versions(client, m) for m in ("customer_segmentation", "customer_churn")}
+    result = _dags_test(env, BROKEN_DATE, root)
+    return settings, result, versions, root
+
+
+def _client(settings):
+    return MlflowClient(
+        tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri
+    )
+
+
+def _versions(client, name):
+    return sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+
+
+def _results(spark, settings, day):
+    return _table(spark, settings, "quality.validation_results").where(
+        F.col("business_date") == F.lit(str(day)).cast("date")
+    )
 
 
 def _table(spark, settings, name):
@@ -80,7 +139,7 @@ def test_one_score_row_per_customer(spark, nightly_run):
     )
     profile = _table(spark, nightly_run, "gold.customer_profile")
     assert scores.count() == scores.select("customer_key").distinct().count() == profile.count()
-    assert scores.count() >= 250
+    assert scores.count() >= 190
     assert set(r["customer_key"] for r in scores.select("customer_key").collect()) == set(
         r["customer_key"] for r in profile.select("customer_key").collect()
     )
@@ -93,9 +152,7 @@ def test_one_score_row_per_customer(spark, nightly_run):
 
 
 def test_registry_has_both_models_with_a_champion(nightly_run):
-    client = MlflowClient(
-        tracking_uri=nightly_run.mlflow_tracking_uri, registry_uri=nightly_run.mlflow_tracking_uri
-    )
+    client = _client(nightly_run)
     for name in ("customer_segmentation", "customer_churn"):
         champion = client.get_model_version_by_alias(name, "champion")
         assert str(champion.version) == "1"
@@ -162,12 +219,58 @@ def test_no_clear_text_personal_data_outside_bronze(spark, nightly_run):
 
 def test_gold_tables_and_data_docs(spark, nightly_run):
     kpis = _table(spark, nightly_run, "gold.daily_channel_kpis")
-    assert kpis.select("date").distinct().count() >= 70
+    assert kpis.select("date").distinct().count() >= 40
     assert kpis.where((F.col("channel") == "online") & F.col("sessions").isNull()).count() == 0
     features = _table(spark, nightly_run, "gold.customer_features")
     assert features.where(F.col("as_of_date") != F.lit(str(RUN_DATE)).cast("date")).count() == 0
-    docs = nightly_run.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    assert docs.exists()
-    page = docs.read_text()
-    for suite in ("silver.pos_lines", "gold.customer_scores", "bronze.ecommerce_events"):
-        assert suite in page
+    page = quality.data_docs_index(nightly_run).read_text()
+    for path in sorted(quality.EXPECTATIONS_DIR.glob("*/*.json")):
+        suite = f"{path.parent.name}.{path.stem}"
+        assert f"{suite}.html" in page or suite in page, f"Data Docs index lacks {suite}"
+
+
+def test_the_sample_passes_every_suite_but_the_planted_warning(spark, nightly_run):
+    """The run finished (the fixture asserts it) with one warning recorded, and only that."""
+    results = _results(spark, nightly_run, RUN_DATE)
+    validated = {r["table_name"] for r in results.select("table_name").distinct().collect()}
+    suites = {f"{p.parent.name}.{p.stem}" for p in quality.EXPECTATIONS_DIR.glob("*/*.json")}
+    assert validated == suites
+    failed = results.where(~F.col("success")).collect()
+    assert [
+        (r["table_name"], r["expectation_type"], r["severity"], r["observed_value"]) for r in failed
+    ] == [("quarantine.reconciliation", "unexpected_rows_expectation", "warning", "1")]
+    [bad_day] = json.loads(failed[0]["unexpected_sample"])
+    assert (bad_day["source"], bad_day["business_date"]) == ("ecommerce_events", str(WARNING_DAY))
+    assert bad_day["quarantined"] >= PLANTED_LINES
+    assert results.where(F.col("success")).count() > 400
+    kinds = {r["check_kind"] for r in results.select("check_kind").distinct().collect()}
+    assert {"schema", "rule", "freshness", "volume"} <= kinds
+
+
+def test_a_blocking_failure_stops_everything_downstream(spark, broken_night):
+    settings, result, versions_before, root = broken_night
+    assert result.returncode != 0
+    with sqlite3.connect(root / "airflow" / "airflow.db") as db:
+        states = dict(
+            db.execute(
+                "SELECT ti.task_id, ti.state FROM task_instance ti JOIN dag_run dr "
+                "ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
+                "WHERE dr.dag_id = 'omni_nightly' AND date(dr.logical_date) = ?",
+                (str(BROKEN_DATE),),
+            ).fetchall()
+        )
+    assert states["bronze_ingest"] == "success"
+    assert states["validate_bronze"] == "failed"
+    for task in ("silver", "gold", "train_models", "score_customers", "validate_scores"):
+        assert states.get(task) in (None, "upstream_failed"), (task, states.get(task))
+    failed = _results(spark, settings, BROKEN_DATE).where(~F.col("success")).collect()
+    assert ("bronze.ecommerce_events", "freshness", "blocking") in {
+        (r["table_name"], r["check_kind"], r["severity"]) for r in failed
+    }
+    scores = _table(spark, settings, "gold.customer_scores").where(
+        F.col("as_of_date") == F.lit(str(BROKEN_DATE)).cast("date")
+    )
+    assert scores.count() == 0
+    client = _client(settings)
+    for name, before in versions_before.items():
+        assert _versions(client, name) == before

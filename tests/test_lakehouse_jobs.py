@@ -237,7 +237,16 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     old_version = spark.sql(f"DESCRIBE HISTORY delta.`{identity_path}`").first()["version"]
     others = _read(spark, lake, tables.GOLD_PROFILE).where(F.col("customer_key") != key).count()
 
+    # A stored GX result quoting the customer (a sample of failed rows), and one that does not.
+    quoted = lake.gx_dir / "validations" / "silver.customers" / "run" / "result.json"
+    other = lake.gx_dir / "data_docs" / "validations" / "silver.stores" / "page.html"
+    for path, text in ((quoted, f'{{"loyalty_card_id": "{card}"}}'), (other, "<p>S1</p>")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
     result = erase_customer(spark, lake, "loyalty_card_id", card, "erasure-1")
+    assert result["gx_files_deleted"] == 1
+    assert not quoted.exists() and other.exists()
     assert result["rows_deleted"]["bronze.crm_customers"] >= 1
     assert result["rows_deleted"]["silver.customer_identity"] == len(identifiers)
 
