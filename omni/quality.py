@@ -428,9 +428,8 @@ def _validate_one(spark, context, datasource, spec, batch, run_id, business_date
         batch_definition = asset.get_batch_definition("whole")
     except KeyError:
         batch_definition = asset.add_batch_definition_whole_dataframe("whole")
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=spec.table, data=batch_definition, suite=suite)
-    )
+    # Saved by the checkpoint's add_or_update, which stores its validation definitions.
+    definition = gx.ValidationDefinition(name=spec.table, data=batch_definition, suite=suite)
 
     def run_checkpoint(result_format: dict[str, Any]):
         checkpoint = context.checkpoints.add_or_update(
@@ -590,9 +589,8 @@ def _record(spark, settings: Settings, validations, run_id: str, business_date: 
         for validation in validations
         for result in validation.results
     ]
-    schema = ", ".join(f"`{c.name}` {c.type}" for c in table.columns)
     df = spark.createDataFrame(
-        [tuple(record[c] for c in table.column_names) for record in records], schema
+        [tuple(record[c] for c in table.column_names) for record in records], table.schema_ddl()
     )
     predicate = (
         f"{lakehouse.sql_in('business_date', [business_date])} AND "

@@ -25,8 +25,7 @@ class Source:
     @property
     def data_schema(self) -> str:
         """DDL of the data columns with their bronze types, for Spark's parsers."""
-        types = {c.name: c.type for c in self.bronze.columns}
-        return ", ".join(f"`{name}` {types[name]}" for name in self.data_columns)
+        return self.bronze.schema_ddl(self.data_columns)
 
 
 EVENTS = Source("ecommerce_events", "ecommerce/events", "jsonl", tables.BRONZE_EVENTS)

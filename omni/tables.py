@@ -46,6 +46,11 @@ class Table:
     def path(self, lakehouse_dir: Path) -> Path:
         return lakehouse_dir / self.layer / self.short_name
 
+    def schema_ddl(self, names: list[str] | tuple[str, ...] | None = None) -> str:
+        """Spark DDL schema (no comments) of ``names``, or of every column, in order."""
+        types = {column.name: column.type for column in self.columns}
+        return ", ".join(f"`{name}` {types[name]}" for name in (names or self.column_names))
+
     def ddl(self) -> str:
         """Column list for ``CREATE TABLE``, with comments."""
         parts = []

@@ -86,8 +86,9 @@ def batch(spark, name, n, change=None, **values):
             elif column.type.startswith("decimal") and isinstance(value, int | float):
                 row[column.name] = Decimal(str(value))
         rows.append(row)
-    schema = ", ".join(f"`{c.name}` {c.type}" for c in table.columns)
-    return spark.createDataFrame([tuple(r[c] for c in table.column_names) for r in rows], schema)
+    return spark.createDataFrame(
+        [tuple(r[c] for c in table.column_names) for r in rows], table.schema_ddl()
+    )
 
 
 def _hex_key(i, row):
