@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import date
 
 from delta.tables import DeltaTable
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,23 +29,20 @@ _ENSURED: set[tuple[int, str, str]] = set()
 def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     """Create the Delta table at its registry path and register it by name, if not yet there.
 
-    A name registered at another location (another lakehouse) is re-pointed at this one; the
-    check runs once per session and table.
+    A name registered at another location (another lakehouse), or at one that holds no Delta
+    table any more, is re-pointed at this one. The check asks the metastore directly, without
+    loading the Delta log, and runs once per session and table.
     """
     path = table_path(settings, table)
     marker = (id(spark), table.name, path)
     if marker in _ENSURED:
         return
-    try:
-        registered = spark.catalog.tableExists(table.name)
-    except AnalysisException:
-        # Registered at a location that holds no Delta table any more (a deleted lakehouse).
-        spark.sql(f"DROP TABLE {table.name}")
-        registered = False
-    if registered:
-        location = spark.sql(f"DESCRIBE DETAIL {table.name}").first()["location"]
-        if re.sub(r"^file:/*", "/", location).rstrip("/") != path.rstrip("/"):
-            spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
+    location = _registered_location(spark, table)
+    if location is not None:
+        if location == path.rstrip("/") and DeltaTable.isDeltaTable(spark, path):
+            _ENSURED.add(marker)
+            return
+        spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
     if not spark.catalog.databaseExists(table.layer):  # the Hive client logs an error if it does
         spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
     partitioned = (
@@ -60,6 +56,17 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
         f"USING DELTA{partitioned} LOCATION '{path}' COMMENT '{description}'"
     )
     _ENSURED.add(marker)
+
+
+def _registered_location(spark: SparkSession, table: Table) -> str | None:
+    """Where the metastore says ``table`` lives (a local path without ``file:``), or None."""
+    catalog = spark._jsparkSession.sessionState().catalog().externalCatalog()
+    if not (
+        catalog.databaseExists(table.layer) and catalog.tableExists(table.layer, table.short_name)
+    ):
+        return None
+    location = str(catalog.getTable(table.layer, table.short_name).location())
+    return re.sub(r"^file:/*", "/", location).rstrip("/")
 
 
 def materialize(df: DataFrame) -> DataFrame:

@@ -86,3 +86,19 @@ def test_a_name_registered_at_a_deleted_lakehouse_is_pointed_at_the_new_one(
     new = settings.with_overrides(lakehouse_dir=tmp_path / "new")
     assert lakehouse.append(spark, new, table, df) == 1
     assert [r["id"] for r in spark.table("gold.stale_probe").collect()] == ["a"]
+
+
+def test_a_lakehouse_deleted_and_rebuilt_at_the_same_place_gets_its_table_back(
+    spark, settings, tmp_path
+):
+    import shutil
+
+    table = Table("gold.reborn_probe", "A probe.", (Column("id", "string", "The id", False),))
+    here = settings.with_overrides(lakehouse_dir=tmp_path / "here")
+    lakehouse.append(spark, here, table, spark.createDataFrame([("old",)], "id string"))
+    shutil.rmtree(tmp_path / "here")
+    lakehouse._ENSURED.clear()  # as in a new session
+    assert lakehouse.read_table(spark, here, table).count() == 0
+    lakehouse.append(spark, here, table, spark.createDataFrame([("new",)], "id string"))
+    assert [r["id"] for r in spark.table("gold.reborn_probe").collect()] == ["new"]
+    assert "A probe." in spark.sql("DESCRIBE TABLE EXTENDED gold.reborn_probe").toPandas().to_string()
