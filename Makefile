@@ -55,8 +55,11 @@ run: sample airflow-db ## Run the nightly DAG through Airflow on the latest samp
 	$(BIN)/airflow dags test $(DAG_ID) $$date && \
 	$(BIN)/python -m omni.report --date $$date
 
-test: lint ## Run the whole test suite (after the lint checks)
-	$(BIN)/pytest
+# Two workers on two cores: the end-to-end module, the longest, starts at once on one of them
+# (tests/conftest.py puts it first) while the other modules share the other worker.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)

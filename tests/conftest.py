@@ -50,3 +50,9 @@ def rows(df, *columns, order_by=None):
         if order_by is None
         else [tuple(r) for r in selected.orderBy(*order_by).collect()]
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end module first: it is the longest, so under ``make test`` (two xdist
+    workers, whole files, in this order) it starts at once and the rest share the other worker."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
