@@ -101,4 +101,4 @@ def test_a_lakehouse_deleted_and_rebuilt_at_the_same_place_gets_its_table_back(
     assert lakehouse.read_table(spark, here, table).count() == 0
     lakehouse.append(spark, here, table, spark.createDataFrame([("new",)], "id string"))
     assert [r["id"] for r in spark.table("gold.reborn_probe").collect()] == ["new"]
-    assert "A probe." in spark.sql("DESCRIBE TABLE EXTENDED gold.reborn_probe").toPandas().to_string()
+    assert spark.catalog.getTable("gold.reborn_probe").description == "A probe."
