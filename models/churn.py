@@ -1,4 +1,11 @@
-"""Churn classifier: gradient-boosted trees on point-in-time features, scored on a holdout."""
+"""Churn classifier: calibrated gradient-boosted trees, a time-based holdout, a BG/NBD baseline.
+
+``train_churn`` takes the snapshots of ``models.features.churn_training_set``: it fits on the
+``train`` rows and reports, on the ``holdout`` rows (the latest labelled window), ROC-AUC,
+PR-AUC, the Brier score and the lift in the top decile, for the model and for the BG/NBD
+baseline side by side. Probabilities are calibrated with ``CalibratedClassifierCV``: isotonic
+from ``ISOTONIC_MIN_ROWS`` training rows, sigmoid (Platt) below, where isotonic over-fits.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +13,122 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.inspection import permutation_importance
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from models.features import CHURN_FEATURES, LABEL
+from models.baseline import BgNbd, fit_bgnbd, p_no_purchase
+from models.features import CHURN_FEATURES, HOLDOUT, LABEL, TRAIN
+
+ISOTONIC_MIN_ROWS = 1000
+MIN_CLASS_ROWS = 10
+# Types inside the saved model that skops must be told are safe to load (our own model).
+TRUSTED_TYPES = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.isotonic.IsotonicRegression",
+)
 
 
 @dataclass
 class ChurnResult:
     pipeline: Pipeline
     metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    baseline: BgNbd
+    calibration: str
     train_rows: int
-    holdout_rows: int
-    churn_rate: float
+    holdout: pd.DataFrame  # holdout features, label, model and baseline probabilities
+    importance: pd.Series  # permutation importance on the holdout (ROC-AUC drop)
+
+    @property
+    def holdout_rows(self) -> int:
+        return len(self.holdout)
+
+    @property
+    def churn_rate(self) -> float:
+        return float(self.holdout[LABEL].mean())
 
 
-def build_pipeline(seed: int) -> Pipeline:
-    return Pipeline(
-        [
-            (
-                "model",
-                HistGradientBoostingClassifier(
-                    max_iter=200,
-                    learning_rate=0.05,
-                    max_leaf_nodes=15,
-                    l2_regularization=1.0,
-                    random_state=seed,
-                ),
-            ),
-        ]
+def build_pipeline(seed: int, calibration: str) -> Pipeline:
+    trees = HistGradientBoostingClassifier(
+        max_iter=200,
+        learning_rate=0.05,
+        max_leaf_nodes=15,
+        l2_regularization=1.0,
+        random_state=seed,
     )
+    return Pipeline([("model", CalibratedClassifierCV(trees, method=calibration, cv=3))])
 
 
 def lift_at_top_decile(y_true: np.ndarray, scores: np.ndarray) -> float:
     top = max(1, len(scores) // 10)
-    order = np.argsort(-scores)[:top]
+    order = np.argsort(-scores, kind="stable")[:top]
     base = y_true.mean()
     return float(y_true[order].mean() / base) if base > 0 else float("nan")
 
 
-def train_churn(frame: pd.DataFrame, seed: int = 7, holdout: float = 0.25) -> ChurnResult:
-    """Fit on a stratified split and report ROC-AUC, PR-AUC, Brier score and top-decile lift."""
-    y = frame[LABEL].astype(int).to_numpy()
-    if len(np.unique(y)) < 2:
-        raise ValueError(
-            f"churn labels are all {y[0] if len(y) else 'missing'} over {len(y)} customers: "
-            "expected both churned and retained customers (is the history longer than the horizon?)"
-        )
-    X = frame[list(CHURN_FEATURES)].astype(float)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=holdout, stratify=y, random_state=seed
-    )
-    pipeline = build_pipeline(seed).fit(X_train, y_train)
-    probabilities = pipeline.predict_proba(X_test)[:, 1]
-    metrics = {
-        "roc_auc": float(roc_auc_score(y_test, probabilities)),
-        "pr_auc": float(average_precision_score(y_test, probabilities)),
-        "brier": float(brier_score_loss(y_test, probabilities)),
-        "lift_top_decile": lift_at_top_decile(y_test, probabilities),
+def evaluate(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """The churn metrics on one holdout: both classes must be present."""
+    return {
+        "roc_auc": float(roc_auc_score(y_true, probabilities)),
+        "pr_auc": float(average_precision_score(y_true, probabilities)),
+        "brier": float(brier_score_loss(y_true, probabilities)),
+        "lift_top_decile": lift_at_top_decile(y_true, probabilities),
     }
-    return ChurnResult(pipeline, metrics, len(X_train), len(X_test), float(y.mean()))
+
+
+def _labels(frame: pd.DataFrame, split: str) -> np.ndarray:
+    y = frame[LABEL].astype(int).to_numpy()
+    counts = np.bincount(y, minlength=2)
+    minimum = MIN_CLASS_ROWS if split == TRAIN else 1
+    if counts.min() < minimum:
+        raise ValueError(
+            f"churn {split} rows: {counts[1]} churned and {counts[0]} retained customers; "
+            f"expected at least {minimum} of each (is the history long enough for the horizon "
+            "and the training snapshots?)"
+        )
+    return y
+
+
+def train_churn(frame: pd.DataFrame, horizon_days: int, seed: int = 7) -> ChurnResult:
+    """Fit on the train snapshots; score model and BG/NBD baseline on the holdout snapshot."""
+    unknown = set(frame["split"]) - {TRAIN, HOLDOUT}
+    if unknown:
+        raise ValueError(f"split values {sorted(unknown)}: expected {TRAIN!r} or {HOLDOUT!r}")
+    train = frame[frame["split"] == TRAIN]
+    holdout = frame[frame["split"] == HOLDOUT].reset_index(drop=True)
+    y_train, y_holdout = _labels(train, TRAIN), _labels(holdout, HOLDOUT)
+    calibration = "isotonic" if len(train) >= ISOTONIC_MIN_ROWS else "sigmoid"
+    X_train = train[list(CHURN_FEATURES)].astype(float)
+    X_holdout = holdout[list(CHURN_FEATURES)].astype(float)
+    pipeline = build_pipeline(seed, calibration).fit(X_train, y_train)
+    probabilities = pipeline.predict_proba(X_holdout)[:, 1]
+    # The baseline needs no labels: it is fitted on the holdout customers' own history.
+    baseline = fit_bgnbd(holdout)
+    baseline_probabilities = p_no_purchase(baseline, holdout, horizon_days)
+    importance = permutation_importance(
+        pipeline, X_holdout, y_holdout, scoring="roc_auc", n_repeats=5, random_state=seed
+    )
+    return ChurnResult(
+        pipeline=pipeline,
+        metrics=evaluate(y_holdout, probabilities),
+        baseline_metrics=evaluate(y_holdout, baseline_probabilities),
+        baseline=baseline,
+        calibration=calibration,
+        train_rows=len(train),
+        holdout=X_holdout.assign(
+            **{
+                LABEL: y_holdout,
+                "probability": probabilities,
+                "baseline_probability": baseline_probabilities,
+            }
+        ),
+        importance=pd.Series(importance.importances_mean, index=list(CHURN_FEATURES)).sort_values(
+            ascending=False
+        ),
+    )

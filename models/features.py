@@ -1,14 +1,24 @@
-"""Model inputs: which feature columns each model uses, and point-in-time training sets.
+"""Model inputs: which feature columns each model uses, and point-in-time churn training sets.
 
-Training as of T with horizon H uses features as of T-H, computed from data up to T-H only,
-and the label "no purchase in any channel in (T-H, T]". Scoring uses the features as of T.
+A churn example is a customer who had bought by a cut-off date ``c``: features as of ``c``,
+computed from data up to ``c`` only, and the label "no purchase in any channel in
+``(c, c + H]``". Training as of ``T`` with horizon ``H`` splits by time:
+
+- the **holdout** is the latest labelled snapshot, ``c = T - H`` (labels up to ``T``);
+- the **training** snapshots end where the holdout's labels start: ``c = T - 2H``, then
+  ``step`` days earlier each, so no training label sees a day of the holdout's window.
+
+Nothing after ``T`` is read. Scoring uses the features as of ``T``. Each example also carries
+its BG/NBD purchase summary (``x``, ``t_x``, ``T`` in weeks) for the baseline.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from omni.tables import FEATURE_COLUMNS
 from omni.transforms import gold
@@ -25,6 +35,8 @@ SEGMENT_FEATURES: tuple[str, ...] = (
     "sessions_30d",
 )
 LABEL = "churned"
+HOLDOUT, TRAIN = "holdout", "train"
+HISTORY_COLUMNS = ("x", "t_x", "T")
 
 
 def training_cutoff(as_of: date, horizon_days: int) -> date:
@@ -33,13 +45,89 @@ def training_cutoff(as_of: date, horizon_days: int) -> date:
     return as_of - timedelta(days=horizon_days)
 
 
-def churn_training_set(
-    inputs: dict[str, DataFrame], as_of: date, horizon_days: int, window_days: int = 365
+@dataclass(frozen=True)
+class ChurnWindows:
+    """Cut-off dates of the holdout snapshot and of the training snapshots (latest first)."""
+
+    holdout: date
+    training: tuple[date, ...]
+
+    @classmethod
+    def for_date(
+        cls, as_of: date, horizon_days: int, snapshots: int, step_days: int
+    ) -> ChurnWindows:
+        if snapshots < 1:
+            raise ValueError(f"churn training snapshots={snapshots}: expected 1 or more")
+        if step_days < 1:
+            raise ValueError(f"churn snapshot step={step_days} days: expected 1 or more")
+        holdout = training_cutoff(as_of, horizon_days)
+        latest = training_cutoff(holdout, horizon_days)
+        return cls(holdout, tuple(latest - timedelta(days=i * step_days) for i in range(snapshots)))
+
+
+def purchase_history(transactions: DataFrame, cutoff: date) -> DataFrame:
+    """BG/NBD summary per buyer up to ``cutoff``: repeat purchase days, t_x and T in weeks."""
+    end = F.lit(cutoff.isoformat()).cast("date")
+    days = (
+        transactions.where(
+            F.col("customer_key").isNotNull() & (F.col("date") <= end) & (F.col("quantity") > 0)
+        )
+        .groupBy("customer_key")
+        .agg(
+            F.countDistinct("date").alias("purchase_days"),
+            F.min("date").alias("first"),
+            F.max("date").alias("last"),
+        )
+    )
+    return days.select(
+        "customer_key",
+        (F.col("purchase_days") - 1).cast("double").alias("x"),
+        (F.datediff("last", "first") / 7.0).alias("t_x"),
+        (F.datediff(end, "first") / 7.0).alias("T"),
+    )
+
+
+def churn_snapshot(
+    inputs: dict[str, DataFrame], cutoff: date, horizon_days: int, window_days: int = 365
 ) -> DataFrame:
-    """Features as of T-H for customers who had bought by then, with their churn label."""
-    cutoff = training_cutoff(as_of, horizon_days)
+    """Features as of ``cutoff`` for customers who had bought by then, labelled, with history.
+
+    A customer whose only purchase lines up to the cut-off are returns has no purchase
+    history and is left out (BG/NBD counts purchases).
+    """
     features = gold.build_customer_features(
         inputs["population"], inputs["transactions"], inputs["activity"], cutoff, window_days
     ).where("has_purchase")
     labels = gold.churn_labels(inputs["transactions"], cutoff, horizon_days)
-    return features.join(labels, "customer_key", "inner")
+    history = purchase_history(inputs["transactions"], cutoff)
+    return (
+        features.join(labels, "customer_key", "inner")
+        .join(history, "customer_key", "inner")
+        .select(
+            "customer_key",
+            F.lit(cutoff.isoformat()).cast("date").alias("snapshot_date"),
+            *CHURN_FEATURES,
+            *HISTORY_COLUMNS,
+            LABEL,
+        )
+    )
+
+
+def churn_training_set(
+    inputs: dict[str, DataFrame],
+    as_of: date,
+    horizon_days: int,
+    window_days: int = 365,
+    snapshots: int = 3,
+    step_days: int = 14,
+) -> DataFrame:
+    """Every snapshot of ``ChurnWindows.for_date``, with ``split`` = holdout or train."""
+    windows = ChurnWindows.for_date(as_of, horizon_days, snapshots, step_days)
+    parts = [
+        churn_snapshot(inputs, cutoff, horizon_days, window_days).withColumn("split", F.lit(split))
+        for split, cutoff in [(HOLDOUT, windows.holdout), *((TRAIN, c) for c in windows.training)]
+    ]
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(part)
+    return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import mlflow
@@ -58,6 +59,13 @@ class PromotionDecision:
     champion_version: str | None
     reason: str
 
+    def metrics(self) -> dict[str, float]:
+        """What to log beside the run's own metrics: the champion's score and the outcome."""
+        scores = {"promoted": float(self.promoted)}
+        if self.champion_value is not None:
+            scores[f"champion_{self.metric}"] = self.champion_value
+        return scores
+
 
 def champion_version(client: MlflowClient, model: str):
     try:
@@ -72,42 +80,50 @@ def promote_if_better(
     version: str,
     metric: str,
     value: float,
+    champion_score: Callable[[object], float],
     *,
-    greater_is_better: bool = True,
-    margin: float = 0.0,
+    gates_passed: bool,
+    gates_reason: str,
+    margin: float,
 ) -> PromotionDecision:
-    """Alias the new version ``challenger``; make it ``champion`` if there is none or it wins.
+    """Alias the new version ``challenger``; make it ``champion`` only if it earns it.
 
-    It wins when it beats the champion's logged ``metric`` by at least ``margin``.
+    ``champion_score(version)`` scores the current champion on the same data the challenger
+    was scored on (the churn holdout, the day's features): ``value`` must beat it by at least
+    ``margin`` (higher is better). Nothing is promoted when the data-quality gates of the
+    training data did not pass. The decision is also kept as tags on the new version.
     """
     client.set_registered_model_alias(model, CHALLENGER, version)
     current = champion_version(client, model)
-    if current is None:
-        client.set_registered_model_alias(model, CHAMPION, version)
-        return PromotionDecision(
-            model,
-            version,
-            True,
-            metric,
-            value,
-            None,
-            None,
-            "no champion yet: the first version becomes champion",
-        )
-    champion_value = client.get_run(current.run_id).data.metrics.get(metric)
-    if champion_value is None:
-        better = True
-    elif greater_is_better:
-        better = value >= champion_value + margin
+    champion_value = None
+    if not gates_passed:
+        promoted, reason = False, f"not promoted: {gates_reason}"
+    elif current is None:
+        promoted, reason = True, "promoted: no champion yet, the first version becomes champion"
     else:
-        better = value <= champion_value - margin
-    if better:
+        try:
+            champion_value = float(champion_score(current))
+        except Exception as error:  # a champion that cannot score the data is replaced
+            log.warning("champion %s v%s cannot be scored: %s", model, current.version, error)
+            promoted = True
+            reason = f"promoted: champion v{current.version} cannot score the same data ({error})"
+        else:
+            promoted = value >= champion_value + margin
+            reason = (
+                f"{'promoted' if promoted else 'kept the champion'}: {metric} {value:.4f} vs "
+                f"champion v{current.version} {champion_value:.4f} on the same data "
+                f"(margin {margin})"
+            )
+    if promoted:
         client.set_registered_model_alias(model, CHAMPION, version)
-    reason = (
-        f"{metric} {value:.4f} vs champion v{current.version} "
-        f"{champion_value if champion_value is None else round(champion_value, 4)}"
-        f" (margin {margin}): {'promoted' if better else 'kept the champion'}"
-    )
+    client.set_model_version_tag(model, version, "promotion_decision", reason)
     return PromotionDecision(
-        model, version, better, metric, value, champion_value, current.version, reason
+        model,
+        version,
+        promoted,
+        metric,
+        value,
+        champion_value,
+        None if current is None else str(current.version),
+        reason,
     )

@@ -38,11 +38,17 @@ def _champion(client, model: str):
     return version
 
 
+def _int_map(values: dict[str, object]) -> Column:
+    return F.create_map(*(item for k, v in values.items() for item in (F.lit(int(k)), F.lit(v))))
+
+
 def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dict:
     client = registry.configure_tracking(settings)
     segmentation = _champion(client, registry.SEGMENTATION_MODEL)
     churn = _champion(client, registry.CHURN_MODEL)
     names = json.loads(segmentation.tags.get("segment_names", "{}"))
+    # The model predicts k-means labels; the version's tag maps them to stable segment ids.
+    ids = json.loads(segmentation.tags.get("segment_ids", "{}"))
     segment_udf = mlflow.pyfunc.spark_udf(
         spark,
         f"models:/{registry.SEGMENTATION_MODEL}/{segmentation.version}",
@@ -58,9 +64,11 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
     features = lakehouse.read_table(spark, settings, tables.GOLD_FEATURES).where(
         F.col("as_of_date") == F.lit(str(as_of)).cast("date")
     )
-    name_map = F.create_map(*(item for k, v in names.items() for item in (F.lit(int(k)), F.lit(v))))
+    name_map = _int_map(names)
+    id_map = _int_map(ids)
+    label = segment_udf(*SEGMENT_FEATURES)
     scored = (
-        features.withColumn("segment_id", segment_udf(*SEGMENT_FEATURES))
+        features.withColumn("segment_id", F.coalesce(id_map[label], label) if ids else label)
         .withColumn("churn_probability", churn_udf(*CHURN_FEATURES).getItem(1))
         .withColumn(
             "segment_name",

@@ -11,6 +11,12 @@ data. Names come from each centroid's profile in original units, by the first ru
 6. otherwise                                                           -> "omni-channel loyal"
 
 A name used twice gets the centroid's monetary rank appended ("store regulars 2").
+
+Segment ids are stable across retrains: the champion labels today's customers, and each new
+segment takes the id of the champion segment whose profile is nearest (an optimal one-to-one
+matching of the profiles in standard deviations of today's features). New segments with no
+match get ids never used by the champion. The k-means label to id map travels with the model
+version (tag ``segment_ids``); scoring applies it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.compose import ColumnTransformer
 from sklearn.metrics import silhouette_score
@@ -36,8 +43,10 @@ class SegmentationResult:
     k: int
     silhouette: float
     silhouettes: dict[int, float]
-    names: dict[int, str]
-    profiles: pd.DataFrame
+    names: dict[int, str]  # by stable segment id
+    profiles: pd.DataFrame  # by stable segment id, original units, with a customers column
+    segment_ids: dict[int, int]  # k-means label -> stable segment id
+    champion_silhouette: float | None = None  # the champion's labels, same data and space
 
 
 def build_pipeline(k: int, seed: int) -> Pipeline:
@@ -84,29 +93,81 @@ def name_segments(profiles: pd.DataFrame) -> dict[int, str]:
     return names
 
 
+def match_segments(
+    features: pd.DataFrame, labels: np.ndarray, previous: np.ndarray, next_id: int
+) -> dict[int, int]:
+    """Stable id per k-means label: the matched champion segment's, else a fresh one."""
+    spread = features.std().replace(0, 1)
+    new = features.groupby(labels).mean() / spread
+    old = features.groupby(previous).mean() / spread
+    cost = np.linalg.norm(new.to_numpy()[:, None, :] - old.to_numpy()[None, :, :], axis=2)
+    rows, columns = linear_sum_assignment(cost)
+    ids = {int(new.index[r]): int(old.index[c]) for r, c in zip(rows, columns, strict=True)}
+    for label in new.index:
+        if int(label) not in ids:
+            ids[int(label)] = next_id
+            next_id += 1
+    return ids
+
+
+def _silhouette(transformed: np.ndarray, labels: np.ndarray, sample_size: int, seed: int) -> float:
+    if len(np.unique(labels)) < 2:
+        return -1.0
+    return float(
+        silhouette_score(
+            transformed, labels, sample_size=min(sample_size, len(labels)), random_state=seed
+        )
+    )
+
+
 def train_segmentation(
-    frame: pd.DataFrame, k_range: range = range(3, 7), seed: int = 7, sample_size: int = 5000
+    frame: pd.DataFrame,
+    k_range: range = range(3, 7),
+    seed: int = 7,
+    sample_size: int = 5000,
+    previous: np.ndarray | None = None,
+    next_id: int | None = None,
 ) -> SegmentationResult:
-    """Fit k-means for every k in ``k_range``; keep the best silhouette."""
+    """Fit k-means for every k in ``k_range``; keep the best silhouette.
+
+    ``previous``: the champion's stable segment id for every row of ``frame``, to keep ids
+    stable and to score the champion's segmentation on the same data (``next_id``: the first
+    id the champion never used).
+    """
     if len(frame) < max(k_range) * 5:
         raise ValueError(f"{len(frame)} customers to segment: expected at least {max(k_range) * 5}")
-    X = frame[list(SEGMENT_FEATURES)].astype(float)
+    X = frame[list(SEGMENT_FEATURES)].astype(float).reset_index(drop=True)
     scores: dict[int, float] = {}
     fitted: dict[int, Pipeline] = {}
+    spaces: dict[int, np.ndarray] = {}
     for k in k_range:
         pipeline = build_pipeline(k, seed).fit(X)
-        transformed = pipeline[:-1].transform(X)
-        labels = pipeline[-1].labels_
-        scores[k] = float(
-            silhouette_score(
-                transformed, labels, sample_size=min(sample_size, len(X)), random_state=seed
-            )
-        )
+        spaces[k] = pipeline[:-1].transform(X)
+        scores[k] = _silhouette(spaces[k], pipeline[-1].labels_, sample_size, seed)
         fitted[k] = pipeline
     best = max(scores, key=lambda k: (scores[k], -k))
     pipeline = fitted[best]
-    profiles = X.assign(segment_id=pipeline[-1].labels_).groupby("segment_id").mean()
-    profiles["customers"] = pd.Series(pipeline[-1].labels_).value_counts().sort_index()
+    labels = pipeline[-1].labels_
+    if previous is None:
+        segment_ids = {label: label for label in range(best)}
+        champion_silhouette = None
+    else:
+        previous = np.asarray(previous)
+        if len(previous) != len(X):
+            raise ValueError(f"{len(previous)} champion labels for {len(X)} customers")
+        first_free = int(previous.max()) + 1 if next_id is None else next_id
+        segment_ids = match_segments(X, labels, previous, first_free)
+        champion_silhouette = _silhouette(spaces[best], previous, sample_size, seed)
+    stable = np.array([segment_ids[int(label)] for label in labels])
+    profiles = X.assign(segment_id=stable).groupby("segment_id").mean()
+    profiles["customers"] = pd.Series(stable).value_counts().sort_index()
     return SegmentationResult(
-        pipeline, best, scores[best], scores, name_segments(profiles), profiles
+        pipeline,
+        best,
+        scores[best],
+        scores,
+        name_segments(profiles),
+        profiles,
+        segment_ids,
+        champion_silhouette,
     )

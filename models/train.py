@@ -1,9 +1,13 @@
 """Train both models as of ``--date``, log them to MLflow, register them and promote winners.
 
-Segmentation fits on the customers' features as of the date; churn fits on features as of
-date minus the horizon, labelled by what happened in the horizon (see ``models.features``).
-Each training registers a new version aliased ``challenger``; it becomes ``champion`` when
-there is none yet or it beats the champion (``models.registry.promote_if_better``).
+Segmentation fits on the customers' features as of the date. Churn trains on point-in-time
+snapshots and is scored on a later holdout window (see ``models.features``), next to a BG/NBD
+baseline. Each run logs its parameters, metrics, plots, a signature and input example, the
+Delta versions of the tables it read (as MLflow dataset inputs), the git commit and the run
+date. Each training registers a new version aliased ``challenger``; it becomes ``champion``
+only when the date's data-quality gates passed and it beats the champion on the same data by
+the configured margin (``models.registry.promote_if_better``). The decision, with both scores,
+is logged in the run and kept as a tag on the version.
 """
 
 from __future__ import annotations
@@ -11,28 +15,43 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import tempfile
-from dataclasses import asdict
+import time
 from datetime import date
-from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.gold import load_inputs
-from models import registry
-from models.churn import train_churn
-from models.features import CHURN_FEATURES, LABEL, SEGMENT_FEATURES, churn_training_set
+from models import plots, registry
+from models.churn import TRUSTED_TYPES, evaluate, train_churn
+from models.features import (
+    CHURN_FEATURES,
+    LABEL,
+    SEGMENT_FEATURES,
+    TRAIN,
+    ChurnWindows,
+    churn_training_set,
+)
 from models.segmentation import train_segmentation
-from omni import lakehouse, tables
+from omni import lakehouse, quality, tables
 from omni.cli import job_parser, run_job
 from omni.config import REPO_ROOT, Settings
 
 log = logging.getLogger("omni.train")
-TRUSTED_TYPES = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
+# What each model reads: logged as dataset inputs with their Delta versions.
+SEGMENTATION_INPUTS = (tables.GOLD_FEATURES,)
+CHURN_INPUTS = (
+    tables.SILVER_IDENTITY,
+    tables.SILVER_CUSTOMERS,
+    tables.SILVER_ORDER_LINES,
+    tables.SILVER_POS,
+    tables.SILVER_PRODUCTS,
+    tables.SILVER_EVENTS,
+)
 
 
 def _git_commit() -> str:
@@ -48,78 +67,186 @@ def _common_tags(as_of: date, run_id: str) -> dict[str, str]:
     return {"as_of_date": str(as_of), "pipeline_run_id": run_id, "git_commit": _git_commit()}
 
 
+def log_table_inputs(spark: SparkSession, settings: Settings, inputs, versions: dict) -> None:
+    """Log each table read as an MLflow dataset: its name, path and Delta version."""
+    for table in inputs:
+        path = lakehouse.table_path(settings, table)
+        dataset = mlflow.data.from_spark(
+            spark.read.format("delta").option("versionAsOf", versions[table.name]).load(path),
+            path=path,
+            version=str(versions[table.name]),
+            name=table.name,
+        )
+        mlflow.log_input(dataset, context="training")
+
+
+def pip_requirements() -> list[str]:
+    """The models' requirements, pinned as installed: MLflow need not infer them (slow)."""
+    from importlib.metadata import version
+
+    return [
+        f"{name}=={version(name)}"
+        for name in ("mlflow", "scikit-learn", "numpy", "pandas", "scipy")
+    ]
+
+
+def _log_figures(figures: dict) -> None:
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{name}.png")
+        plots.plt.close(figure)
+
+
+def _champion_model(client, model: str):
+    current = registry.champion_version(client, model)
+    if current is None:
+        return None, None
+    return current, mlflow.sklearn.load_model(f"models:/{model}/{current.version}")
+
+
 def train_segmentation_model(
-    settings: Settings, client, features: pd.DataFrame, as_of: date, run_id: str
+    spark, settings: Settings, client, features: pd.DataFrame, gates, as_of, run_id, versions
 ) -> dict:
-    result = train_segmentation(features)
+    X = features[list(SEGMENT_FEATURES)].astype(float).reset_index(drop=True)
+    champion, champion_model = _champion_model(client, registry.SEGMENTATION_MODEL)
+    previous = next_id = None
+    if champion is not None:
+        # Versions registered before stable ids carry no map: their labels are their ids.
+        ids = {
+            int(k): int(v) for k, v in json.loads(champion.tags.get("segment_ids", "{}")).items()
+        }
+        previous = np.array(
+            [ids.get(int(label), int(label)) for label in champion_model.predict(X)]
+        )
+        next_id = int(champion.tags.get("next_segment_id", int(previous.max()) + 1))
+    started = time.monotonic()
+    result = train_segmentation(X, previous=previous, next_id=next_id)
+    seconds = time.monotonic() - started
     registry.use_experiment(settings, registry.SEGMENTATION_MODEL)
-    X = features[list(SEGMENT_FEATURES)].astype(float)
     with mlflow.start_run(run_name=f"segmentation {as_of}", tags=_common_tags(as_of, run_id)):
         mlflow.log_params(
             {
                 "k": result.k,
                 "k_range": f"{min(result.silhouettes)}-{max(result.silhouettes)}",
+                "k_criterion": "best silhouette (ties: fewer segments)",
                 "features": ",".join(SEGMENT_FEATURES),
                 "customers": len(X),
+                "promotion_margin": settings.segmentation_promotion_margin,
             }
         )
-        mlflow.log_metric("silhouette", result.silhouette)
+        mlflow.log_metrics({"silhouette": result.silhouette, "fit_seconds": seconds})
         for k, score in result.silhouettes.items():
             mlflow.log_metric("silhouette_by_k", score, step=k)
+        log_table_inputs(spark, settings, SEGMENTATION_INPUTS, versions)
         mlflow.log_dict(result.names, "segment_names.json")
-        with tempfile.TemporaryDirectory() as folder:
-            profiles = Path(folder) / "segment_profiles.csv"
-            result.profiles.assign(name=pd.Series(result.names)).to_csv(profiles)
-            mlflow.log_artifact(str(profiles))
-        labels = result.pipeline.predict(X.head(200))
+        mlflow.log_table(
+            result.profiles.assign(name=pd.Series(result.names)).reset_index(),
+            "segment_profiles.json",
+        )
+        _log_figures({"segment_profiles": plots.segment_profiles(result.profiles, result.names, X)})
         info = mlflow.sklearn.log_model(
             result.pipeline,
             name="model",
             registered_model_name=registry.SEGMENTATION_MODEL,
-            signature=infer_signature(X.head(200), labels),
+            signature=infer_signature(X.head(200), result.pipeline.predict(X.head(200))),
             input_example=X.head(5),
+            pip_requirements=pip_requirements(),
         )
-    version = str(info.registered_model_version)
-    client.set_model_version_tag(
-        registry.SEGMENTATION_MODEL,
-        version,
-        "segment_names",
-        json.dumps({str(k): v for k, v in result.names.items()}),
-    )
-    decision = registry.promote_if_better(
-        client, registry.SEGMENTATION_MODEL, version, "silhouette", result.silhouette
-    )
-    log.info("segmentation: %s", decision.reason)
+        version = str(info.registered_model_version)
+        for key, value in {
+            "segment_names": {str(k): v for k, v in result.names.items()},
+            "segment_ids": {str(k): v for k, v in result.segment_ids.items()},
+            "next_segment_id": max([*result.segment_ids.values(), (next_id or 0) - 1]) + 1,
+        }.items():
+            client.set_model_version_tag(
+                registry.SEGMENTATION_MODEL, version, key, json.dumps(value)
+            )
+        decision = registry.promote_if_better(
+            client,
+            registry.SEGMENTATION_MODEL,
+            version,
+            "silhouette",
+            result.silhouette,
+            lambda _: result.champion_silhouette,
+            gates_passed=gates.passed,
+            gates_reason=gates.reason,
+            margin=settings.segmentation_promotion_margin,
+        )
+        mlflow.log_metrics(decision.metrics())
+        mlflow.set_tag("promotion_decision", decision.reason)
+    log.info("segmentation v%s: %s", version, decision.reason)
     return {
         "version": version,
         "k": result.k,
         "silhouette": round(result.silhouette, 4),
         "promoted": decision.promoted,
+        "decision": decision.reason,
         "names": result.names,
+        "seconds": round(seconds, 1),
     }
 
 
 def train_churn_model(
-    settings: Settings, client, training: pd.DataFrame, as_of: date, run_id: str
+    spark,
+    settings: Settings,
+    client,
+    training: pd.DataFrame,
+    gates,
+    windows,
+    as_of,
+    run_id,
+    versions,
 ) -> dict:
-    result = train_churn(training)
+    started = time.monotonic()
+    result = train_churn(training, settings.churn_horizon_days)
+    seconds = time.monotonic() - started
+    X = result.holdout[list(CHURN_FEATURES)]
+    y = result.holdout[LABEL].to_numpy()
+    trees = result.pipeline[-1].estimator
     registry.use_experiment(settings, registry.CHURN_MODEL)
-    X = training[list(CHURN_FEATURES)].astype(float)
     with mlflow.start_run(run_name=f"churn {as_of}", tags=_common_tags(as_of, run_id)):
         mlflow.log_params(
             {
                 "horizon_days": settings.churn_horizon_days,
+                "holdout_cutoff": str(windows.holdout),
+                "training_cutoffs": ",".join(str(c) for c in windows.training),
+                "split": "time: train snapshots end where the holdout's labels begin",
                 "train_rows": result.train_rows,
                 "holdout_rows": result.holdout_rows,
-                "churn_rate": round(result.churn_rate, 4),
+                "holdout_churn_rate": round(result.churn_rate, 4),
+                "train_churn_rate": round(
+                    float(training.loc[training.split == TRAIN, LABEL].mean()), 4
+                ),
+                "calibration": result.calibration,
+                "promotion_margin": settings.churn_promotion_margin,
                 **{
                     f"model__{k}": v
-                    for k, v in result.pipeline[-1].get_params().items()
+                    for k, v in trees.get_params().items()
                     if k in ("max_iter", "learning_rate", "max_leaf_nodes", "l2_regularization")
                 },
+                **result.baseline.params(),
             }
         )
-        mlflow.log_metrics(result.metrics)
+        mlflow.log_metrics(
+            {
+                **result.metrics,
+                **{f"baseline_{k}": v for k, v in result.baseline_metrics.items()},
+                "fit_seconds": seconds,
+            }
+        )
+        log_table_inputs(spark, settings, CHURN_INPUTS, versions)
+        label = LABEL
+        _log_figures(
+            {
+                "roc": plots.roc(result.holdout, label, result.metrics, result.baseline_metrics),
+                "precision_recall": plots.precision_recall(
+                    result.holdout, label, result.metrics, result.baseline_metrics
+                ),
+                "calibration": plots.calibration(result.holdout, label),
+                "lift": plots.lift(result.holdout, label),
+                "feature_importance": plots.importance(result.importance),
+            }
+        )
+        mlflow.log_dict(result.importance.round(6).to_dict(), "feature_importance.json")
         info = mlflow.sklearn.log_model(
             result.pipeline,
             name="model",
@@ -127,43 +254,90 @@ def train_churn_model(
             signature=infer_signature(X.head(200), result.pipeline.predict_proba(X.head(200))),
             input_example=X.head(5),
             pyfunc_predict_fn="predict_proba",
-            # Our own model: its tree predictors are safe to load (skops asks to say so).
+            pip_requirements=pip_requirements(),
+            # Our own model: its calibrators and tree predictors are safe to load.
             skops_trusted_types=list(TRUSTED_TYPES),
         )
-    version = str(info.registered_model_version)
-    decision = registry.promote_if_better(
-        client, registry.CHURN_MODEL, version, "roc_auc", result.metrics["roc_auc"]
-    )
-    log.info("churn: %s", decision.reason)
+        version = str(info.registered_model_version)
+
+        def champion_auc(current) -> float:
+            model = mlflow.sklearn.load_model(f"models:/{registry.CHURN_MODEL}/{current.version}")
+            return evaluate(y, model.predict_proba(X)[:, 1])["roc_auc"]
+
+        decision = registry.promote_if_better(
+            client,
+            registry.CHURN_MODEL,
+            version,
+            "roc_auc",
+            result.metrics["roc_auc"],
+            champion_auc,
+            gates_passed=gates.passed,
+            gates_reason=gates.reason,
+            margin=settings.churn_promotion_margin,
+        )
+        mlflow.log_metrics(decision.metrics())
+        mlflow.set_tag("promotion_decision", decision.reason)
+    log.info("churn v%s: %s", version, decision.reason)
     return {
         "version": version,
         "promoted": decision.promoted,
-        "rows": result.train_rows + result.holdout_rows,
+        "train_rows": result.train_rows,
+        "holdout_rows": result.holdout_rows,
         "churn_rate": round(result.churn_rate, 4),
         **{k: round(v, 4) for k, v in result.metrics.items()},
-        "decision": asdict(decision)["reason"],
+        **{f"baseline_{k}": round(v, 4) for k, v in result.baseline_metrics.items()},
+        "decision": decision.reason,
+        "seconds": round(seconds, 1),
     }
 
 
 def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
     client = registry.configure_tracking(settings)
+    versions = {
+        t.name: lakehouse.table_version(spark, settings, t)
+        for t in (*SEGMENTATION_INPUTS, *CHURN_INPUTS)
+    }
     features = (
-        lakehouse.read_table(spark, settings, tables.GOLD_FEATURES)
+        spark.read.format("delta")
+        .option("versionAsOf", versions[tables.GOLD_FEATURES.name])
+        .load(lakehouse.table_path(settings, tables.GOLD_FEATURES))
         .where(F.col("as_of_date") == F.lit(str(as_of)).cast("date"))
         .select("customer_key", *SEGMENT_FEATURES)
+        .orderBy("customer_key")
         .toPandas()
     )
     if features.empty:
         raise ValueError(f"gold.customer_features has no rows for {as_of}: run jobs/gold.py first")
+    gates = quality.gate_status(spark, settings, as_of, tables.GOLD_FEATURES.name)
+    if not gates.passed:
+        log.warning("no model will be promoted: %s", gates.reason)
+    windows = ChurnWindows.for_date(
+        as_of,
+        settings.churn_horizon_days,
+        settings.churn_training_snapshots,
+        settings.churn_snapshot_step_days,
+    )
     inputs = load_inputs(spark, settings)
     training = (
-        churn_training_set(inputs, as_of, settings.churn_horizon_days, settings.profile_window_days)
-        .select("customer_key", *CHURN_FEATURES, LABEL)
+        churn_training_set(
+            inputs,
+            as_of,
+            settings.churn_horizon_days,
+            settings.profile_window_days,
+            settings.churn_training_snapshots,
+            settings.churn_snapshot_step_days,
+        )
+        .orderBy("split", "snapshot_date", "customer_key")
         .toPandas()
     )
     return {
-        "segmentation": train_segmentation_model(settings, client, features, as_of, run_id),
-        "churn": train_churn_model(settings, client, training, as_of, run_id),
+        "gates": gates.reason,
+        "segmentation": train_segmentation_model(
+            spark, settings, client, features, gates, as_of, run_id, versions
+        ),
+        "churn": train_churn_model(
+            spark, settings, client, training, gates, windows, as_of, run_id, versions
+        ),
     }
 
 

@@ -52,6 +52,19 @@ def _probability(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _margin(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a number from 0 up to 1") from None
+    if not 0 <= value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a number from 0 up to 1")
+    return value
+
+
 def _sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -89,6 +102,12 @@ class Settings:
     churn_medium_threshold: float = 0.3
     vacuum_retention_hours: int = 168
     churn_high_threshold: float = 0.6
+    churn_training_snapshots: int = 3
+    churn_snapshot_step_days: int = 14
+    # A challenger replaces the champion only when it beats it on the same data by this much:
+    # ROC-AUC on the churn holdout, silhouette on the day's features for segmentation.
+    churn_promotion_margin: float = 0.005
+    segmentation_promotion_margin: float = 0.01
 
     @property
     def data_dir(self) -> Path:
@@ -142,6 +161,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         churn_medium_threshold=_probability(env, "OMNI_CHURN_MEDIUM_THRESHOLD", 0.3),
         vacuum_retention_hours=_positive_int(env, "OMNI_VACUUM_RETENTION_HOURS", 168),
         churn_high_threshold=_probability(env, "OMNI_CHURN_HIGH_THRESHOLD", 0.6),
+        churn_training_snapshots=_positive_int(env, "OMNI_CHURN_TRAINING_SNAPSHOTS", 3),
+        churn_snapshot_step_days=_positive_int(env, "OMNI_CHURN_SNAPSHOT_STEP_DAYS", 14),
+        churn_promotion_margin=_margin(env, "OMNI_CHURN_PROMOTION_MARGIN", 0.005),
+        segmentation_promotion_margin=_margin(env, "OMNI_SEGMENTATION_PROMOTION_MARGIN", 0.01),
     )
 
 

@@ -88,6 +88,12 @@ def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFra
     return spark.read.format("delta").load(table_path(settings, table))
 
 
+def table_version(spark: SparkSession, settings: Settings, table: Table) -> int:
+    """The table's latest Delta version (0 for a table created and never written)."""
+    ensure_table(spark, settings, table)
+    return int(DeltaTable.forPath(spark, table_path(settings, table)).history(1).first()["version"])
+
+
 def conform(df: DataFrame, table: Table) -> DataFrame:
     """Select the registry's columns in order, cast to the registry's types."""
     missing = [name for name in table.column_names if name not in df.columns]

@@ -73,6 +73,10 @@ def nightly(tmp_path_factory):
         "OMNI_MLFLOW_ARTIFACTS_DIR": str(root / "mlflow" / "artifacts"),
         "OMNI_SHUFFLE_PARTITIONS": "2",
         "OMNI_TASK_RETRIES": "0",
+        # 45 days of history: a 10-day churn horizon leaves a holdout and three weekly
+        # training snapshots before it.
+        "OMNI_CHURN_HORIZON_DAYS": "10",
+        "OMNI_CHURN_SNAPSHOT_STEP_DAYS": "7",
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
@@ -158,10 +162,31 @@ def test_registry_has_both_models_with_a_champion(nightly_run):
         assert str(champion.version) == "1"
         run = client.get_run(champion.run_id)
         assert run.data.tags["as_of_date"] == str(RUN_DATE)
+        assert run.data.tags["git_commit"] and run.data.tags["pipeline_run_id"]
+        assert run.data.tags["promotion_decision"].startswith("promoted: no champion yet")
+        assert champion.tags["promotion_decision"] == run.data.tags["promotion_decision"]
     churn_run = client.get_run(
         client.get_model_version_by_alias("customer_churn", "champion").run_id
     )
-    assert {"roc_auc", "pr_auc", "brier", "lift_top_decile"} <= set(churn_run.data.metrics)
+    metrics = {"roc_auc", "pr_auc", "brier", "lift_top_decile"}
+    assert metrics | {f"baseline_{m}" for m in metrics} <= set(churn_run.data.metrics)
+    assert churn_run.data.params["holdout_cutoff"] == str(RUN_DATE - timedelta(days=10))
+    # The tables read, with their Delta versions, are the run's dataset inputs.
+    inputs = {d.dataset.name: d.dataset for d in churn_run.inputs.dataset_inputs}
+    assert {"silver.order_lines", "silver.pos_lines", "silver.customer_identity"} <= set(inputs)
+    source = json.loads(inputs["silver.pos_lines"].source)
+    assert source["path"].endswith("silver/pos_lines") and int(source["delta_table_version"]) >= 1
+    plots = {f.path for f in client.list_artifacts(churn_run.info.run_id, "plots")}
+    assert plots == {
+        f"plots/{n}.png"
+        for n in ("roc", "precision_recall", "calibration", "lift", "feature_importance")
+    }
+    segmentation = client.get_model_version_by_alias("customer_segmentation", "champion")
+    seg_plots = client.list_artifacts(segmentation.run_id, "plots")
+    assert [f.path for f in seg_plots] == ["plots/segment_profiles.png"]
+    assert set(json.loads(segmentation.tags["segment_ids"]).values()) == {
+        int(k) for k in json.loads(segmentation.tags["segment_names"])
+    }
     artifacts = Path(nightly_run.mlflow_artifacts_dir)
     assert any(artifacts.rglob("MLmodel"))
 

@@ -8,12 +8,17 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from models import registry
+from models.baseline import fit_bgnbd, p_alive, p_no_purchase
 from models.churn import lift_at_top_decile, train_churn
 from models.features import CHURN_FEATURES, LABEL, SEGMENT_FEATURES, training_cutoff
 from models.segmentation import name_segment, name_segments, train_segmentation
+from omni.quality import GateStatus
+
+PASSED = GateStatus(True, "gates passed")
 
 
 def _customers(n: int, seed: int = 3) -> pd.DataFrame:
+    """Synthetic churn snapshots: lapsed customers mostly churn; BG/NBD history to match."""
     rng = np.random.default_rng(seed)
     lapsed = rng.random(n) < 0.35
     frame = pd.DataFrame({name: rng.gamma(2.0, 3.0, n) for name in CHURN_FEATURES})
@@ -21,6 +26,12 @@ def _customers(n: int, seed: int = 3) -> pd.DataFrame:
     frame["online_share_365d"] = rng.random(n)
     frame["discount_share_365d"] = rng.random(n) * 0.3
     frame[LABEL] = np.where(rng.random(n) < 0.85, lapsed, ~lapsed)
+    frame["T"] = rng.uniform(8, 20, n)
+    frame["x"] = rng.poisson(4, n).astype(float)
+    frame["t_x"] = np.where(
+        frame["x"] > 0, np.maximum(frame["T"] - frame["recency_days"] / 7, 0), 0.0
+    )
+    frame["split"] = np.where(rng.random(n) < 0.3, "holdout", "train")
     return frame
 
 
@@ -32,17 +43,51 @@ def test_training_cutoff_is_the_as_of_date_minus_the_horizon():
         training_cutoff(date(2026, 11, 1), 0)
 
 
-def test_churn_model_learns_the_signal_and_reports_metrics():
-    result = train_churn(_customers(800))
+def test_churn_model_learns_the_signal_and_reports_metrics_beside_the_baseline():
+    frame = _customers(800)
+    result = train_churn(frame, 30)
     assert result.metrics["roc_auc"] > 0.75
+    assert set(result.metrics) == set(result.baseline_metrics)
     assert set(result.metrics) == {"roc_auc", "pr_auc", "brier", "lift_top_decile"}
-    assert result.train_rows + result.holdout_rows == 800
+    # Trained on the train rows, scored on exactly the holdout rows.
+    assert result.train_rows == (frame.split == "train").sum()
+    assert result.holdout_rows == (frame.split == "holdout").sum()
+    assert result.calibration == "sigmoid"  # under 1,000 training rows
+    assert result.holdout["probability"].between(0, 1).all()
+    assert result.importance.index[0] == "recency_days"
+
+
+def test_churn_probabilities_are_calibrated():
+    result = train_churn(_customers(1600, seed=5), 30)
+    assert result.calibration == "isotonic"  # from 1,000 training rows
+    holdout = result.holdout
+    # Mean predicted churn matches the observed rate overall and in every fifth of the risk
+    # ranking (expected calibration error over quintiles).
+    assert holdout["probability"].mean() == pytest.approx(holdout[LABEL].mean(), abs=0.03)
+    fifths = pd.qcut(holdout["probability"].rank(method="first"), 5, labels=False)
+    gaps = holdout.groupby(fifths).apply(lambda g: abs(g["probability"].mean() - g[LABEL].mean()))
+    assert (gaps * holdout.groupby(fifths).size() / len(holdout)).sum() < 0.05
 
 
 def test_churn_model_refuses_a_single_class():
-    frame = _customers(100).assign(**{LABEL: False})
-    with pytest.raises(ValueError, match="churn labels are all 0 over 100 customers"):
-        train_churn(frame)
+    frame = _customers(200).assign(**{LABEL: False})
+    with pytest.raises(ValueError, match=r"churn train rows: 0 churned and \d+ retained"):
+        train_churn(frame, 30)
+
+
+def test_bgnbd_p_alive_follows_the_purchase_history():
+    frame = _customers(400)
+    model = fit_bgnbd(frame)
+    probe = pd.DataFrame(
+        {"x": [0.0, 5.0, 5.0, 5.0], "t_x": [0.0, 10.0, 6.0, 2.0], "T": [12.0, 12.0, 12.0, 12.0]}
+    )
+    alive = p_alive(model, probe)
+    assert alive[0] == 1.0  # nobody drops out before a repeat purchase
+    assert alive[1] > alive[2] > alive[3]  # the longer the silence, the likelier gone
+    quiet = p_no_purchase(model, probe, 30)
+    assert ((quiet >= 0) & (quiet <= 1)).all() and quiet[3] > quiet[1]
+    with pytest.raises(ValueError, match="expected x >= 0, 0 <= t_x <= T"):
+        p_alive(model, pd.DataFrame({"x": [1.0], "t_x": [5.0], "T": [3.0]}))
 
 
 def test_lift_of_a_perfect_ranking():
@@ -95,30 +140,81 @@ def test_segmentation_picks_k_in_range_and_names_every_segment():
     assert set(result.pipeline.predict(frame)) == set(range(result.k))
 
 
-def _register(client, settings, name: str, metric: float) -> str:
+def _register(settings, name: str) -> str:
     import mlflow
 
     registry.use_experiment(settings, name)
     X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
     model = DummyClassifier(strategy="prior").fit(X, [0, 1, 0, 1])
     with mlflow.start_run():
-        mlflow.log_metric("roc_auc", metric)
-        info = mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=name, pip_requirements=["scikit-learn"]
+        )
     return str(info.registered_model_version)
 
 
-def test_promotion_keeps_the_better_model(settings):
+def _aliases(client, model):
+    return {
+        alias: str(client.get_model_version_by_alias(model, alias).version)
+        for alias in (registry.CHAMPION, registry.CHALLENGER)
+    }
+
+
+def test_promotion_needs_a_better_score_on_the_same_data_and_passed_gates(settings):
     client = registry.configure_tracking(settings)
     model = "promotion_test_model"
-    first = _register(client, settings, model, 0.70)
-    decision = registry.promote_if_better(client, model, first, "roc_auc", 0.70, margin=0.01)
-    assert decision.promoted
-    worse = _register(client, settings, model, 0.65)
-    decision = registry.promote_if_better(client, model, worse, "roc_auc", 0.65, margin=0.01)
-    assert not decision.promoted
-    assert str(client.get_model_version_by_alias(model, registry.CHAMPION).version) == first
-    assert str(client.get_model_version_by_alias(model, registry.CHALLENGER).version) == worse
-    better = _register(client, settings, model, 0.80)
-    decision = registry.promote_if_better(client, model, better, "roc_auc", 0.80, margin=0.01)
-    assert decision.promoted and decision.champion_value == pytest.approx(0.70)
-    assert str(client.get_model_version_by_alias(model, registry.CHAMPION).version) == better
+    # Each version's score on "the same data" (what the champion is re-scored with).
+    scores: dict[str, float] = {}
+
+    def promote(version, value, gates=PASSED):
+        scores[version] = value
+        return registry.promote_if_better(
+            client,
+            model,
+            version,
+            "roc_auc",
+            value,
+            lambda champion: scores[str(champion.version)],
+            gates_passed=gates.passed,
+            gates_reason=gates.reason,
+            margin=0.01,
+        )
+
+    first = _register(settings, model)
+    assert promote(first, 0.70).promoted
+    worse = _register(settings, model)
+    decision = promote(worse, 0.705)  # better, but not by the margin
+    assert not decision.promoted and decision.champion_value == pytest.approx(0.70)
+    assert _aliases(client, model) == {registry.CHAMPION: first, registry.CHALLENGER: worse}
+    failed_gate = _register(settings, model)
+    decision = promote(failed_gate, 0.95, GateStatus(False, "blocking failures on gold"))
+    assert not decision.promoted and "blocking failures on gold" in decision.reason
+    assert _aliases(client, model)[registry.CHAMPION] == first
+    better = _register(settings, model)
+    decision = promote(better, 0.80)
+    assert decision.promoted and decision.champion_version == first
+    assert _aliases(client, model) == {registry.CHAMPION: better, registry.CHALLENGER: better}
+    # The decision stays with each version.
+    tags = client.get_model_version(model, worse).tags
+    assert tags["promotion_decision"].startswith("kept the champion: roc_auc 0.7050")
+    assert decision.metrics() == {"promoted": 1.0, "champion_roc_auc": pytest.approx(0.70)}
+
+
+def test_segment_ids_stay_with_the_same_customers_across_retrains():
+    frame = _customers(600, seed=9)[list(SEGMENT_FEATURES)]
+    first = train_segmentation(frame, k_range=range(4, 5), seed=1)
+    labels = first.pipeline.predict(frame[list(SEGMENT_FEATURES)])
+    previous = np.array([first.segment_ids[int(label)] for label in labels])
+    # A retrain on the next day's data (slightly moved) with another seed: k-means numbers
+    # its clusters differently, the matching gives the champion's ids back.
+    moved = frame * np.random.default_rng(2).normal(1.0, 0.02, frame.shape)
+    second = train_segmentation(moved, k_range=range(4, 5), seed=99, previous=previous)
+    relabelled = np.array(
+        [second.segment_ids[int(x)] for x in second.pipeline.predict(moved[list(SEGMENT_FEATURES)])]
+    )
+    assert (relabelled == previous).mean() > 0.9
+    assert set(second.names) == set(second.segment_ids.values()) == set(previous)
+    assert second.champion_silhouette == pytest.approx(second.silhouette, abs=0.05)
+    # More segments than the champion: the new one gets an id the champion never used.
+    third = train_segmentation(moved, k_range=range(5, 6), seed=3, previous=previous)
+    assert sorted(third.segment_ids.values()) == [*sorted(set(previous)), max(previous) + 1]
