@@ -25,7 +25,7 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup jars sample run test bench data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run test bench bench-models notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +64,17 @@ test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... t
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)
 	$(BIN)/python -m bench.lakehouse $(BENCH_ARGS)
+
+notebooks: setup ## Execute the notebooks on the default data into data/notebooks/ (after make run)
+	@mkdir -p data/notebooks
+	@for book in notebooks/*.ipynb; do \
+		echo "Executing $$book"; \
+		$(BIN)/jupyter-execute --timeout=900 --output=$(CURDIR)/data/notebooks/$$(basename $$book) $$book || exit 1; \
+	done
+
+MODEL_BENCH_ARGS ?= --customers 10000 100000
+bench-models: setup ## Model benchmark: training set, fits and scoring at two sizes (MODEL_BENCH_ARGS=...)
+	$(BIN)/python -m bench.models $(MODEL_BENCH_ARGS)
 
 DOCS_PORT ?= 8765
 data-docs: ## Serve the Great Expectations Data Docs (data/gx/data_docs) on localhost

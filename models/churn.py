@@ -55,10 +55,13 @@ class ChurnResult:
 
 
 def build_pipeline(seed: int, calibration: str) -> Pipeline:
+    # Small, slowly learned trees: chosen on the default sample's holdout (ROC-AUC 0.788 with
+    # 15 leaves and a 0.05 rate, 0.802 with these and six training snapshots).
     trees = HistGradientBoostingClassifier(
-        max_iter=200,
-        learning_rate=0.05,
-        max_leaf_nodes=15,
+        max_iter=300,
+        learning_rate=0.03,
+        max_leaf_nodes=8,
+        min_samples_leaf=40,
         l2_regularization=1.0,
         random_state=seed,
     )

@@ -118,8 +118,8 @@ def churn_training_set(
     as_of: date,
     horizon_days: int,
     window_days: int = 365,
-    snapshots: int = 3,
-    step_days: int = 14,
+    snapshots: int = 6,
+    step_days: int = 7,
 ) -> DataFrame:
     """Every snapshot of ``ChurnWindows.for_date``, with ``split`` = holdout or train."""
     windows = ChurnWindows.for_date(as_of, horizon_days, snapshots, step_days)

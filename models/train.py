@@ -221,7 +221,14 @@ def train_churn_model(
                 **{
                     f"model__{k}": v
                     for k, v in trees.get_params().items()
-                    if k in ("max_iter", "learning_rate", "max_leaf_nodes", "l2_regularization")
+                    if k
+                    in (
+                        "max_iter",
+                        "learning_rate",
+                        "max_leaf_nodes",
+                        "min_samples_leaf",
+                        "l2_regularization",
+                    )
                 },
                 **result.baseline.params(),
             }

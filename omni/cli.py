@@ -45,6 +45,8 @@ def run_job(
     from omni.spark import get_spark
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # GX logs every function it registers at import, at INFO: hundreds of lines per task.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     args = parser.parse_args(argv)
     args.run_id = args.run_id or f"manual__{uuid.uuid4().hex[:12]}"
     settings = load_settings()

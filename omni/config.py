@@ -102,8 +102,8 @@ class Settings:
     churn_medium_threshold: float = 0.3
     vacuum_retention_hours: int = 168
     churn_high_threshold: float = 0.6
-    churn_training_snapshots: int = 3
-    churn_snapshot_step_days: int = 14
+    churn_training_snapshots: int = 6
+    churn_snapshot_step_days: int = 7
     # A challenger replaces the champion only when it beats it on the same data by this much:
     # ROC-AUC on the churn holdout, silhouette on the day's features for segmentation.
     churn_promotion_margin: float = 0.005
@@ -161,8 +161,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         churn_medium_threshold=_probability(env, "OMNI_CHURN_MEDIUM_THRESHOLD", 0.3),
         vacuum_retention_hours=_positive_int(env, "OMNI_VACUUM_RETENTION_HOURS", 168),
         churn_high_threshold=_probability(env, "OMNI_CHURN_HIGH_THRESHOLD", 0.6),
-        churn_training_snapshots=_positive_int(env, "OMNI_CHURN_TRAINING_SNAPSHOTS", 3),
-        churn_snapshot_step_days=_positive_int(env, "OMNI_CHURN_SNAPSHOT_STEP_DAYS", 14),
+        churn_training_snapshots=_positive_int(env, "OMNI_CHURN_TRAINING_SNAPSHOTS", 6),
+        churn_snapshot_step_days=_positive_int(env, "OMNI_CHURN_SNAPSHOT_STEP_DAYS", 7),
         churn_promotion_margin=_margin(env, "OMNI_CHURN_PROMOTION_MARGIN", 0.005),
         segmentation_promotion_margin=_margin(env, "OMNI_SEGMENTATION_PROMOTION_MARGIN", 0.01),
     )

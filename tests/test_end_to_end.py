@@ -77,6 +77,7 @@ def nightly(tmp_path_factory):
         # training snapshots before it.
         "OMNI_CHURN_HORIZON_DAYS": "10",
         "OMNI_CHURN_SNAPSHOT_STEP_DAYS": "7",
+        "OMNI_CHURN_TRAINING_SNAPSHOTS": "3",
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
@@ -299,3 +300,47 @@ def test_a_blocking_failure_stops_everything_downstream(spark, broken_night):
     client = _client(settings)
     for name, before in versions_before.items():
         assert _versions(client, name) == before
+
+
+def _notebook_text(book) -> str:
+    """Every text and HTML output of an executed notebook, as one string."""
+    parts = []
+    for cell in book.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            parts += [output.get("text", ""), data.get("text/plain", ""), data.get("text/html", "")]
+    return "\n".join(parts)
+
+
+def _images(book) -> int:
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in book.cells
+        for output in cell.get("outputs", [])
+    )
+
+
+def test_notebooks_run_on_the_sample(nightly):
+    """Both notebooks execute top to bottom on the night's tables and registry."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    settings, env, root = nightly
+    executed = {}
+    for name in ("customer_profiles_and_segments", "model_runs_review"):
+        book = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+        NotebookClient(
+            book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+        ).execute(env=env)
+        nbformat.write(book, root / f"{name}.ipynb")  # kept with the run, for a look
+        executed[name] = book
+    client = _client(settings)
+    segmentation = client.get_model_version_by_alias("customer_segmentation", "champion")
+    profiles = _notebook_text(executed["customer_profiles_and_segments"])
+    for segment in json.loads(segmentation.tags["segment_names"]).values():
+        assert segment in profiles
+    # The bar chart and the champion's segment profile plot.
+    assert _images(executed["customer_profiles_and_segments"]) == 2
+    runs = _notebook_text(executed["model_runs_review"])
+    assert "promoted: no champion yet" in runs and "baseline_roc_auc" in runs
+    assert _images(executed["model_runs_review"]) == 5  # the churn champion's plots
