@@ -96,6 +96,26 @@ def _log_figures(figures: dict) -> None:
         plots.plt.close(figure)
 
 
+def _promote(client, model: str, version: str, score, champion_score, gates, margin: float):
+    """Decide promotion, then log the decision and the champion's score in the active run."""
+    metric, value = score
+    decision = registry.promote_if_better(
+        client,
+        model,
+        version,
+        metric,
+        value,
+        champion_score,
+        gates_passed=gates.passed,
+        gates_reason=gates.reason,
+        margin=margin,
+    )
+    mlflow.log_metrics(decision.metrics())
+    mlflow.set_tag("promotion_decision", decision.reason)
+    log.info("%s v%s: %s", model, version, decision.reason)
+    return decision
+
+
 def _champion_model(client, model: str):
     current = registry.champion_version(client, model)
     if current is None:
@@ -160,20 +180,15 @@ def train_segmentation_model(
             client.set_model_version_tag(
                 registry.SEGMENTATION_MODEL, version, key, json.dumps(value)
             )
-        decision = registry.promote_if_better(
+        decision = _promote(
             client,
             registry.SEGMENTATION_MODEL,
             version,
-            "silhouette",
-            result.silhouette,
+            ("silhouette", result.silhouette),
             lambda _: result.champion_silhouette,
-            gates_passed=gates.passed,
-            gates_reason=gates.reason,
-            margin=settings.segmentation_promotion_margin,
+            gates,
+            settings.segmentation_promotion_margin,
         )
-        mlflow.log_metrics(decision.metrics())
-        mlflow.set_tag("promotion_decision", decision.reason)
-    log.info("segmentation v%s: %s", version, decision.reason)
     return {
         "version": version,
         "k": result.k,
@@ -271,20 +286,15 @@ def train_churn_model(
             model = mlflow.sklearn.load_model(f"models:/{registry.CHURN_MODEL}/{current.version}")
             return evaluate(y, model.predict_proba(X)[:, 1])["roc_auc"]
 
-        decision = registry.promote_if_better(
+        decision = _promote(
             client,
             registry.CHURN_MODEL,
             version,
-            "roc_auc",
-            result.metrics["roc_auc"],
+            ("roc_auc", result.metrics["roc_auc"]),
             champion_auc,
-            gates_passed=gates.passed,
-            gates_reason=gates.reason,
-            margin=settings.churn_promotion_margin,
+            gates,
+            settings.churn_promotion_margin,
         )
-        mlflow.log_metrics(decision.metrics())
-        mlflow.set_tag("promotion_decision", decision.reason)
-    log.info("churn v%s: %s", version, decision.reason)
     return {
         "version": version,
         "promoted": decision.promoted,

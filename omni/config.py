@@ -39,29 +39,18 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
-def _probability(env: dict[str, str], name: str, default: float) -> float:
+def _fraction(env: dict[str, str], name: str, default: float, *, zero: bool = False) -> float:
+    """A number below 1 and above 0 (or from 0, with ``zero``) from ``env[name]``."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    expected = f"expected a number {'from 0 up to' if zero else 'between 0 and'} 1"
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a number between 0 and 1") from None
-    if not 0 < value < 1:
-        raise ValueError(f"{name}={raw!r}: expected a number between 0 and 1")
-    return value
-
-
-def _margin(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a number from 0 up to 1") from None
-    if not 0 <= value < 1:
-        raise ValueError(f"{name}={raw!r}: expected a number from 0 up to 1")
+        raise ValueError(f"{name}={raw!r}: {expected}") from None
+    if not (0 <= value < 1 if zero else 0 < value < 1):
+        raise ValueError(f"{name}={raw!r}: {expected}")
     return value
 
 
@@ -158,13 +147,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         spark_shuffle_partitions=_positive_int(env, "OMNI_SHUFFLE_PARTITIONS", 4),
         spark_driver_memory=_memory(env, "OMNI_SPARK_DRIVER_MEMORY", "4g"),
         max_customers_per_device=_positive_int(env, "OMNI_MAX_CUSTOMERS_PER_DEVICE", 3),
-        churn_medium_threshold=_probability(env, "OMNI_CHURN_MEDIUM_THRESHOLD", 0.3),
+        churn_medium_threshold=_fraction(env, "OMNI_CHURN_MEDIUM_THRESHOLD", 0.3),
         vacuum_retention_hours=_positive_int(env, "OMNI_VACUUM_RETENTION_HOURS", 168),
-        churn_high_threshold=_probability(env, "OMNI_CHURN_HIGH_THRESHOLD", 0.6),
+        churn_high_threshold=_fraction(env, "OMNI_CHURN_HIGH_THRESHOLD", 0.6),
         churn_training_snapshots=_positive_int(env, "OMNI_CHURN_TRAINING_SNAPSHOTS", 6),
         churn_snapshot_step_days=_positive_int(env, "OMNI_CHURN_SNAPSHOT_STEP_DAYS", 7),
-        churn_promotion_margin=_margin(env, "OMNI_CHURN_PROMOTION_MARGIN", 0.005),
-        segmentation_promotion_margin=_margin(env, "OMNI_SEGMENTATION_PROMOTION_MARGIN", 0.01),
+        churn_promotion_margin=_fraction(env, "OMNI_CHURN_PROMOTION_MARGIN", 0.005, zero=True),
+        segmentation_promotion_margin=_fraction(
+            env, "OMNI_SEGMENTATION_PROMOTION_MARGIN", 0.01, zero=True
+        ),
     )
 
 

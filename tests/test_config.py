@@ -52,6 +52,12 @@ def test_settings_are_frozen():
         ({"OMNI_CHURN_HORIZON_DAYS": "soon"}, "OMNI_CHURN_HORIZON_DAYS='soon': expected a whole"),
         ({"OMNI_CHURN_HORIZON_DAYS": "0"}, "expected a number greater than 0"),
         ({"OMNI_CHURN_HIGH_THRESHOLD": "1.5"}, "expected a number between 0 and 1"),
+        ({"OMNI_CHURN_HIGH_THRESHOLD": "0"}, "expected a number between 0 and 1"),
+        (
+            {"OMNI_CHURN_PROMOTION_MARGIN": "-0.1"},
+            "MARGIN='-0.1': expected a number from 0 up to 1",
+        ),
+        ({"OMNI_CHURN_TRAINING_SNAPSHOTS": "0"}, "expected a number greater than 0"),
         ({"OMNI_SPARK_DRIVER_MEMORY": "lots"}, "OMNI_SPARK_DRIVER_MEMORY='lots': expected a JVM"),
         ({"OMNI_PRODUCTION": "maybe"}, "OMNI_PRODUCTION='maybe': expected true or false"),
         ({"OMNI_PRODUCTION": "true"}, "OMNI_HASH_KEY is missing or is the development key"),
@@ -60,6 +66,12 @@ def test_settings_are_frozen():
 def test_bad_settings_name_the_value_and_what_was_expected(env, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(env)
+
+
+def test_a_promotion_margin_of_zero_is_allowed():
+    settings = load_settings({"OMNI_SEGMENTATION_PROMOTION_MARGIN": "0"})
+    assert settings.segmentation_promotion_margin == 0.0
+    assert settings.churn_promotion_margin == 0.005
 
 
 def test_production_accepts_a_real_key():
