@@ -66,9 +66,11 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
     )
     name_map = _int_map(names)
     id_map = _int_map(ids)
-    label = segment_udf(*SEGMENT_FEATURES)
+    label = F.col("_segment_label")  # the model runs once per row, then the map is applied
     scored = (
-        features.withColumn("segment_id", F.coalesce(id_map[label], label) if ids else label)
+        features.withColumn("_segment_label", segment_udf(*SEGMENT_FEATURES))
+        .withColumn("segment_id", F.coalesce(id_map[label], label) if ids else label)
+        .drop("_segment_label")
         .withColumn("churn_probability", churn_udf(*CHURN_FEATURES).getItem(1))
         .withColumn(
             "segment_name",
