@@ -275,6 +275,22 @@ def test_a_retried_validation_replaces_its_own_results(spark, gated):
     )
 
 
+def test_model_promotion_gate_reads_the_latest_validation_of_each_table(spark, gated):
+    local = gated[0]
+    # Run r2 came last for silver.pos_lines and failed a blocking referential check there.
+    status = quality.gate_status(spark, local, DAY, "gold.customer_features")
+    assert not status.passed
+    assert status.reason.startswith(f"blocking expectations failed for {DAY} on ")
+    assert "silver.pos_lines" in status.reason and "gold.customer_features" not in status.reason
+    # The table a model learns from must have been validated for the date at all.
+    missing = quality.gate_status(spark, local, DAY, "gold.customer_scores")
+    assert missing == quality.GateStatus(
+        False, f"gold.customer_scores has no validation results for {DAY}"
+    )
+    later = DAY + timedelta(days=1)
+    assert not quality.gate_status(spark, local, later, "gold.customer_features").passed
+
+
 def test_data_docs_name_the_validated_suites(gated):
     local = gated[0]
     page = quality.data_docs_index(local).read_text()
