@@ -3,7 +3,9 @@
 
 Raw eCommerce and in-store logs to Delta (bronze, silver, gold), with a Great Expectations
 gate after every layer, then customer segmentation and churn training (MLflow, champion
-promotion) and scoring of every customer into `gold.customer_scores`.
+promotion), scoring of every customer into `gold.customer_scores`, the consented
+personalization feed (`gold.personalization_feed`) and drift monitoring of the champions
+(`gold.model_monitoring`, a retrain flag when a PSI passes `OMNI_PSI_THRESHOLD`).
 
 Every task is a `spark-submit` of a job in `jobs/` or `models/` through the `spark_default`
 connection (set `AIRFLOW_CONN_SPARK_DEFAULT`, or `OMNI_SPARK_MASTER` with `make`), with the
@@ -96,11 +98,22 @@ def omni_nightly():
     )
     train = spark_job("train_models", "models/train.py")
     score = spark_job("score_customers", "models/score.py")
-    check_scores = spark_job(
-        "validate_scores", "jobs/validate.py", "--layer", "gold", "--table", "gold.customer_scores"
+    personalize = spark_job("personalize", "models/personalize.py")
+    monitor = spark_job("monitor_models", "models/monitor.py")
+    check_outputs = spark_job(
+        "validate_model_outputs",
+        "jobs/validate.py",
+        "--layer",
+        "gold",
+        "--table",
+        "gold.customer_scores",
+        "--table",
+        "gold.personalization_feed",
+        "--table",
+        "gold.model_monitoring",
     )
     bronze >> check_bronze >> silver >> check_silver >> gold >> check_gold >> train >> score
-    score >> check_scores
+    score >> [personalize, monitor] >> check_outputs
 
 
 omni_nightly()

@@ -26,7 +26,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.gold import load_inputs
-from models import plots, registry
+from models import monitor, plots, registry
 from models.churn import TRUSTED_TYPES, evaluate, train_churn
 from models.features import (
     CHURN_FEATURES,
@@ -163,6 +163,13 @@ def train_segmentation_model(
             "segment_profiles.json",
         )
         _log_figures({"segment_profiles": plots.segment_profiles(result.profiles, result.names, X)})
+        segments = [result.segment_ids[int(label)] for label in result.pipeline.predict(X)]
+        mlflow.log_dict(
+            monitor.build_reference(
+                as_of, X, {"segment_id": monitor.categorical_reference(segments)}
+            ),
+            monitor.REFERENCE_ARTIFACT,
+        )
         info = mlflow.sklearn.log_model(
             result.pipeline,
             name="model",
@@ -269,6 +276,14 @@ def train_churn_model(
             }
         )
         mlflow.log_dict(result.importance.round(6).to_dict(), "feature_importance.json")
+        mlflow.log_dict(
+            monitor.build_reference(
+                as_of,
+                training.loc[training.split == TRAIN, list(monitor.CHURN_MONITORED)],
+                {"churn_probability": monitor.numeric_reference(result.holdout["probability"])},
+            ),
+            monitor.REFERENCE_ARTIFACT,
+        )
         info = mlflow.sklearn.log_model(
             result.pipeline,
             name="model",

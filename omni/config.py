@@ -97,6 +97,11 @@ class Settings:
     # ROC-AUC on the churn holdout, silhouette on the day's features for segmentation.
     churn_promotion_margin: float = 0.005
     segmentation_promotion_margin: float = 0.01
+    # Skus per customer and channel in gold.personalization_feed.
+    recommendation_count: int = 5
+    # Population stability index above which monitoring flags a retrain (0.1 to 0.25 is
+    # the usual "moderate shift" band; 0.2 its middle).
+    psi_threshold: float = 0.2
 
     @property
     def data_dir(self) -> Path:
@@ -156,6 +161,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         segmentation_promotion_margin=_fraction(
             env, "OMNI_SEGMENTATION_PROMOTION_MARGIN", 0.01, zero=True
         ),
+        recommendation_count=_positive_int(env, "OMNI_RECOMMENDATIONS", 5),
+        psi_threshold=_fraction(env, "OMNI_PSI_THRESHOLD", 0.2),
     )
 
 

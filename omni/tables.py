@@ -539,6 +539,71 @@ GOLD_SCORES = Table(
     erase_by=(("customer_key", "customer_key"),),
 )
 
+GOLD_FEED = Table(
+    "gold.personalization_feed",
+    "What email and push may send: one row per consenting customer per channel per as-of "
+    "date, with segment, churn band and recommendations from past purchases and searches.",
+    (
+        _c("customer_key", _s, "Customer key", False),
+        _c("customer_id", _s, "CRM customer id (consent is recorded against it)", False),
+        _c("channel", _s, "email or push: the customer opted in to this channel", False),
+        _c("as_of_date", "date", "Scores and purchase history up to this date", False),
+        _c("segment_id", "int", "Segment from gold.customer_scores", False),
+        _c("segment_name", _s, "Readable segment name", False),
+        _c("churn_risk_band", _s, "low, medium or high, from gold.customer_scores", False),
+        _c("churn_probability", "double", "P(no purchase within the horizon)", False),
+        _c(
+            "recommended_skus",
+            "array<string>",
+            "Skus to show, best first, none already bought in the look-back window",
+            False,
+        ),
+        _c(
+            "recommended_categories",
+            "array<string>",
+            "Categories of the recommended skus, by weight",
+            False,
+        ),
+        _c(
+            "reason",
+            _s,
+            "Why: the bought product and the search that weighed most, or the segment",
+            False,
+        ),
+        _c("segmentation_model", _s, "Registered model name and version of the segment", False),
+        _c("churn_model", _s, "Registered model name and version of the churn band", False),
+        _c("generated_at", "timestamp", "When the row was built, consent read then (UTC)", False),
+    ),
+    keys=("customer_key", "channel", "as_of_date"),
+    partition_by=("as_of_date",),
+    producer="models/personalize.py",
+    erase_by=(("customer_key", "customer_key"),),
+)
+
+GOLD_MONITORING = Table(
+    "gold.model_monitoring",
+    "Nightly drift of the champions' inputs and outputs: population stability index (PSI) "
+    "of each monitored feature and score against the champion's training reference.",
+    (
+        _c("as_of_date", "date", "Date of the scored population", False),
+        _c("model_name", _s, "Registered model", False),
+        _c("model_version", _s, "Champion version monitored", False),
+        _c("column_name", _s, "Feature or score column compared", False),
+        _c("kind", _s, "feature or score", False),
+        _c("psi", "double", "Population stability index against the reference", False),
+        _c("threshold", "double", "PSI above which a retrain is flagged", False),
+        _c("drifted", "boolean", "psi > threshold", False),
+        _c("reference_date", "date", "As-of date of the champion's training run", False),
+        _c("reference_rows", "bigint", "Rows the reference distribution was taken from", False),
+        _c("rows", "bigint", "Rows of the scored population compared", False),
+        _c("run_id", _s, "Pipeline run that computed it", False),
+        _c("monitored_at", "timestamp", "When it was computed (UTC)", False),
+    ),
+    keys=("as_of_date", "model_name", "column_name"),
+    partition_by=(),
+    producer="models/monitor.py",
+)
+
 ERASURE_AUDIT = Table(
     "quarantine.erasure_audit",
     "One row per erasure request; the identifiers only as SHA-256 hashes.",
@@ -607,6 +672,8 @@ ALL_TABLES: tuple[Table, ...] = (
     GOLD_FEATURES,
     GOLD_KPIS,
     GOLD_SCORES,
+    GOLD_FEED,
+    GOLD_MONITORING,
     VALIDATION_RESULTS,
 )
 TABLES: dict[str, Table] = {table.name: table for table in ALL_TABLES}

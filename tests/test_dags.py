@@ -21,8 +21,9 @@ ORDER = [
     "validate_gold",
     "train_models",
     "score_customers",
-    "validate_scores",
 ]
+# After scoring, the feed and monitoring run side by side; one validation checks all three.
+MODEL_OUTPUTS = ["personalize", "monitor_models"]
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +52,12 @@ def test_nightly_dag_settings(dag_bag):
 
 def test_tasks_run_in_order_through_spark_submit(dag_bag):
     dag = dag_bag.dags["omni_nightly"]
-    assert sorted(dag.task_ids) == sorted(ORDER)
-    for upstream, downstream in zip(ORDER[:-2], ORDER[1:-1], strict=True):
+    assert sorted(dag.task_ids) == sorted([*ORDER, *MODEL_OUTPUTS, "validate_model_outputs"])
+    for upstream, downstream in zip(ORDER[:-1], ORDER[1:], strict=True):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
-    assert dag.get_task("validate_scores").upstream_task_ids == {"score_customers"}
+    for task in MODEL_OUTPUTS:
+        assert dag.get_task(task).upstream_task_ids == {"score_customers"}
+    assert dag.get_task("validate_model_outputs").upstream_task_ids == set(MODEL_OUTPUTS)
     for task in dag.tasks:
         assert type(task).__name__ == "SparkSubmitOperator"
         assert task._conn_id == "spark_default"

@@ -156,6 +156,59 @@ def test_one_score_row_per_customer(spark, nightly_run):
     }
 
 
+def test_the_feed_holds_every_consented_channel_and_nobody_else(spark, nightly_run):
+    day = F.lit(str(RUN_DATE)).cast("date")
+    feed = _table(spark, nightly_run, "gold.personalization_feed").where(F.col("as_of_date") == day)
+    scored = _table(spark, nightly_run, "gold.customer_scores").where(F.col("as_of_date") == day)
+    crm = _table(spark, nightly_run, "silver.customers")
+    # Consent as the CRM records it, for every scored customer with a CRM id.
+    expected = set()
+    for row in scored.join(crm, "customer_id").collect():
+        for channel in ("email", "push"):
+            if row[f"{channel}_opt_in"]:
+                expected.add((row["customer_key"], channel))
+    got = {(r["customer_key"], r["channel"]) for r in feed.collect()}
+    assert got == expected and len(got) > 50
+    channels = {channel for _, channel in got}
+    assert channels == {"email", "push"}
+    rows = feed.collect()
+    catalogue = {r["sku"] for r in _table(spark, nightly_run, "silver.products").collect()}
+    assert all(r["recommended_skus"] and set(r["recommended_skus"]) <= catalogue for r in rows)
+    assert sum(len(r["recommended_skus"]) == 5 for r in rows) > 0.9 * len(rows)
+    reasons = [r["reason"] for r in rows]
+    assert sum(x.startswith("because you bought") for x in reasons) > len(rows) / 2
+    assert any('you searched "' in x for x in reasons)
+
+
+def test_monitoring_compares_the_night_with_each_champions_reference(spark, nightly_run):
+    monitoring = _table(spark, nightly_run, "gold.model_monitoring").where(
+        F.col("as_of_date") == F.lit(str(RUN_DATE)).cast("date")
+    )
+    rows = {(r["model_name"], r["column_name"]): r for r in monitoring.collect()}
+    assert ("customer_churn", "churn_probability") in rows
+    assert ("customer_segmentation", "segment_id") in rows
+    assert ("customer_churn", "recency_days") in rows
+    # Segmentation trained on tonight's features: its reference is tonight's population,
+    # binned the same way in pandas (training) and Spark (monitoring).
+    for (model, column), row in rows.items():
+        assert row["rows"] >= 190 and row["model_version"] == "1"
+        if model == "customer_segmentation":
+            assert row["psi"] == pytest.approx(0, abs=1e-9), column
+    client = _client(nightly_run)
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("model_monitoring").experiment_id],
+        filter_string=f"tags.as_of_date = '{RUN_DATE}'",
+    )
+    flagged = any(r["drifted"] for r in rows.values())
+    assert run.data.tags["retrain_recommended"] == str(flagged).lower()
+    churn = client.get_model_version_by_alias("customer_churn", "champion")
+    assert churn.tags["last_monitored"] == str(RUN_DATE)
+    assert (
+        churn.tags["retrain_recommended"]
+        == str(any(r["drifted"] for (m, _), r in rows.items() if m == "customer_churn")).lower()
+    )
+
+
 def test_registry_has_both_models_with_a_champion(nightly_run):
     client = _client(nightly_run)
     for name in ("customer_segmentation", "customer_churn"):
@@ -287,7 +340,8 @@ def test_a_blocking_failure_stops_everything_downstream(spark, broken_night):
         )
     assert states["bronze_ingest"] == "success"
     assert states["validate_bronze"] == "failed"
-    for task in ("silver", "gold", "train_models", "score_customers", "validate_scores"):
+    downstream = ("silver", "gold", "train_models", "score_customers", "personalize")
+    for task in (*downstream, "monitor_models", "validate_model_outputs"):
         assert states.get(task) in (None, "upstream_failed"), (task, states.get(task))
     failed = _results(spark, settings, BROKEN_DATE).where(~F.col("success")).collect()
     assert ("bronze.ecommerce_events", "freshness", "blocking") in {

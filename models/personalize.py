@@ -1,0 +1,120 @@
+"""Build gold.personalization_feed for ``--date``: consenting customers, per channel.
+
+A customer appears once per channel (``email``, ``push``) they opted in to, as the CRM
+records it now (``silver.customers``): consent withdrawn since the scores were made is
+respected. Customers without a CRM id have no recorded consent and never appear. Each row
+carries the customer's segment and churn band from ``gold.customer_scores`` of the date and
+their recommendations (``models.recommend``). The date's rows are replaced as a whole, so a
+rerun after a withdrawal removes the customer.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.gold import load_inputs
+from models import recommend
+from omni import lakehouse, tables
+from omni.cli import job_parser, run_job
+from omni.config import Settings
+
+CHANNELS = {"email": "email_opt_in", "push": "push_opt_in"}
+
+
+def consenting(population: DataFrame) -> DataFrame:
+    """(customer_key, customer_id, channel): one row per channel a CRM customer opted in to."""
+    channel = F.explode(
+        F.array_compact(
+            F.array(*(F.when(F.col(flag), F.lit(name)) for name, flag in CHANNELS.items()))
+        )
+    )
+    return population.where(F.col("customer_id").isNotNull()).select(
+        "customer_key", "customer_id", channel.alias("channel")
+    )
+
+
+def feed_rows(
+    scores: DataFrame,
+    population: DataFrame,
+    transactions: DataFrame,
+    activity: DataFrame,
+    products: DataFrame,
+    as_of: date,
+    days: int,
+    top: int,
+) -> DataFrame:
+    """The feed of one date: ``scores`` of the date joined to consent and recommendations."""
+    consent = consenting(population)
+    audience = scores.join(consent.select("customer_key").distinct(), "customer_key")
+    recommendations = recommend.recommend(
+        transactions,
+        activity,
+        products,
+        audience.select("customer_key", "segment_id", "segment_name"),
+        as_of,
+        days,
+        top,
+    )
+    return (
+        audience.drop("customer_id")
+        .join(consent, "customer_key")
+        .join(recommendations, "customer_key")
+        .withColumn("generated_at", F.current_timestamp())
+    )
+
+
+def build_feed(spark: SparkSession, settings: Settings, as_of: date) -> dict:
+    day = F.lit(str(as_of)).cast("date")
+    scores = lakehouse.materialize(
+        lakehouse.read_table(spark, settings, tables.GOLD_SCORES).where(F.col("as_of_date") == day)
+    )
+    scored = scores.count()
+    if not scored:
+        raise LookupError(
+            f"gold.customer_scores has no rows for {as_of}: run models/score.py first"
+        )
+    inputs = load_inputs(spark, settings)
+    feed = feed_rows(
+        scores,
+        inputs["population"],
+        inputs["transactions"],
+        inputs["activity"],
+        lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS),
+        as_of,
+        settings.profile_window_days,
+        settings.recommendation_count,
+    )
+    written = lakehouse.replace_where(
+        spark, settings, tables.GOLD_FEED, feed, lakehouse.sql_in("as_of_date", [as_of])
+    )
+    summary = (
+        lakehouse.read_table(spark, settings, tables.GOLD_FEED)
+        .where(F.col("as_of_date") == day)
+        .groupBy("channel")
+        .agg(
+            F.count("*").alias("rows"),
+            F.sum(F.when(F.col("reason").startswith("because"), 1).otherwise(0)).alias("personal"),
+        )
+        .collect()
+    )
+    return {
+        "scored_customers": scored,
+        "feed_rows": written,
+        "per_channel": {row["channel"]: row["rows"] for row in summary},
+        "personal_per_channel": {row["channel"]: row["personal"] for row in summary},
+    }
+
+
+def _body(spark: SparkSession, settings: Settings, args) -> dict:
+    return build_feed(spark, settings, args.date)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("personalize", _body, job_parser(__doc__.splitlines()[0]), argv)
+
+
+if __name__ == "__main__":
+    main()

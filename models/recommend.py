@@ -1,0 +1,290 @@
+"""Recommendations from past purchases and searches, by item co-occurrence, in Spark.
+
+Everything is read from the look-back window ending at the as-of date, nothing after it:
+
+* **purchases**: the skus a customer bought, in either channel (returns excluded);
+* **co-occurrence**: customers who bought sku *a* also bought sku *b*; the similarity of two
+  skus is the cosine of their sets of buyers (``buyers(a, b) / sqrt(buyers(a) * buyers(b))``),
+  kept for the ``NEIGHBOURS`` most similar skus of each, seen with at least ``MIN_BUYERS``
+  common buyers;
+* **searches**: a query leads to the skus viewed after it in the same session, by anyone:
+  ``P(sku viewed | query searched)`` over sessions, the ``NEIGHBOURS`` best per query.
+
+A candidate sku scores, for one customer, the sum of its similarities to the skus they bought
+plus ``SEARCH_WEIGHT`` times the sum of its probabilities under the queries they searched.
+Skus they already bought in the window are not recommended again. When that leaves fewer
+than ``top`` candidates (a new customer, a single purchase of a lone item), the list is filled
+with the best sellers of the customer's segment. The reason names what weighed most: the
+bought product and the search that contributed most to the list, or the segment.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+NEIGHBOURS = 20
+MIN_BUYERS = 2
+SEARCH_WEIGHT = 0.5
+# Skus per customer that pair up in co-occurrence (the most recent): bounds the self-join.
+MAX_ITEMS_PER_CUSTOMER = 25
+PURCHASE, SEARCH, SEGMENT = "purchase", "search", "segment"
+
+
+def _window(column: str, as_of: date, days: int) -> Column:
+    start = (as_of - timedelta(days=days)).isoformat()
+    return (F.col(column) > F.lit(start).cast("date")) & (
+        F.col(column) <= F.lit(as_of.isoformat()).cast("date")
+    )
+
+
+def purchased(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
+    """(customer_key, sku, last_date): what each known customer bought in the window."""
+    return (
+        transactions.where(
+            F.col("customer_key").isNotNull()
+            & (F.col("quantity") > 0)
+            & _window("date", as_of, days)
+        )
+        .groupBy("customer_key", "sku")
+        .agg(F.max("date").alias("last_date"))
+    )
+
+
+def _top_per(df: DataFrame, key: str | list[str], order: list[Column], top: int) -> DataFrame:
+    """The ``top`` rows of each ``key`` by ``order``."""
+    rank = F.row_number().over(Window.partitionBy(key).orderBy(*order))
+    return df.withColumn("_rank", rank).where(F.col("_rank") <= top).drop("_rank")
+
+
+def item_similarity(bought: DataFrame) -> DataFrame:
+    """(sku, neighbour, similarity): cosine of the two skus' buyer sets, best first."""
+    recent = _top_per(
+        bought, "customer_key", [F.col("last_date").desc(), F.col("sku")], MAX_ITEMS_PER_CUSTOMER
+    ).select("customer_key", "sku")
+    buyers = recent.groupBy("sku").agg(F.count("*").alias("buyers"))
+    pairs = (
+        recent.alias("a")
+        .join(recent.alias("b"), "customer_key")
+        .where(F.col("a.sku") != F.col("b.sku"))
+        .groupBy(F.col("a.sku").alias("sku"), F.col("b.sku").alias("neighbour"))
+        .agg(F.count("*").alias("common"))
+        .where(F.col("common") >= MIN_BUYERS)
+    )
+    scored = (
+        pairs.join(buyers, "sku")
+        .join(
+            buyers.select(F.col("sku").alias("neighbour"), F.col("buyers").alias("n_buyers")),
+            "neighbour",
+        )
+        .select(
+            "sku",
+            "neighbour",
+            (F.col("common") / F.sqrt(F.col("buyers") * F.col("n_buyers"))).alias("similarity"),
+        )
+    )
+    return _top_per(scored, "sku", [F.col("similarity").desc(), F.col("neighbour")], NEIGHBOURS)
+
+
+def search_associations(activity: DataFrame, as_of: date, days: int) -> DataFrame:
+    """(search_query, sku, probability): P(sku viewed after the query in a session)."""
+    in_window = activity.where(_window("event_date", as_of, days))
+    searches = in_window.where(
+        (F.col("event_type") == "search") & F.col("search_query").isNotNull()
+    ).select("session_id", "search_query", F.col("event_ts").alias("searched_at"))
+    views = in_window.where(
+        (F.col("event_type") == "product_view") & F.col("sku").isNotNull()
+    ).select("session_id", "sku", F.col("event_ts").alias("viewed_at"))
+    sessions = searches.groupBy("search_query").agg(F.countDistinct("session_id").alias("sessions"))
+    led_to = (
+        searches.join(views, "session_id")
+        .where(F.col("viewed_at") >= F.col("searched_at"))
+        .groupBy("search_query", "sku")
+        .agg(F.countDistinct("session_id").alias("hits"))
+        .join(sessions, "search_query")
+        .select("search_query", "sku", (F.col("hits") / F.col("sessions")).alias("probability"))
+    )
+    return _top_per(led_to, "search_query", [F.col("probability").desc(), F.col("sku")], NEIGHBOURS)
+
+
+def customer_searches(activity: DataFrame, as_of: date, days: int) -> DataFrame:
+    """(customer_key, search_query): the queries each known customer searched in the window."""
+    return (
+        activity.where(
+            F.col("customer_key").isNotNull()
+            & (F.col("event_type") == "search")
+            & F.col("search_query").isNotNull()
+            & _window("event_date", as_of, days)
+        )
+        .select("customer_key", "search_query")
+        .distinct()
+    )
+
+
+def segment_best_sellers(bought: DataFrame, segments: DataFrame, top: int) -> DataFrame:
+    """(segment_id, sku, share): the skus most of a segment's buyers bought, ``top`` of them."""
+    members = segments.select("customer_key", "segment_id")
+    size = members.groupBy("segment_id").agg(F.count("*").alias("members"))
+    share = (
+        bought.join(members, "customer_key")
+        .groupBy("segment_id", "sku")
+        .agg(F.countDistinct("customer_key").alias("buyers"))
+        .join(size, "segment_id")
+        .select("segment_id", "sku", (F.col("buyers") / F.col("members")).alias("share"))
+    )
+    return _top_per(share, "segment_id", [F.col("share").desc(), F.col("sku")], top)
+
+
+def _contributions(
+    bought: DataFrame, searched: DataFrame, similar: DataFrame, associations: DataFrame
+) -> DataFrame:
+    """(customer_key, sku, kind, source, weight): each signal's part of a candidate's score."""
+    from_purchases = (
+        bought.select("customer_key", F.col("sku").alias("source"))
+        .join(similar.withColumnRenamed("sku", "source"), "source")
+        .select(
+            "customer_key",
+            F.col("neighbour").alias("sku"),
+            F.lit(PURCHASE).alias("kind"),
+            "source",
+            F.col("similarity").alias("weight"),
+        )
+    )
+    from_searches = searched.join(associations, "search_query").select(
+        "customer_key",
+        "sku",
+        F.lit(SEARCH).alias("kind"),
+        F.col("search_query").alias("source"),
+        (F.col("probability") * SEARCH_WEIGHT).alias("weight"),
+    )
+    return from_purchases.unionByName(from_searches).join(
+        bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti"
+    )
+
+
+def recommend(
+    transactions: DataFrame,
+    activity: DataFrame,
+    products: DataFrame,
+    segments: DataFrame,
+    as_of: date,
+    days: int,
+    top: int = 5,
+    top_categories: int = 3,
+) -> DataFrame:
+    """Per customer of ``segments`` (customer_key, segment_id, segment_name): the ``top`` skus.
+
+    Returns customer_key, recommended_skus (best first), recommended_categories (the
+    categories of those skus, by summed score, at most ``top_categories``) and reason.
+    """
+    if top < 1 or top_categories < 1:
+        raise ValueError(f"top={top}, top_categories={top_categories}: expected at least 1 each")
+    bought = purchased(transactions, as_of, days).cache()
+    contributions = _contributions(
+        bought,
+        customer_searches(activity, as_of, days),
+        item_similarity(bought),
+        search_associations(activity, as_of, days),
+    ).cache()
+    personal = contributions.groupBy("customer_key", "sku").agg(
+        F.sum("weight").alias("score"), F.lit(0).alias("tier")
+    )
+    popular = (
+        segments.select("customer_key", "segment_id")
+        .join(segment_best_sellers(bought, segments, top * 3), "segment_id")
+        .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
+        .select("customer_key", "sku", F.col("share").alias("score"), F.lit(1).alias("tier"))
+    )
+    # A sku both personal and popular keeps its personal (better) tier.
+    candidates = (
+        personal.unionByName(popular)
+        .groupBy("customer_key", "sku")
+        .agg(F.min("tier").alias("tier"), F.max("score").alias("score"))
+    )
+    chosen = (
+        _top_per(
+            candidates,
+            "customer_key",
+            [F.col("tier"), F.col("score").desc(), F.col("sku")],
+            top,
+        )
+        .join(segments.select("customer_key"), "customer_key")
+        .cache()
+    )
+    names = products.select("sku", "product_name", "category")
+    skus = chosen.groupBy("customer_key").agg(
+        F.sort_array(
+            F.collect_list(F.struct(F.col("tier"), (-F.col("score")).alias("s"), F.col("sku")))
+        ).alias("ranked")
+    )
+    categories = (
+        chosen.join(names, "sku")
+        .where(F.col("category").isNotNull())
+        .groupBy("customer_key", "category")
+        .agg(F.sum(F.col("score") / (F.col("tier") + 1)).alias("weight"))
+    )
+    categories = (
+        _top_per(
+            categories,
+            "customer_key",
+            [F.col("weight").desc(), F.col("category")],
+            top_categories,
+        )
+        .groupBy("customer_key")
+        .agg(
+            F.sort_array(F.collect_list(F.struct((-F.col("weight")).alias("w"), "category")))
+            .getField("category")
+            .alias("recommended_categories")
+        )
+    )
+    return (
+        segments.select("customer_key", "segment_name")
+        .join(skus, "customer_key", "left")
+        .join(categories, "customer_key", "left")
+        .join(_reasons(contributions, chosen, names), "customer_key", "left")
+        .select(
+            "customer_key",
+            F.coalesce(F.col("ranked.sku"), F.array().cast("array<string>")).alias(
+                "recommended_skus"
+            ),
+            F.coalesce("recommended_categories", F.array().cast("array<string>")).alias(
+                "recommended_categories"
+            ),
+            F.coalesce(
+                "reason",
+                F.when(
+                    F.col("ranked").isNotNull(),
+                    F.concat(F.lit("popular in your segment ("), "segment_name", F.lit(")")),
+                ).otherwise(F.lit("nothing to recommend yet")),
+            ).alias("reason"),
+        )
+    )
+
+
+def _reasons(contributions: DataFrame, chosen: DataFrame, names: DataFrame) -> DataFrame:
+    """(customer_key, reason): the bought product and the search that weighed most."""
+    used = contributions.join(
+        chosen.where(F.col("tier") == 0).select("customer_key", "sku"), ["customer_key", "sku"]
+    )
+    per_source = used.groupBy("customer_key", "kind", "source").agg(F.sum("weight").alias("weight"))
+    heaviest = [F.col("weight").desc(), F.col("source")]
+    strongest = _top_per(per_source, ["customer_key", "kind"], heaviest, 1).join(
+        names.select(F.col("sku").alias("source"), "product_name"), "source", "left"
+    )
+    part = F.when(
+        F.col("kind") == PURCHASE,
+        F.concat(F.lit("you bought "), F.coalesce("product_name", "source")),
+    ).otherwise(F.concat(F.lit('you searched "'), F.col("source"), F.lit('"')))
+    return strongest.groupBy("customer_key").agg(
+        F.concat(
+            F.lit("because "),
+            F.concat_ws(
+                " and ",
+                F.sort_array(F.collect_list(F.struct(F.col("kind"), part.alias("text")))).getField(
+                    "text"
+                ),
+            ),
+        ).alias("reason")
+    )

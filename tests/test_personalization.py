@@ -1,0 +1,190 @@
+"""The personalization feed: recommendations from purchases and searches, and consent."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from models import recommend
+from models.personalize import build_feed, feed_rows
+from omni import lakehouse, tables
+from tests.test_gold import _events, _tx
+from tests.test_quality import batch
+
+AS_OF = date(2026, 6, 30)
+DAY = (AS_OF - timedelta(days=10)).isoformat()
+SEGMENT_NAMES = {1: "loyal", 2: "new"}
+# Customer -> segment. K1-K3 bought P1 and P2 together; K4 only P1; K5 only searched; K6
+# has no history at all; K7 bought P1 a year and a day ago (outside the window).
+SEGMENTS = {"K1": 1, "K2": 1, "K3": 1, "K4": 2, "K5": 2, "K6": 1, "K7": 2}
+
+
+def _purchase(key, sku, day=DAY, category="home", order=None):
+    return (key, "store", "S1", order or f"{key}-{sku}-{day}", day, sku, 1, 10, 10, 0, category)
+
+
+@pytest.fixture(scope="module")
+def shop(spark):
+    tx = [_purchase(k, sku) for k in ("K1", "K2", "K3") for sku in ("P1", "P2")]
+    tx += [
+        _purchase("K4", "P1"),
+        # After the as-of date: must not count (K4 would have P3 excluded as bought).
+        _purchase("K4", "P3", (AS_OF + timedelta(days=1)).isoformat(), "apparel"),
+        _purchase("K7", "P1", (AS_OF - timedelta(days=366)).isoformat()),
+    ]
+    stamp = f"{DAY} 10:00:0"
+    events = [
+        # Two anonymous sessions: "rain jacket" then a view of P3; one view before the search.
+        (None, DAY, stamp + "1", "search", "s1", "rain jacket", None),
+        (None, DAY, stamp + "2", "product_view", "s1", None, "P3"),
+        (None, DAY, stamp + "1", "product_view", "s2", None, "P4"),
+        (None, DAY, stamp + "2", "search", "s2", "rain jacket", None),
+        (None, DAY, stamp + "3", "product_view", "s2", None, "P3"),
+        ("K5", DAY, stamp + "1", "search", "s3", "rain jacket", None),
+    ]
+    products = spark.createDataFrame(
+        [
+            ("P1", "Cast iron pan", "home"),
+            ("P2", "Scented candle", "home"),
+            ("P3", "Rain jacket", "apparel"),
+            ("P4", "Yoga mat", "sports"),
+        ],
+        "sku string, product_name string, category string",
+    )
+    segments = spark.createDataFrame(
+        [(k, s, SEGMENT_NAMES[s]) for k, s in SEGMENTS.items()],
+        "customer_key string, segment_id int, segment_name string",
+    )
+    return _tx(spark, tx), _events(spark, events), products, segments
+
+
+def _recommendations(shop, top=2):
+    transactions, activity, products, segments = shop
+    result = recommend.recommend(transactions, activity, products, segments, AS_OF, 365, top)
+    return {r["customer_key"]: r for r in result.collect()}
+
+
+def test_recommendations_come_from_co_purchases_searches_and_the_segment(shop):
+    got = _recommendations(shop)
+    assert set(got) == set(SEGMENTS)
+    # Bought P1: customers who bought P1 also bought P2 (cosine 3/sqrt(4*3)).
+    assert got["K4"]["recommended_skus"] == ["P2"]
+    assert got["K4"]["recommended_categories"] == ["home"]
+    assert got["K4"]["reason"] == "because you bought Cast iron pan"
+    # Searched "rain jacket": both sessions viewed P3 after it; P4 only before it.
+    assert got["K5"]["recommended_skus"][0] == "P3"
+    assert got["K5"]["reason"] == 'because you searched "rain jacket"'
+    # No history: the best sellers of the segment.
+    assert got["K6"]["recommended_skus"] == ["P1", "P2"]
+    assert got["K6"]["reason"] == "popular in your segment (loyal)"
+    # What a customer bought in the window is never recommended back.
+    for key in ("K1", "K2", "K3"):
+        assert not {"P1", "P2"} & set(got[key]["recommended_skus"])
+    # K7's purchase is older than the window: K7 is new to P1.
+    assert "P1" in got["K7"]["recommended_skus"]
+
+
+def test_recommendations_ignore_everything_after_the_as_of_date(spark, shop):
+    transactions, activity, products, segments = shop
+    later = (AS_OF + timedelta(days=2)).isoformat()
+    extra_tx = _tx(spark, [_purchase(k, "P4", later) for k in ("K1", "K2", "K4")])
+    extra_events = _events(
+        spark, [("K6", later, f"{later} 09:00:00", "search", "s9", "yoga", None)]
+    )
+    before = _recommendations(shop)
+    after = _recommendations(
+        (transactions.unionByName(extra_tx), activity.unionByName(extra_events), products, segments)
+    )
+    assert after == before
+
+
+def test_recommend_refuses_an_empty_list():
+    with pytest.raises(ValueError, match="top=0"):
+        recommend.recommend(None, None, None, None, AS_OF, 365, 0)
+
+
+def _population(spark, consent):
+    return spark.createDataFrame(
+        [(k, f"C{k}", e, p) for k, (e, p) in consent.items()],
+        "customer_key string, customer_id string, email_opt_in boolean, push_opt_in boolean",
+    )
+
+
+def _scores(spark, keys):
+    def change(i, row):
+        row.update(
+            customer_key=keys[i],
+            customer_id=f"C{keys[i]}",
+            as_of_date=AS_OF,
+            segment_id=SEGMENTS[keys[i]],
+            segment_name=SEGMENT_NAMES[SEGMENTS[keys[i]]],
+        )
+
+    return batch(spark, "gold.customer_scores", len(keys), change)
+
+
+def test_feed_rows_are_one_per_opted_in_channel(spark, shop):
+    transactions, activity, products, _ = shop
+    consent = {"K1": (True, True), "K4": (True, False), "K5": (False, True), "K6": (False, False)}
+    population = _population(spark, consent).unionByName(
+        spark.createDataFrame(
+            [("K2", None, True, True)],  # no CRM id: no recorded consent
+            "customer_key string, customer_id string, email_opt_in boolean, push_opt_in boolean",
+        )
+    )
+    scores = _scores(spark, ["K1", "K2", "K4", "K5", "K6"])
+    feed = feed_rows(scores, population, transactions, activity, products, AS_OF, 365, 2)
+    got = {(r["customer_key"], r["channel"]) for r in feed.collect()}
+    assert got == {("K1", "email"), ("K1", "push"), ("K4", "email"), ("K5", "push")}
+    k4 = feed.where(F.col("customer_key") == "K4").first()
+    assert (k4["customer_id"], k4["segment_name"], k4["recommended_skus"]) == ("CK4", "new", ["P2"])
+
+
+def test_a_rerun_after_consent_is_withdrawn_drops_the_channel(spark, settings, tmp_path):
+    """build_feed on real Delta tables: the date's rows are replaced, consent read anew."""
+    local = replace(settings, lakehouse_dir=tmp_path / "lakehouse")
+    keys = ["K1", "K4", "K5"]
+
+    def crm(email_k1):
+        opt = {"K1": (email_k1, True), "K4": (True, False), "K5": (False, False)}
+
+        def change(i, row):
+            row.update(
+                customer_id=f"C{keys[i]}",
+                loyalty_card_id=None,
+                email_opt_in=opt[keys[i]][0],
+                push_opt_in=opt[keys[i]][1],
+            )
+
+        return batch(spark, "silver.customers", len(keys), change)
+
+    def identity(i, row):
+        row.update(identifier_type="customer_id", identifier=f"C{keys[i]}", customer_key=keys[i])
+
+    lakehouse.overwrite(
+        spark, local, tables.SILVER_IDENTITY, batch(spark, "silver.customer_identity", 3, identity)
+    )
+    lakehouse.overwrite(spark, local, tables.GOLD_SCORES, _scores(spark, keys))
+    lakehouse.overwrite(spark, local, tables.SILVER_CUSTOMERS, crm(True))
+    first = build_feed(spark, local, AS_OF)
+    assert first["per_channel"] == {"email": 2, "push": 1}
+
+    def feed():
+        return {
+            (r["customer_key"], r["channel"])
+            for r in lakehouse.read_table(spark, local, tables.GOLD_FEED).collect()
+        }
+
+    assert feed() == {("K1", "email"), ("K1", "push"), ("K4", "email")}
+    lakehouse.overwrite(spark, local, tables.SILVER_CUSTOMERS, crm(False))
+    assert build_feed(spark, local, AS_OF)["feed_rows"] == 2
+    assert feed() == {("K1", "push"), ("K4", "email")}
+
+
+def test_the_feed_needs_the_date_scored(spark, settings, tmp_path):
+    local = replace(settings, lakehouse_dir=tmp_path / "lakehouse")
+    with pytest.raises(LookupError, match="no rows for 2026-06-30: run models/score.py"):
+        build_feed(spark, local, AS_OF)
