@@ -44,6 +44,7 @@ CHURN_MONITORED = (
     "online_share_365d",
     "days_since_last_visit",
     "sessions_30d",
+    "session_trend",
     "searches_30d",
     "discount_share_365d",
     "category_breadth_365d",

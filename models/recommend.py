@@ -14,8 +14,9 @@ A candidate sku scores, for one customer, the sum of its similarities to the sku
 plus ``SEARCH_WEIGHT`` times the sum of its probabilities under the queries they searched.
 Skus they already bought in the window are not recommended again. When that leaves fewer
 than ``top`` candidates (a new customer, a single purchase of a lone item), the list is filled
-with the best sellers of the customer's segment. The reason names what weighed most: the
-bought product and the search that contributed most to the list, or the segment.
+with the best sellers of the customer's segment, then with those of all customers (a segment
+of lapsed customers may have bought nothing in the window). The reason names what weighed
+most: the bought product and the search that contributed most to the list, or the segment.
 """
 
 from __future__ import annotations
@@ -197,9 +198,23 @@ def recommend(
         .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
         .select("customer_key", "sku", F.col("share").alias("score"), F.lit(1).alias("tier"))
     )
-    # A sku both personal and popular keeps its personal (better) tier.
+    # A segment that bought nothing in the window (lapsed customers) falls back on everyone.
+    best_sellers = (
+        bought.groupBy("sku")
+        .agg(F.countDistinct("customer_key").alias("share"))
+        .orderBy(F.col("share").desc(), "sku")
+        .limit(top * 3)
+    )
+    overall = (
+        segments.select("customer_key")
+        .crossJoin(F.broadcast(best_sellers))
+        .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
+        .select("customer_key", "sku", F.col("share").alias("score"), F.lit(2).alias("tier"))
+    )
+    # A sku in several tiers keeps its best (lowest) one.
     candidates = (
         personal.unionByName(popular)
+        .unionByName(overall)
         .groupBy("customer_key", "sku")
         .agg(F.min("tier").alias("tier"), F.max("score").alias("score"))
     )
@@ -255,9 +270,11 @@ def recommend(
             F.coalesce(
                 "reason",
                 F.when(
-                    F.col("ranked").isNotNull(),
+                    F.col("ranked")[0]["tier"] == 1,
                     F.concat(F.lit("popular in your segment ("), "segment_name", F.lit(")")),
-                ).otherwise(F.lit("nothing to recommend yet")),
+                )
+                .when(F.col("ranked")[0]["tier"] == 2, F.lit("popular with our customers"))
+                .otherwise(F.lit("nothing to recommend yet")),
             ).alias("reason"),
         )
     )

@@ -475,6 +475,10 @@ FEATURE_COLUMNS = (
     ("discount_share_365d", "Discount over gross spend, last 365 days"),
     ("category_breadth_365d", "Distinct categories bought in the last 365 days"),
     ("activity_trend", "Purchases in the last 30 days over the 30 days before (smoothed)"),
+    ("sessions_7d", "Online sessions in the last 7 days"),
+    ("sessions_14d", "Online sessions in the last 14 days"),
+    ("sessions_prev_30d", "Online sessions in the 30 days before the last 30"),
+    ("session_trend", "Sessions in the last 30 days over the 30 days before (smoothed)"),
 )
 
 GOLD_FEATURES = Table(

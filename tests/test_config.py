@@ -58,6 +58,8 @@ def test_settings_are_frozen():
             "MARGIN='-0.1': expected a number from 0 up to 1",
         ),
         ({"OMNI_CHURN_TRAINING_SNAPSHOTS": "0"}, "expected a number greater than 0"),
+        ({"OMNI_RECOMMENDATIONS": "0"}, "OMNI_RECOMMENDATIONS='0': expected a number greater"),
+        ({"OMNI_PSI_THRESHOLD": "0"}, "OMNI_PSI_THRESHOLD='0': expected a number between 0 and 1"),
         ({"OMNI_SPARK_DRIVER_MEMORY": "lots"}, "OMNI_SPARK_DRIVER_MEMORY='lots': expected a JVM"),
         ({"OMNI_PRODUCTION": "maybe"}, "OMNI_PRODUCTION='maybe': expected true or false"),
         ({"OMNI_PRODUCTION": "true"}, "OMNI_HASH_KEY is missing or is the development key"),
@@ -72,6 +74,7 @@ def test_a_promotion_margin_of_zero_is_allowed():
     settings = load_settings({"OMNI_SEGMENTATION_PROMOTION_MARGIN": "0"})
     assert settings.segmentation_promotion_margin == 0.0
     assert settings.churn_promotion_margin == 0.005
+    assert (settings.recommendation_count, settings.psi_threshold) == (5, 0.2)
 
 
 def test_production_accepts_a_real_key():

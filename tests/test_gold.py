@@ -1,6 +1,6 @@
 """Gold transforms on hand-built frames: point-in-time features, profile, labels, KPIs."""
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -240,3 +240,27 @@ def test_top_categories_rank_by_spend_and_keep_three(spark):
     assert [(r["customer_key"], r["top_categories"]) for r in top] == [
         ("K1", ["books", "home", "beauty"])
     ]
+
+
+def test_session_features_count_sessions_by_window(spark, population, transactions):
+    """Sessions 3, 10, 20 and 45 days before the as-of date, and one after it."""
+    days = {"a": 3, "b": 10, "c": 20, "d": 45, "e": -1}
+    activity = _events(
+        spark,
+        [
+            (
+                "K2",
+                str(AS_OF - timedelta(days=n)),
+                f"{AS_OF - timedelta(days=n)} 09:00:00",
+                "page_view",
+                s,
+                None,
+                None,
+            )
+            for s, n in days.items()
+        ],
+    )
+    k2 = _features(population, transactions, activity)["K2"]
+    assert (k2["sessions_7d"], k2["sessions_14d"], k2["sessions_30d"]) == (1.0, 2.0, 3.0)
+    assert k2["sessions_prev_30d"] == 1.0
+    assert k2["session_trend"] == pytest.approx((3 + 1) / (1 + 1))

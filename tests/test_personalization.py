@@ -16,10 +16,11 @@ from tests.test_quality import batch
 
 AS_OF = date(2026, 6, 30)
 DAY = (AS_OF - timedelta(days=10)).isoformat()
-SEGMENT_NAMES = {1: "loyal", 2: "new"}
+SEGMENT_NAMES = {1: "loyal", 2: "new", 3: "lapsed"}
 # Customer -> segment. K1-K3 bought P1 and P2 together; K4 only P1; K5 only searched; K6
-# has no history at all; K7 bought P1 a year and a day ago (outside the window).
-SEGMENTS = {"K1": 1, "K2": 1, "K3": 1, "K4": 2, "K5": 2, "K6": 1, "K7": 2}
+# has no history at all; K7 bought P1 a year and a day ago (outside the window); K8 is alone
+# in a segment that bought nothing.
+SEGMENTS = {"K1": 1, "K2": 1, "K3": 1, "K4": 2, "K5": 2, "K6": 1, "K7": 2, "K8": 3}
 
 
 def _purchase(key, sku, day=DAY, category="home", order=None):
@@ -80,9 +81,13 @@ def test_recommendations_come_from_co_purchases_searches_and_the_segment(shop):
     # No history: the best sellers of the segment.
     assert got["K6"]["recommended_skus"] == ["P1", "P2"]
     assert got["K6"]["reason"] == "popular in your segment (loyal)"
+    # A segment without purchases: the best sellers of all customers.
+    assert got["K8"]["recommended_skus"] == ["P1", "P2"]
+    assert got["K8"]["reason"] == "popular with our customers"
     # What a customer bought in the window is never recommended back.
     for key in ("K1", "K2", "K3"):
         assert not {"P1", "P2"} & set(got[key]["recommended_skus"])
+    assert got["K1"]["reason"] == "nothing to recommend yet"
     # K7's purchase is older than the window: K7 is new to P1.
     assert "P1" in got["K7"]["recommended_skus"]
 

@@ -177,6 +177,15 @@ def _activity_aggregates(activity: DataFrame, as_of: date, days: int) -> DataFra
     return events.groupBy("customer_key").agg(
         F.max("event_date").alias("last_event_date"),
         F.countDistinct(F.when(recent, F.col("session_id"))).alias("sessions_30d"),
+        F.countDistinct(F.when(_since("event_date", as_of, 7), F.col("session_id"))).alias(
+            "sessions_7d"
+        ),
+        F.countDistinct(F.when(_since("event_date", as_of, 14), F.col("session_id"))).alias(
+            "sessions_14d"
+        ),
+        F.countDistinct(
+            F.when(_since("event_date", as_of, 2 * days) & ~recent, F.col("session_id"))
+        ).alias("sessions_prev_30d"),
         count_of("product_view").alias("product_views_30d"),
         count_of("search").alias("searches_30d"),
         count_of("add_to_cart").alias("cart_adds_30d"),
@@ -245,6 +254,11 @@ def build_customer_features(
         "category_breadth_365d": F.col("category_breadth_365d"),
         "activity_trend": (F.coalesce("frequency_30d", F.lit(0)) + 1)
         / (F.coalesce("frequency_prev_30d", F.lit(0)) + 1),
+        "sessions_7d": F.col("sessions_7d"),
+        "sessions_14d": F.col("sessions_14d"),
+        "sessions_prev_30d": F.col("sessions_prev_30d"),
+        "session_trend": (F.coalesce("sessions_30d", F.lit(0)) + 1)
+        / (F.coalesce("sessions_prev_30d", F.lit(0)) + 1),
     }
     assert tuple(features) == tuple(name for name, _ in FEATURE_COLUMNS)
     return base.select(
