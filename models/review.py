@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from models import registry
+from models import monitor, registry
 from omni import lakehouse, tables
 from omni.config import Settings
 
@@ -146,3 +146,33 @@ def segment_names(settings: Settings) -> dict[int, str]:
         registry.SEGMENTATION_MODEL, registry.CHAMPION
     )
     return {int(k): v for k, v in json.loads(version.tags["segment_names"]).items()}
+
+
+def drift(settings: Settings) -> pd.DataFrame:
+    """The latest night's monitoring (its ``model_monitoring`` MLflow run): the PSI of every
+    monitored column against the champion's training reference, drifted ones first."""
+    mlflow_client = client(settings)
+    experiment = mlflow_client.get_experiment_by_name(monitor.EXPERIMENT)
+    found = (
+        mlflow_client.search_runs(
+            [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if experiment is not None
+        else []
+    )
+    if not found:
+        raise LookupError("no monitoring run yet: run the nightly DAG first (make run)")
+    run = found[0]
+    threshold = float(run.data.params["psi_threshold"])
+    rows = []
+    for key, value in run.data.metrics.items():
+        if key.startswith("psi."):
+            _, model, column = key.split(".", 2)
+            rows.append({"model": model, "column": column, "psi": round(value, 4)})
+    table = pd.DataFrame(rows).assign(
+        drifted=lambda t: t["psi"] > threshold,
+        threshold=threshold,
+        as_of_date=run.data.tags.get("as_of_date"),
+        retrain_recommended=run.data.tags.get("retrain_recommended"),
+    )
+    return table.sort_values(["drifted", "psi"], ascending=False).reset_index(drop=True)

@@ -91,7 +91,12 @@ def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFra
 def table_version(spark: SparkSession, settings: Settings, table: Table) -> int:
     """The table's latest Delta version (0 for a table created and never written)."""
     ensure_table(spark, settings, table)
-    return int(DeltaTable.forPath(spark, table_path(settings, table)).history(1).first()["version"])
+    return int(_last_commit(spark, table_path(settings, table))["version"])
+
+
+def _last_commit(spark: SparkSession, path: str):
+    """The Delta table's newest history row (version, userMetadata, operationMetrics...)."""
+    return DeltaTable.forPath(spark, path).history(1).first()
 
 
 def conform(df: DataFrame, table: Table) -> DataFrame:
@@ -108,7 +113,7 @@ def _written_rows(spark: SparkSession, path: str, token: str) -> int:
     Counting from the commit, not from the frame, spares caching and evaluating the frame
     twice. A write of no rows commits nothing: then the last commit is not ours, and it is 0.
     """
-    last = DeltaTable.forPath(spark, path).history(1).first()
+    last = _last_commit(spark, path)
     if last is None or last["userMetadata"] != token:
         return 0
     return int((last["operationMetrics"] or {}).get("numOutputRows", 0))
@@ -129,7 +134,13 @@ def replace_where(
     ensure_table(spark, settings, table)
     path = table_path(settings, table)
     token = f"omni-write-{uuid.uuid4()}"
-    writer = conform(df, table).write.format("delta").option("userMetadata", token)
+    # Registry columns added since the table was created are added to it (older rows: null).
+    writer = (
+        conform(df, table)
+        .write.format("delta")
+        .option("userMetadata", token)
+        .option("mergeSchema", "true")
+    )
     if predicate is None:
         writer = writer.mode("append")
     else:
@@ -176,6 +187,7 @@ def merge(
             DeltaTable.forPath(spark, table_path(settings, table))
             .alias("target")
             .merge(rows.alias("source"), condition)
+            .withSchemaEvolution()  # columns added to the registry since the table was made
         )
         if update:
             builder = builder.whenMatchedUpdateAll(condition=update_when)

@@ -397,4 +397,5 @@ def test_notebooks_run_on_the_sample(nightly):
     assert _images(executed["customer_profiles_and_segments"]) == 2
     runs = _notebook_text(executed["model_runs_review"])
     assert "promoted: no champion yet" in runs and "baseline_roc_auc" in runs
+    assert "retrain_recommended" in runs and "churn_probability" in runs  # the drift table
     assert _images(executed["model_runs_review"]) == 5  # the churn champion's plots

@@ -9,7 +9,7 @@ from sklearn.dummy import DummyClassifier
 
 from models import registry
 from models.baseline import fit_bgnbd, p_alive, p_no_purchase
-from models.churn import lift_at_top_decile, train_churn
+from models.churn import TRUSTED_TYPES, lift_at_top_decile, train_churn
 from models.features import CHURN_FEATURES, LABEL, SEGMENT_FEATURES, training_cutoff
 from models.segmentation import name_segment, name_segments, train_segmentation
 from omni.quality import GateStatus
@@ -55,6 +55,25 @@ def test_churn_model_learns_the_signal_and_reports_metrics_beside_the_baseline()
     assert result.calibration == "sigmoid"  # under 1,000 training rows
     assert result.holdout["probability"].between(0, 1).all()
     assert result.importance.index[0] == "recency_days"
+
+
+@pytest.mark.parametrize("rows", [800, 1500])  # sigmoid, then isotonic calibration
+def test_the_churn_model_saves_and_loads_with_only_its_trusted_types(settings, rows):
+    import mlflow
+
+    registry.configure_tracking(settings)
+    registry.use_experiment(settings, "churn_save_test")
+    result = train_churn(_customers(rows), 30)
+    X = result.holdout[list(CHURN_FEATURES)]
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            result.pipeline,
+            name="model",
+            pip_requirements=["scikit-learn"],
+            skops_trusted_types=list(TRUSTED_TYPES),
+        )
+    loaded = mlflow.sklearn.load_model(info.model_uri)
+    np.testing.assert_allclose(loaded.predict_proba(X), result.pipeline.predict_proba(X))
 
 
 def test_churn_probabilities_are_calibrated():

@@ -102,3 +102,22 @@ def test_a_lakehouse_deleted_and_rebuilt_at_the_same_place_gets_its_table_back(
     lakehouse.append(spark, here, table, spark.createDataFrame([("new",)], "id string"))
     assert [r["id"] for r in spark.table("gold.reborn_probe").collect()] == ["new"]
     assert spark.catalog.getTable("gold.reborn_probe").description == "A probe."
+
+
+def test_columns_added_to_the_registry_reach_an_existing_table(spark, settings, tmp_path):
+    """The serving contract lets tables gain columns: older rows read them as null."""
+    local = settings.with_overrides(lakehouse_dir=tmp_path)
+    key = Column("id", "string", "The id", False)
+    old = Table("gold.evolution_probe", "Probe.", (key,), keys=("id",))
+    new = Table(
+        "gold.evolution_probe", "Probe.", (key, Column("score", "double", "A score")), ("id",)
+    )
+    lakehouse.append(spark, local, old, spark.createDataFrame([("a",)], "id string"))
+    lakehouse.append(
+        spark, local, new, spark.createDataFrame([("b", 0.5)], "id string, score double")
+    )
+    lakehouse.merge(
+        spark, local, new, spark.createDataFrame([("c", 1.5)], "id string, score double")
+    )
+    got = sorted((r["id"], r["score"]) for r in lakehouse.read_table(spark, local, new).collect())
+    assert got == [("a", None), ("b", 0.5), ("c", 1.5)]
