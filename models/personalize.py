@@ -53,10 +53,11 @@ def feed_rows(
         transactions,
         activity,
         products,
-        audience.select("customer_key", "segment_id", "segment_name"),
+        scores.select("customer_key", "segment_id", "segment_name"),
         as_of,
         days,
         top,
+        audience=audience,
     )
     return (
         audience.drop("customer_id")

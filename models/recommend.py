@@ -174,26 +174,33 @@ def recommend(
     days: int,
     top: int = 5,
     top_categories: int = 3,
+    audience: DataFrame | None = None,
 ) -> DataFrame:
-    """Per customer of ``segments`` (customer_key, segment_id, segment_name): the ``top`` skus.
+    """The ``top`` skus for each customer of ``audience`` (customer_key; default: everyone in
+    ``segments``). ``segments`` (customer_key, segment_id, segment_name) holds every scored
+    customer: segment best sellers are counted over all of them.
 
     Returns customer_key, recommended_skus (best first), recommended_categories (the
     categories of those skus, by summed score, at most ``top_categories``) and reason.
     """
     if top < 1 or top_categories < 1:
         raise ValueError(f"top={top}, top_categories={top_categories}: expected at least 1 each")
+    audience = (segments if audience is None else audience).select("customer_key").distinct()
     bought = purchased(transactions, as_of, days).cache()
+    # Similarities come from everyone's purchases; candidates only for the audience.
     contributions = _contributions(
-        bought,
-        customer_searches(activity, as_of, days),
+        bought.join(audience, "customer_key", "left_semi"),
+        customer_searches(activity, as_of, days).join(audience, "customer_key", "left_semi"),
         item_similarity(bought),
         search_associations(activity, as_of, days),
     ).cache()
+    segments = segments.select("customer_key", "segment_id", "segment_name")
+    members = segments.join(audience, "customer_key", "left_semi")
     personal = contributions.groupBy("customer_key", "sku").agg(
         F.sum("weight").alias("score"), F.lit(0).alias("tier")
     )
     popular = (
-        segments.select("customer_key", "segment_id")
+        members.select("customer_key", "segment_id")
         .join(segment_best_sellers(bought, segments, top * 3), "segment_id")
         .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
         .select("customer_key", "sku", F.col("share").alias("score"), F.lit(1).alias("tier"))
@@ -206,8 +213,7 @@ def recommend(
         .limit(top * 3)
     )
     overall = (
-        segments.select("customer_key")
-        .crossJoin(F.broadcast(best_sellers))
+        audience.crossJoin(F.broadcast(best_sellers))
         .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
         .select("customer_key", "sku", F.col("share").alias("score"), F.lit(2).alias("tier"))
     )
@@ -216,18 +222,14 @@ def recommend(
         personal.unionByName(popular)
         .unionByName(overall)
         .groupBy("customer_key", "sku")
-        .agg(F.min("tier").alias("tier"), F.max("score").alias("score"))
+        .agg(F.min("tier").alias("tier"), F.min_by("score", "tier").alias("score"))
     )
-    chosen = (
-        _top_per(
-            candidates,
-            "customer_key",
-            [F.col("tier"), F.col("score").desc(), F.col("sku")],
-            top,
-        )
-        .join(segments.select("customer_key"), "customer_key")
-        .cache()
-    )
+    chosen = _top_per(
+        candidates,
+        "customer_key",
+        [F.col("tier"), F.col("score").desc(), F.col("sku")],
+        top,
+    ).cache()
     names = products.select("sku", "product_name", "category")
     skus = chosen.groupBy("customer_key").agg(
         F.sort_array(
@@ -255,7 +257,7 @@ def recommend(
         )
     )
     return (
-        segments.select("customer_key", "segment_name")
+        members.select("customer_key", "segment_name")
         .join(skus, "customer_key", "left")
         .join(categories, "customer_key", "left")
         .join(_reasons(contributions, chosen, names), "customer_key", "left")

@@ -92,6 +92,17 @@ def test_recommendations_come_from_co_purchases_searches_and_the_segment(shop):
     assert "P1" in got["K7"]["recommended_skus"]
 
 
+def test_only_the_audience_gets_recommendations_from_everyones_history(spark, shop):
+    transactions, activity, products, segments = shop
+    audience = spark.createDataFrame([("K6",), ("K4",)], "customer_key string")
+    result = recommend.recommend(
+        transactions, activity, products, segments, AS_OF, 365, 2, audience=audience
+    )
+    got = {r["customer_key"]: r["recommended_skus"] for r in result.collect()}
+    # K6's segment best sellers and K4's co-purchases come from K1-K3, outside the audience.
+    assert got == {"K6": ["P1", "P2"], "K4": ["P2"]}
+
+
 def test_recommendations_ignore_everything_after_the_as_of_date(spark, shop):
     transactions, activity, products, segments = shop
     later = (AS_OF + timedelta(days=2)).isoformat()
