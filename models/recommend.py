@@ -21,10 +21,12 @@ most: the bought product and the search that contributed most to the list, or th
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from omni.transforms.gold import _since  # (as_of - days, as_of], as the features use
 
 NEIGHBOURS = 20
 MIN_BUYERS = 2
@@ -34,20 +36,13 @@ MAX_ITEMS_PER_CUSTOMER = 25
 PURCHASE, SEARCH, SEGMENT = "purchase", "search", "segment"
 
 
-def _window(column: str, as_of: date, days: int) -> Column:
-    start = (as_of - timedelta(days=days)).isoformat()
-    return (F.col(column) > F.lit(start).cast("date")) & (
-        F.col(column) <= F.lit(as_of.isoformat()).cast("date")
-    )
-
-
 def purchased(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
     """(customer_key, sku, last_date): what each known customer bought in the window."""
     return (
         transactions.where(
             F.col("customer_key").isNotNull()
             & (F.col("quantity") > 0)
-            & _window("date", as_of, days)
+            & _since("date", as_of, days)
         )
         .groupBy("customer_key", "sku")
         .agg(F.max("date").alias("last_date"))
@@ -91,7 +86,7 @@ def item_similarity(bought: DataFrame) -> DataFrame:
 
 def search_associations(activity: DataFrame, as_of: date, days: int) -> DataFrame:
     """(search_query, sku, probability): P(sku viewed after the query in a session)."""
-    in_window = activity.where(_window("event_date", as_of, days))
+    in_window = activity.where(_since("event_date", as_of, days))
     searches = in_window.where(
         (F.col("event_type") == "search") & F.col("search_query").isNotNull()
     ).select("session_id", "search_query", F.col("event_ts").alias("searched_at"))
@@ -117,7 +112,7 @@ def customer_searches(activity: DataFrame, as_of: date, days: int) -> DataFrame:
             F.col("customer_key").isNotNull()
             & (F.col("event_type") == "search")
             & F.col("search_query").isNotNull()
-            & _window("event_date", as_of, days)
+            & _since("event_date", as_of, days)
         )
         .select("customer_key", "search_query")
         .distinct()
