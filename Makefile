@@ -8,7 +8,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 JARS_MANIFEST = $(wildcard $(CURDIR)/.cache/jars/*/jars.txt)
-DAG_ID := omni_nightly
+AIRFLOW_PORT ?= 8080
 
 # Embedded defaults of shared/contracts/serving-tables.md; any of them can be overridden.
 export PATH := $(BIN):$(PATH)
@@ -25,7 +25,7 @@ export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup jars sample run test bench bench-models notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test bench bench-models notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -49,11 +49,17 @@ airflow-db: setup
 	@mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
-run: sample airflow-db ## Run the nightly DAG through Airflow on the latest sample date
+# `airflow dags test` runs one DAG run in-process, without a scheduler: the lakehouse DAG, then
+# the model DAG its gold assets would trigger under the scheduler (`make airflow`).
+run: sample airflow-db ## Run the nightly DAGs (lakehouse, then models) through Airflow on the latest sample date
 	@date=$$($(BIN)/python -m omni.sample --print-latest-date) && \
-	echo "Running $(DAG_ID) for $$date" && \
-	$(BIN)/airflow dags test $(DAG_ID) $$date && \
+	echo "Running omni_nightly, then omni_models, for $$date" && \
+	$(BIN)/airflow dags test omni_nightly $$date && \
+	$(BIN)/airflow dags test omni_models $$date && \
 	$(BIN)/python -m omni.report --date $$date
+
+airflow: sample airflow-db ## Start Airflow standalone (UI, scheduler) on localhost with the project's DAGs
+	@AIRFLOW_PORT=$(AIRFLOW_PORT) tools/airflow_standalone.sh
 
 # Two workers on two cores: the end-to-end module, the longest, starts at once on one of them
 # (tests/conftest.py puts it first) while the other modules share the other worker.

@@ -1,119 +1,90 @@
 """
-### Omni-channel nightly run
+### Omni-channel nightly lakehouse run
 
-Raw eCommerce and in-store logs to Delta (bronze, silver, gold), with a Great Expectations
-gate after every layer, then customer segmentation and churn training (MLflow, champion
-promotion), scoring of every customer into `gold.customer_scores`, the consented
-personalization feed (`gold.personalization_feed`) and drift monitoring of the champions
-(`gold.model_monitoring`, a retrain flag when a PSI passes `OMNI_PSI_THRESHOLD`).
+Raw eCommerce and in-store logs to Delta: bronze, silver, gold. A Great Expectations gate
+checks every layer. When the gold gate passes, the run publishes the gold tables as Airflow
+**assets** (`gold.customer_profile`, `gold.customer_features`, `gold.daily_channel_kpis`).
+Those events schedule **`omni_models`**: training, promotion, scoring, feed and monitoring.
 
-Every task is a `spark-submit` of a job in `jobs/` or `models/` through the `spark_default`
-connection (set `AIRFLOW_CONN_SPARK_DEFAULT`, or `OMNI_SPARK_MASTER` with `make`), with the
-Delta JARs from the local cache. Each job takes the run's logical date (`ds`) and run id.
+**When**: every day at `OMNI_NIGHTLY_AT` (03:00) in `OMNI_TIMEZONE` (UTC). A scheduled run
+processes the day that has just ended there. A manual run processes its logical date.
+`catchup` is off and one run is active at a time.
 
-Each `validate_*` task checks its tables with their Great Expectations suites
-(`expectations/`). A failed **blocking** expectation fails the task, and nothing downstream
-runs: no training, no promotion, no scores. A failed **warning** is recorded and the run
-goes on. Every result is in `quality.validation_results`; the Data Docs site is
+**Backfill**: trigger with the params `start_date` and `end_date`. One DAG run ingests every
+complete landing folder up to `end_date`, builds features for each day of the range and
+validates them all. `business_dates`, the first task, shows the range it resolved.
+
+**Retries**: every task retries (`OMNI_TASK_RETRIES`, back-off from 2 minutes) and has a
+timeout (`OMNI_TASK_TIMEOUT_MINUTES`). A retried job leaves the tables as one uninterrupted
+run would: every write is one Delta commit, keyed by the run. A task that fails for good
+logs a summary. It also mails `OMNI_ALERT_EMAIL` through the `smtp_default` connection
+when that is set.
+
+**Spark**: each job is a `spark-submit` through the `spark_default` connection
+(`AIRFLOW_CONN_SPARK_DEFAULT`). Delta is configured and the cached JARs are shipped with the
+job, so `local[*]`, a standalone cluster, YARN or Kubernetes is a matter of the connection.
+
+A failed **blocking** expectation fails its `validate_*` task, and nothing downstream runs:
+no assets, so no training and no scores. Failed warnings are recorded and the run goes on.
+Every result is in `quality.validation_results`; the Data Docs site is
 `data/gx/data_docs/index.html`.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import dag
+from airflow.sdk import dag, get_current_context, task
 
+from omni import orchestration as orc
 from omni.config import load_settings
-from omni.sparkconf import spark_conf
 
-REPO = Path(__file__).resolve().parent.parent
 SETTINGS = load_settings()
-CONF = spark_conf(SETTINGS)
-JARS = CONF.pop("spark.jars")
-# The jobs run on the same interpreter as Airflow (the project's virtual env).
-ENV = {
-    **{k: v for k, v in os.environ.items() if k.startswith(("OMNI_", "MLFLOW_", "GX_"))},
-    "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-    "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable),
-    "PATH": os.environ.get("PATH", ""),
-}
-JOB_ARGS = ["--date", "{{ ds }}", "--run-id", "{{ run_id }}"]
-
-default_args = {
-    "owner": "data-engineering",
-    "retries": int(os.environ.get("OMNI_TASK_RETRIES", "1")),
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": True,
-    "execution_timeout": timedelta(hours=2),
-}
 
 
-def spark_job(task_id: str, script: str, *extra_args: str) -> SparkSubmitOperator:
-    return SparkSubmitOperator(
-        task_id=task_id,
-        application=str(REPO / script),
-        name=f"omni.{task_id}",
-        conn_id="spark_default",
-        jars=JARS,
-        conf=CONF,
-        env_vars=ENV,
-        application_args=[*JOB_ARGS, *extra_args],
-    )
+@task(task_id=orc.DATES_TASK)
+def business_dates() -> dict[str, str]:
+    """The range of business dates this run processes (see the DAG's notes)."""
+    context = get_current_context()
+    return orc.date_range(context["params"], orc.run_date(context, SETTINGS))
 
 
 @dag(
     dag_id="omni_nightly",
-    schedule=os.environ.get("OMNI_NIGHTLY_SCHEDULE", "0 3 * * *"),
+    schedule=orc.daily_at(SETTINGS, SETTINGS.nightly_at),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=orc.default_args(SETTINGS),
+    params=orc.date_range_params(),
     doc_md=__doc__,
-    tags=["omnichannel", "nightly", "lakehouse", "models"],
+    tags=["omnichannel", "nightly", "lakehouse"],
 )
 def omni_nightly():
-    bronze = spark_job("bronze_ingest", "jobs/bronze_ingest.py")
-    check_bronze = spark_job("validate_bronze", "jobs/validate.py", "--layer", "bronze")
-    silver = spark_job("silver", "jobs/silver.py")
-    check_silver = spark_job(
+    def job(task_id: str, script: str, *args: str, **kwargs):
+        return orc.spark_job(SETTINGS, task_id, script, *args, **kwargs)
+
+    dates = business_dates()
+    bronze = job("bronze_ingest", "jobs/bronze_ingest.py")
+    check_bronze = job("validate_bronze", "jobs/validate.py", "--layer", "bronze")
+    silver = job("silver", "jobs/silver.py")
+    check_silver = job(
         "validate_silver", "jobs/validate.py", "--layer", "silver", "--layer", "quarantine"
     )
-    gold = spark_job("gold", "jobs/gold.py")
-    check_gold = spark_job(
+    gold = job("gold", "jobs/gold.py", "--start-date", orc.START_DATE)
+    published = [f"--table={table.name}" for table in orc.GOLD_PUBLISHED]
+    check_gold = job(
         "validate_gold",
         "jobs/validate.py",
         "--layer",
         "gold",
-        "--table",
-        "gold.customer_profile",
-        "--table",
-        "gold.customer_features",
-        "--table",
-        "gold.daily_channel_kpis",
+        *published,
+        "--start-date",
+        orc.START_DATE,
+        outlets=orc.gold_assets(SETTINGS),
+        post_execute=orc.publish_dates,
     )
-    train = spark_job("train_models", "models/train.py")
-    score = spark_job("score_customers", "models/score.py")
-    personalize = spark_job("personalize", "models/personalize.py")
-    monitor = spark_job("monitor_models", "models/monitor.py")
-    check_outputs = spark_job(
-        "validate_model_outputs",
-        "jobs/validate.py",
-        "--layer",
-        "gold",
-        "--table",
-        "gold.customer_scores",
-        "--table",
-        "gold.personalization_feed",
-        "--table",
-        "gold.model_monitoring",
-    )
-    bronze >> check_bronze >> silver >> check_silver >> gold >> check_gold >> train >> score
-    score >> [personalize, monitor] >> check_outputs
+    dates >> bronze >> check_bronze >> silver >> check_silver >> gold >> check_gold
 
 
 omni_nightly()

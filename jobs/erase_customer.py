@@ -11,6 +11,7 @@ HOURS`` deletes the old files, so time travel cannot bring the rows back. An aud
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import defaultdict
 
@@ -23,7 +24,11 @@ from omni.config import Settings
 from omni.transforms.identity import TYPE_ORDER
 from omni.transforms.silver import hmac_sha256, normalise_email
 
-IDENTIFIER_TYPES = (*TYPE_ORDER, "customer_key", "email")
+IDENTIFIER_TYPES = tables.ERASURE_IDENTIFIER_TYPES
+assert set(TYPE_ORDER) <= set(IDENTIFIER_TYPES), "an identity type cannot be erased by"
+# Where the identifier is read from when not on the command line: the erasure DAG passes it
+# in the environment, so personal data stays out of process lists and task logs.
+IDENTIFIER_ENV = "OMNI_ERASE_IDENTIFIER"
 
 
 class UnknownCustomerError(LookupError):
@@ -178,12 +183,15 @@ def erase_customer(
 def _parser():
     parser = job_parser(__doc__.splitlines()[0])
     parser.add_argument("--identifier-type", required=True, choices=IDENTIFIER_TYPES)
-    parser.add_argument("--identifier", required=True)
+    parser.add_argument(
+        "--identifier", default=None, help=f"the identifier (default: ${IDENTIFIER_ENV})"
+    )
     return parser
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return erase_customer(spark, settings, args.identifier_type, args.identifier, args.run_id)
+    identifier = args.identifier or os.environ.get(IDENTIFIER_ENV, "")
+    return erase_customer(spark, settings, args.identifier_type, identifier, args.run_id)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -16,7 +16,7 @@ from datetime import date
 from pyspark.sql import SparkSession
 
 from omni import lakehouse, quality, tables
-from omni.cli import job_parser, run_job
+from omni.cli import date_arg, job_parser, run_job
 from omni.config import Settings
 
 log = logging.getLogger("omni.validate")
@@ -55,12 +55,16 @@ def validate(
     run_id: str,
     business_date: date,
     table_names: list[str] | None = None,
+    start_date: date | None = None,
 ) -> dict:
+    """Validate the tables; with ``start_date`` (a backfill) dated batches span the range."""
+    if start_date is not None and start_date > business_date:
+        raise ValueError(f"--start-date {start_date} is after --date {business_date}")
     frames = {}
     for table in suite_tables(layers, table_names):
         spec = quality.load_suite(table.name)
         df = lakehouse.read_table(spark, settings, table)
-        condition = quality.scope_filter(spec.scope, run_id, business_date, df.columns)
+        condition = quality.scope_filter(spec.scope, run_id, business_date, df.columns, start_date)
         frames[table.name] = df.where(condition) if condition else df
     validations = quality.validate_tables(spark, settings, frames, run_id, business_date)
     summary = {v.table: v.summary() for v in validations}
@@ -90,11 +94,19 @@ def _parser():
         help="validate this layer's tables (repeatable)",
     )
     parser.add_argument("--table", action="append", help="only these tables (repeatable)")
+    parser.add_argument(
+        "--start-date",
+        type=date_arg,
+        default=None,
+        help="backfill: dated batches (scope as_of) hold every date from this one to --date",
+    )
     return parser
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return validate(spark, settings, args.layer, args.run_id, args.date, args.table)
+    return validate(
+        spark, settings, args.layer, args.run_id, args.date, args.table, args.start_date
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +27,7 @@ def _path(value: str | None, default: Path) -> Path:
     return path if path.is_absolute() else (REPO_ROOT / path)
 
 
-def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+def _positive_int(env: dict[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -34,9 +35,40 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ValueError(f"{name}={raw!r}: expected a whole number") from None
-    if value <= 0:
-        raise ValueError(f"{name}={raw!r}: expected a number greater than 0")
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r}: expected a number of at least {minimum}")
     return value
+
+
+def _time_of_day(env: dict[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip()
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
+    if not match:
+        raise ValueError(f"{name}={value!r}: expected a time of day HH:MM, such as 03:00")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def _timezone(env: dict[str, str], name: str, default: str) -> str:
+    value = (env.get(name) or default).strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{name}={value!r}: expected an IANA time zone such as UTC or Europe/Paris"
+        ) from None
+    return value
+
+
+def _emails(env: dict[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    found = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for address in found:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+            raise ValueError(
+                f"{name}={raw!r}: {address!r} is not an e-mail address; expected "
+                "comma-separated addresses"
+            )
+    return found
 
 
 def _fraction(env: dict[str, str], name: str, default: float, *, zero: bool = False) -> float:
@@ -102,6 +134,14 @@ class Settings:
     # Population stability index above which monitoring flags a retrain (0.1 to 0.25 is
     # the usual "moderate shift" band; 0.2 its middle).
     psi_threshold: float = 0.2
+    # Orchestration: when the nightly run starts (local time in ``timezone``), how tasks
+    # retry and time out, and who gets mail when a task fails for good.
+    nightly_at: str = "03:00"
+    maintenance_at: str = "05:00"
+    timezone: str = "UTC"
+    task_retries: int = 1
+    task_timeout_minutes: int = 120
+    alert_emails: tuple[str, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -163,6 +203,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ),
         recommendation_count=_positive_int(env, "OMNI_RECOMMENDATIONS", 5),
         psi_threshold=_fraction(env, "OMNI_PSI_THRESHOLD", 0.2),
+        nightly_at=_time_of_day(env, "OMNI_NIGHTLY_AT", "03:00"),
+        maintenance_at=_time_of_day(env, "OMNI_MAINTENANCE_AT", "05:00"),
+        timezone=_timezone(env, "OMNI_TIMEZONE", "UTC"),
+        task_retries=_positive_int(env, "OMNI_TASK_RETRIES", 1, minimum=0),
+        task_timeout_minutes=_positive_int(env, "OMNI_TASK_TIMEOUT_MINUTES", 120),
+        alert_emails=_emails(env, "OMNI_ALERT_EMAIL"),
     )
 
 

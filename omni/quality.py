@@ -270,13 +270,21 @@ def _volume(path: Path, raw: dict[str, Any] | None) -> Volume | None:
     return volume
 
 
-def scope_filter(scope: str, run_id: str, as_of: date, columns: list[str]) -> str | None:
-    """The SQL filter that selects a suite's batch from a table with ``columns``."""
+def scope_filter(
+    scope: str, run_id: str, as_of: date, columns: list[str], start: date | None = None
+) -> str | None:
+    """The SQL filter that selects a suite's batch from a table with ``columns``.
+
+    With ``start`` (a backfill), the ``as_of`` batch holds every date from ``start`` to
+    ``as_of``.
+    """
     if scope == "run":
         from omni.lakehouse import sql_in
 
         return sql_in("_run_id" if "_run_id" in columns else "run_id", [run_id])
     if scope == "as_of":
+        if start is not None and start < as_of:
+            return f"as_of_date BETWEEN DATE'{start}' AND DATE'{as_of}'"
         return f"as_of_date = DATE'{as_of}'"
     return None
 
@@ -403,8 +411,9 @@ def _validate_one(spark, context, datasource, spec, batch, run_id, business_date
 
     rows = batch.count()
     days = 1
-    if spec.scope == "run" and "_business_date" in batch.columns:
-        days = max(batch.select("_business_date").distinct().count(), 1)
+    day_column = {"run": "_business_date", "as_of": "as_of_date"}.get(spec.scope)
+    if day_column in batch.columns:
+        days = max(batch.select(day_column).distinct().count(), 1)
     parameters: dict[str, Any] = {}
     if spec.freshness:
         parameters[FRESHNESS_MIN_DATE] = business_date - timedelta(spec.freshness.max_lag_days)

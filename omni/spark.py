@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
 from pyspark.sql import SparkSession
 
-from omni.config import Settings
+from omni.config import REPO_ROOT, Settings
 from omni.sparkconf import spark_conf
+
+log = logging.getLogger("omni.spark")
+
+# The project's packages that executors may need to import (UDFs, model classes).
+SHIPPED_PACKAGES = ("omni", "models", "jobs")
+SUBMITTED_BY_ENV = "PYSPARK_GATEWAY_PORT"
 
 
 def get_spark(settings: Settings, app_name: str = "omnichannel") -> SparkSession:
     """Return the Delta-enabled session for ``settings``.
 
-    Under ``spark-submit`` the master and JARs given on the command line win (they are already
-    in the running JVM); in a plain Python process the session starts with the cached JARs.
+    Under ``spark-submit`` the master given on the command line (the Airflow connection)
+    wins; in a plain Python process the session starts on ``settings.spark_master``. On a
+    cluster the project's own Python code is shipped to the executors with the job.
     """
     settings.metastore_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name)
-    if not SparkSession.getActiveSession():
+    # spark-submit starts the JVM first and hands its gateway to this process.
+    if not SparkSession.getActiveSession() and SUBMITTED_BY_ENV not in os.environ:
         builder = builder.master(settings.spark_master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    if not spark.sparkContext.master.startswith("local"):
+        ship_project_code(spark)
+    return spark
+
+
+def ship_project_code(spark: SparkSession) -> Path:
+    """Zip the project's packages and add them to every executor's Python path."""
+    folder = Path(tempfile.mkdtemp(prefix="omni-pyfiles-"))
+    archive = folder / "omni_project.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for package in SHIPPED_PACKAGES:
+            for source in sorted((REPO_ROOT / package).rglob("*.py")):
+                zipped.write(source, source.relative_to(REPO_ROOT).as_posix())
+    spark.sparkContext.addPyFile(str(archive))
+    log.info("shipped %s to the executors of %s", archive, spark.sparkContext.master)
+    return archive

@@ -9,6 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The identifiers an erasure request can name a customer by (``jobs/erase_customer.py``):
+# the identity graph's types, the surrogate key, and a clear-text e-mail address.
+ERASURE_IDENTIFIER_TYPES = (
+    "customer_id",
+    "loyalty_card_id",
+    "email_hash",
+    "anonymous_id",
+    "customer_key",
+    "email",
+)
+
 
 @dataclass(frozen=True)
 class Column:

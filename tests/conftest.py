@@ -56,3 +56,66 @@ def pytest_collection_modifyitems(config, items):
     """The end-to-end module first: it is the longest, so under ``make test`` (two xdist
     workers, whole files, in this order) it starts at once and the rest share the other worker."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
+# Columns that stamp when or by which run a row was written: they differ between two runs that
+# write the same data, so table comparisons across runs leave them out.
+RUN_STAMPS = {"_run_id", "run_id", "updated_run_id", "_ingested_at", "ingested_at"}
+
+
+def table_contents(spark, lakehouse_dir: Path, name: str, *, keep_run_ids: bool = False):
+    """A Delta table's rows as a sorted list, without run stamps, doubles to 9 places; [] when
+    there is no table.
+
+    Timestamps ending in ``_at`` record when a row was written (``updated_at`` is the source's
+    own time and stays); sums of doubles may differ in the last bits between engines that add
+    in a different order.
+    """
+    from pyspark.sql import functions as F
+
+    layer, table = name.split(".")
+    path = Path(lakehouse_dir) / layer / table
+    if not path.exists():  # a table no job of the run created holds no rows
+        return []
+    df = spark.read.format("delta").load(str(path))
+    dropped = {
+        c
+        for c, kind in df.dtypes
+        if (c in RUN_STAMPS and not (keep_run_ids and "run_id" in c))
+        or (kind == "timestamp" and c.endswith("_at") and c != "updated_at")
+    }
+    columns = [
+        F.round(c, 9).alias(c) if kind in ("double", "float") else F.col(c)
+        for c, kind in df.dtypes
+        if c not in dropped
+    ]
+    return sorted((tuple(r) for r in df.select(*columns).collect()), key=repr)
+
+
+def spark_submit_command(settings, script: str, *args: str, master: str) -> list[str]:
+    """The ``spark-submit`` command line the DAGs' ``SparkSubmitOperator`` builds for a job."""
+    import sys
+
+    from omni.config import REPO_ROOT
+    from omni.sparkconf import spark_conf
+
+    conf = spark_conf(settings)
+    jars = conf.pop("spark.jars")
+    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", master]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, "--jars", jars, str(REPO_ROOT / script), *args]
+
+
+def job_environment(settings_env: dict[str, str]) -> dict[str, str]:
+    """The environment a job runs in under the DAGs: the settings plus the interpreter."""
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        **settings_env,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }

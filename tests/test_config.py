@@ -50,17 +50,22 @@ def test_settings_are_frozen():
     "env, message",
     [
         ({"OMNI_CHURN_HORIZON_DAYS": "soon"}, "OMNI_CHURN_HORIZON_DAYS='soon': expected a whole"),
-        ({"OMNI_CHURN_HORIZON_DAYS": "0"}, "expected a number greater than 0"),
+        ({"OMNI_CHURN_HORIZON_DAYS": "0"}, "expected a number of at least 1"),
         ({"OMNI_CHURN_HIGH_THRESHOLD": "1.5"}, "expected a number between 0 and 1"),
         ({"OMNI_CHURN_HIGH_THRESHOLD": "0"}, "expected a number between 0 and 1"),
         (
             {"OMNI_CHURN_PROMOTION_MARGIN": "-0.1"},
             "MARGIN='-0.1': expected a number from 0 up to 1",
         ),
-        ({"OMNI_CHURN_TRAINING_SNAPSHOTS": "0"}, "expected a number greater than 0"),
-        ({"OMNI_RECOMMENDATIONS": "0"}, "OMNI_RECOMMENDATIONS='0': expected a number greater"),
+        ({"OMNI_CHURN_TRAINING_SNAPSHOTS": "0"}, "expected a number of at least 1"),
+        ({"OMNI_RECOMMENDATIONS": "0"}, "OMNI_RECOMMENDATIONS='0': expected a number of at"),
         ({"OMNI_PSI_THRESHOLD": "0"}, "OMNI_PSI_THRESHOLD='0': expected a number between 0 and 1"),
         ({"OMNI_SPARK_DRIVER_MEMORY": "lots"}, "OMNI_SPARK_DRIVER_MEMORY='lots': expected a JVM"),
+        ({"OMNI_TASK_RETRIES": "-1"}, "OMNI_TASK_RETRIES='-1': expected a number of at least 0"),
+        ({"OMNI_NIGHTLY_AT": "3am"}, "OMNI_NIGHTLY_AT='3am': expected a time of day HH:MM"),
+        ({"OMNI_NIGHTLY_AT": "24:00"}, "OMNI_NIGHTLY_AT='24:00': expected a time of day"),
+        ({"OMNI_TIMEZONE": "Mars/Olympus"}, "OMNI_TIMEZONE='Mars/Olympus': expected an IANA"),
+        ({"OMNI_ALERT_EMAIL": "ops@shop.example, nobody"}, "'nobody' is not an e-mail address"),
         ({"OMNI_PRODUCTION": "maybe"}, "OMNI_PRODUCTION='maybe': expected true or false"),
         ({"OMNI_PRODUCTION": "true"}, "OMNI_HASH_KEY is missing or is the development key"),
     ],
@@ -75,6 +80,24 @@ def test_a_promotion_margin_of_zero_is_allowed():
     assert settings.segmentation_promotion_margin == 0.0
     assert settings.churn_promotion_margin == 0.005
     assert (settings.recommendation_count, settings.psi_threshold) == (5, 0.2)
+
+
+def test_orchestration_settings_from_the_environment():
+    default = load_settings({})
+    assert (default.nightly_at, default.timezone, default.task_retries) == ("03:00", "UTC", 1)
+    assert default.alert_emails == ()
+    settings = load_settings(
+        {
+            "OMNI_NIGHTLY_AT": "2:30",
+            "OMNI_TIMEZONE": "Europe/Paris",
+            "OMNI_TASK_RETRIES": "0",
+            "OMNI_TASK_TIMEOUT_MINUTES": "45",
+            "OMNI_ALERT_EMAIL": "ops@shop.example, data@shop.example",
+        }
+    )
+    assert (settings.nightly_at, settings.timezone) == ("02:30", "Europe/Paris")
+    assert (settings.task_retries, settings.task_timeout_minutes) == (0, 45)
+    assert settings.alert_emails == ("ops@shop.example", "data@shop.example")
 
 
 def test_production_accepts_a_real_key():

@@ -1,29 +1,39 @@
-"""DAG integrity: imports cleanly, wires every job in order, and parses without heavy imports."""
+"""DAG integrity: every DAG imports cleanly, is wired in order with the settings operators
+expect (retries, timeouts, alerts, tags), its business dates resolve right, and parsing the
+folder imports nothing heavy."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from omni import orchestration, tables
+from omni.config import load_settings
+
 REPO = Path(__file__).resolve().parent.parent
 DAGS = REPO / "dags"
-ORDER = [
+DAG_IDS = {"omni_nightly", "omni_models", "omni_maintenance", "omni_erasure"}
+LAKEHOUSE_ORDER = [
+    "business_dates",
     "bronze_ingest",
     "validate_bronze",
     "silver",
     "validate_silver",
     "gold",
     "validate_gold",
-    "train_models",
-    "score_customers",
 ]
+MODEL_ORDER = ["business_dates", "train_models", "score_customers"]
 # After scoring, the feed and monitoring run side by side; one validation checks all three.
 MODEL_OUTPUTS = ["personalize", "monitor_models"]
+GOLD_PUBLISHED = {"gold.customer_profile", "gold.customer_features", "gold.daily_channel_kpis"}
 
 
 @pytest.fixture(scope="module")
@@ -34,51 +44,247 @@ def dag_bag():
     return DagBag(dag_folder=str(DAGS))
 
 
+def _parse_in_subprocess(code: str, **env: str) -> dict:
+    """Run ``code`` after filling a DagBag from the folder in a fresh interpreter."""
+    prelude = (
+        "import json, sys; from airflow.models import DagBag; "
+        f"bag = DagBag(dag_folder={str(DAGS)!r}); "
+    )
+    full_env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **env}
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_no_import_errors(dag_bag):
     assert dag_bag.import_errors == {}
-    assert "omni_nightly" in dag_bag.dag_ids
+    assert set(dag_bag.dag_ids) == DAG_IDS
 
 
-def test_nightly_dag_settings(dag_bag):
+def test_every_dag_has_the_operational_settings(dag_bag):
+    for dag_id in DAG_IDS:
+        dag = dag_bag.dags[dag_id]
+        assert "omnichannel" in dag.tags, dag_id
+        assert dag.catchup is False and dag.max_active_runs == 1, dag_id
+        assert dag.doc_md and dag.doc_md.lstrip().startswith("### Omni-channel"), dag_id
+        for task in dag.tasks:
+            assert task.owner == "data-engineering", task.task_id
+            assert task.retries == 1, task.task_id
+            assert task.retry_exponential_backoff, task.task_id
+            assert task.execution_timeout is not None and task.execution_timeout.seconds > 0
+            assert orchestration.on_task_failure in task.on_failure_callback, task.task_id
+            assert orchestration.on_task_retry in task.on_retry_callback, task.task_id
+
+
+def test_the_lakehouse_dag_runs_in_order_and_publishes_the_gold_assets(dag_bag):
     dag = dag_bag.dags["omni_nightly"]
-    assert {"omnichannel", "nightly"} <= set(dag.tags)
-    assert dag.catchup is False and dag.max_active_runs == 1
-    assert dag.doc_md and "Omni-channel nightly run" in dag.doc_md
-    for task in dag.tasks:
-        assert task.retries >= 1, task.task_id
-        assert task.owner == "data-engineering"
-        assert task.execution_timeout is not None
-
-
-def test_tasks_run_in_order_through_spark_submit(dag_bag):
-    dag = dag_bag.dags["omni_nightly"]
-    assert sorted(dag.task_ids) == sorted([*ORDER, *MODEL_OUTPUTS, "validate_model_outputs"])
-    for upstream, downstream in zip(ORDER[:-1], ORDER[1:], strict=True):
+    assert dag.task_ids == LAKEHOUSE_ORDER or sorted(dag.task_ids) == sorted(LAKEHOUSE_ORDER)
+    for upstream, downstream in zip(LAKEHOUSE_ORDER[:-1], LAKEHOUSE_ORDER[1:], strict=True):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    assert set(dag.params) == {"start_date", "end_date"}
+    publisher = dag.get_task("validate_gold")
+    assert {asset.name for asset in publisher.outlets} == GOLD_PUBLISHED
+    # Only the validated gold tables are published, and the gate covers exactly them.
+    assert [t for t in dag.tasks if t.outlets] == [publisher]
+    assert {a for a in publisher.application_args if a.startswith("--table=")} == {
+        f"--table={name}" for name in GOLD_PUBLISHED
+    }
+    assert publisher._post_execute_hook == orchestration.publish_dates
+    backfilled = {
+        t.task_id for t in dag.tasks if "--start-date" in getattr(t, "application_args", [])
+    }
+    assert backfilled == {"gold", "validate_gold"}
+
+
+def test_the_model_dag_is_scheduled_on_the_published_gold_assets(dag_bag):
+    lakehouse, models = dag_bag.dags["omni_nightly"], dag_bag.dags["omni_models"]
+    condition = models.timetable.asset_condition
+    assert type(condition).__name__ == "AssetAll"
+    assert set(condition.objects) == set(lakehouse.get_task("validate_gold").outlets)
+    for upstream, downstream in zip(MODEL_ORDER[:-1], MODEL_ORDER[1:], strict=True):
+        assert models.get_task(downstream).upstream_task_ids == {upstream}
     for task in MODEL_OUTPUTS:
-        assert dag.get_task(task).upstream_task_ids == {"score_customers"}
-    assert dag.get_task("validate_model_outputs").upstream_task_ids == set(MODEL_OUTPUTS)
-    for task in dag.tasks:
+        assert models.get_task(task).upstream_task_ids == {"score_customers"}
+    assert models.get_task("validate_model_outputs").upstream_task_ids == set(MODEL_OUTPUTS)
+
+
+def test_maintenance_is_weekly_and_erasure_takes_the_identifier_as_a_param(dag_bag):
+    maintenance = dag_bag.dags["omni_maintenance"]
+    assert maintenance.timetable.expression == "0 5 * * 0"
+    [job] = maintenance.tasks
+    assert job.application.endswith("jobs/maintenance.py")
+    assert "--retention-hours" in job.application_args
+    assert maintenance.params["retention_hours"] == 168
+    erasure = dag_bag.dags["omni_erasure"]
+    assert type(erasure.timetable).__name__ == "NullTimetable"
+    assert set(erasure.params) == {"identifier_type", "identifier"}
+    [job] = erasure.tasks
+    # The identifier travels in the job's environment, never on the command line.
+    assert job.env_vars["OMNI_ERASE_IDENTIFIER"] == "{{ params.identifier }}"
+    assert not any("params.identifier }}" in arg for arg in job.application_args)
+
+
+def test_every_job_is_a_delta_spark_submit_through_spark_default(dag_bag):
+    jobs = [t for d in dag_bag.dags.values() for t in d.tasks if t.task_id != "business_dates"]
+    assert len(jobs) == 13
+    for task in jobs:
         assert type(task).__name__ == "SparkSubmitOperator"
         assert task._conn_id == "spark_default"
-        assert "delta-spark" in task.jars
+        assert "delta-spark" in task.jars and "delta-storage" in task.jars
         assert task.conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
         assert Path(task.application).exists()
-        assert task.application_args[:4] == ["--date", "{{ ds }}", "--run-id", "{{ run_id }}"]
+        assert task.application_args[0] == "--date"
+        assert task.application_args[2:4] == ["--run-id", "{{ run_id }}"]
+        assert task.env_vars["PYSPARK_PYTHON"]
+
+
+def test_the_nightly_hour_and_time_zone_come_from_the_environment():
+    code = (
+        "t = bag.dags['omni_nightly'].timetable; m = bag.dags['omni_maintenance'].timetable; "
+        "print(json.dumps([t.expression, str(t.timezone), m.expression, "
+        "bag.dags['omni_models'].tasks[0].retries]))"
+    )
+    got = _parse_in_subprocess(
+        code,
+        OMNI_NIGHTLY_AT="02:30",
+        OMNI_MAINTENANCE_AT="23:15",
+        OMNI_TIMEZONE="Europe/Paris",
+        OMNI_TASK_RETRIES="3",
+    )
+    assert got == ["30 2 * * *", "Europe/Paris", "15 23 * * 0", 3]
 
 
 def test_parsing_the_dag_folder_imports_no_heavy_library():
     code = (
-        "import json, sys; from airflow.models import DagBag; "
-        f"bag = DagBag(dag_folder={str(DAGS)!r}); "
         "heavy = [m for m in ('pyspark', 'mlflow', 'great_expectations', 'sklearn', 'pandas') "
         "if m in sys.modules]; "
-        "print(json.dumps({'errors': list(bag.import_errors), 'heavy': heavy}))"
+        "print(json.dumps({'errors': list(bag.import_errors), 'heavy': heavy, "
+        "'dags': sorted(bag.dag_ids)}))"
     )
-    env = {**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    result = _parse_in_subprocess(code)
+    assert result == {"errors": [], "heavy": [], "dags": sorted(DAG_IDS)}
+
+
+def _context(run_type: str, logical: datetime | None, run_after: datetime | None = None):
+    dag_run = SimpleNamespace(run_type=run_type, run_after=run_after or logical)
+    return {"dag_run": dag_run, "logical_date": logical}
+
+
+@pytest.mark.parametrize(
+    "zone, logical, expected",
+    [
+        # 03:00 in Tokyo is 18:00 UTC the day before: the day that ended is the 23rd.
+        ("Asia/Tokyo", datetime(2026, 11, 23, 18, 0, tzinfo=UTC), date(2026, 11, 23)),
+        ("UTC", datetime(2026, 11, 24, 3, 0, tzinfo=UTC), date(2026, 11, 23)),
+        ("America/New_York", datetime(2026, 11, 24, 8, 0, tzinfo=UTC), date(2026, 11, 23)),
+    ],
+)
+def test_a_scheduled_run_processes_the_day_that_ended_in_its_time_zone(zone, logical, expected):
+    settings = load_settings({"OMNI_TIMEZONE": zone})
+    assert orchestration.run_date(_context("scheduled", logical), settings) == expected
+
+
+def test_a_manual_run_processes_its_logical_date_or_the_day_it_was_triggered():
+    settings = load_settings({"OMNI_TIMEZONE": "Asia/Tokyo"})
+    logical = datetime(2026, 10, 31, tzinfo=UTC)
+    assert orchestration.run_date(_context("manual", logical), settings) == date(2026, 10, 31)
+    later = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+    assert orchestration.run_date(_context("manual", None, later), settings) == date(2026, 11, 2)
+
+
+def test_params_give_a_backfill_range_and_bad_ones_are_named():
+    default = date(2026, 10, 31)
+    assert orchestration.date_range({}, default) == {
+        "start_date": "2026-10-31",
+        "end_date": "2026-10-31",
+    }
+    assert orchestration.date_range({"start_date": "2026-10-01", "end_date": None}, default) == {
+        "start_date": "2026-10-01",
+        "end_date": "2026-10-31",
+    }
+    with pytest.raises(ValueError, match="start_date 2026-11-05 is after end_date 2026-10-31"):
+        orchestration.date_range({"start_date": "2026-11-05"}, default)
+    with pytest.raises(ValueError, match=r"param end_date='31/10/2026': expected a date"):
+        orchestration.date_range({"end_date": "31/10/2026"}, default)
+
+
+def test_erasure_identifier_types_match_the_identity_graph():
+    from omni.transforms.identity import TYPE_ORDER
+
+    assert set(TYPE_ORDER) < set(tables.ERASURE_IDENTIFIER_TYPES)
+
+
+@pytest.fixture
+def mailbox():
+    """A real SMTP server on 127.0.0.1 that keeps every message it receives."""
+    from email import message_from_bytes
+
+    from aiosmtpd.controller import Controller
+
+    received = []
+
+    class Keep:
+        async def handle_DATA(self, server, session, envelope):
+            received.append(message_from_bytes(envelope.content))
+            return "250 OK"
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()
+
+
+def test_a_failed_run_logs_a_summary_and_mails_it(tmp_path, mailbox):
+    """A backfill range that ends before it starts fails the first task, for good: the
+    failure callback logs the summary and mails ``OMNI_ALERT_EMAIL``; nothing else runs."""
+    port, received = mailbox
+    airflow = str(Path(sys.executable).parent / "airflow")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": port,
+                "extra": {"disable_ssl": True, "disable_tls": True},
+            }
+        ),
+        "OMNI_ALERT_EMAIL": "ops@shop.example",
+        "OMNI_LAKEHOUSE_DIR": str(tmp_path / "lakehouse"),
+        "OMNI_TASK_RETRIES": "0",
+    }
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    conf = json.dumps({"start_date": "2026-11-05", "end_date": "2026-10-31"})
+    result = subprocess.run(
+        [airflow, "dags", "test", "omni_nightly", "2026-10-31", "-c", conf],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["errors"] == []
-    assert result["heavy"] == []
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "OMNI TASK FAILED\nTask business_dates of DAG omni_nightly failed for good" in output
+    assert "start_date 2026-11-05 is after end_date 2026-10-31" in output
+    assert "Spark-Submit cmd" not in output  # nothing downstream ran
+    [mail] = received
+    assert mail["To"] == "ops@shop.example"
+    assert mail["Subject"].startswith("[omni] omni_nightly.business_dates failed (manual__")
+    [body] = [part for part in mail.walk() if part.get_content_type() == "text/html"]
+    text = body.get_payload(decode=True).decode()
+    assert "start_date 2026-11-05 is after end_date 2026-10-31" in text
+    assert "try: 1 of 1" in text

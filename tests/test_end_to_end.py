@@ -1,7 +1,10 @@
-"""The nightly DAG through real Airflow (`airflow dags test`) on a small generated sample.
+"""The nightly DAGs through real Airflow on a small generated sample.
 
-Real spark-submit, Delta, Great Expectations and an MLflow SQLite store, all in a temp folder;
-the assertions read the resulting tables and the registry.
+``omni_nightly`` runs with ``airflow dags test`` as a backfill of three days in one DAG run;
+its gold assets then trigger ``omni_models`` under a real scheduler (``make airflow``'s
+Airflow standalone). Real spark-submit, Delta, Great Expectations and an MLflow SQLite store,
+all in a temp folder; the assertions read the resulting tables, the registry and Airflow's
+own database.
 """
 
 from __future__ import annotations
@@ -9,10 +12,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -26,21 +34,33 @@ from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DATE = date(2026, 10, 31)
+# The first night is a backfill: features for each of these days, in one DAG run.
+BACKFILL_START = RUN_DATE - timedelta(days=2)
 # A day of the sample whose clickstream file gets 40 lines of garbage: over 15% of the day's
 # records quarantined, a warning-only problem.
 WARNING_DAY = RUN_DATE - timedelta(days=5)
 PLANTED_LINES = 40
 BROKEN_DATE = RUN_DATE + timedelta(days=1)
 SAMPLE_DAYS = 46  # 45 days up to RUN_DATE, then the broken day
+GOLD_ASSETS = {"gold.customer_profile", "gold.customer_features", "gold.daily_channel_kpis"}
 pytestmark = pytest.mark.e2e
 
 # Generator bad kinds whose quarantine reason code differs from the kind's name.
 EVENT_REASONS = {"truncated_json": "malformed_json", "not_json": "malformed_json"}
 
 
-def _dags_test(env: dict, day: date, root: Path) -> subprocess.CompletedProcess:
+def _airflow(env: dict, *args: str) -> subprocess.CompletedProcess:
+    airflow = str(Path(sys.executable).parent / "airflow")
+    return subprocess.run([airflow, *args], env=env, check=True, capture_output=True, text=True)
+
+
+def _dags_test(
+    env: dict, day: date, root: Path, conf: dict | None = None
+) -> subprocess.CompletedProcess:
+    airflow = str(Path(sys.executable).parent / "airflow")
+    extra = ["-c", json.dumps(conf)] if conf else []
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "dags", "test", "omni_nightly", str(day)],
+        [airflow, "dags", "test", "omni_nightly", str(day), *extra],
         env=env,
         capture_output=True,
         text=True,
@@ -50,9 +70,81 @@ def _dags_test(env: dict, day: date, root: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def _query(root: Path, sql: str, *args) -> list[tuple]:
+    with sqlite3.connect(root / "airflow" / "airflow.db") as db:
+        return db.execute(sql, args).fetchall()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def _airflow_standalone(env: dict, root: Path):
+    """``make airflow``'s script: Airflow standalone on a free port; yields (port, banner)."""
+    port = _free_port()
+    out = (root / "standalone.out").open("w+")
+    process = subprocess.Popen(
+        [str(REPO / "tools" / "airflow_standalone.sh")],
+        env={**env, "AIRFLOW_PORT": str(port)},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while "Ctrl-C stops Airflow" not in (banner := (root / "standalone.out").read_text()):
+            assert process.poll() is None, f"make airflow stopped:\n{banner[-3000:]}"
+            assert time.monotonic() < deadline, f"Airflow not up in 300 s:\n{banner[-3000:]}"
+            time.sleep(2)
+        yield port, banner
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+        out.close()
+
+
+def _wait_for_models(root: Path, timeout: float) -> tuple[str, str, str]:
+    """The first ``omni_models`` run, once it has finished: (run id, run type, state)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = _query(
+            root, "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = ?", "omni_models"
+        )
+        if runs and runs[0][2] in ("success", "failed"):
+            return runs[0]
+        time.sleep(5)
+    pytest.fail(f"omni_models did not finish in {timeout:.0f} s: {runs}")
+
+
+def _login(port: int, banner: str) -> dict:
+    """Log in with the user and password ``make airflow`` printed; list the DAGs."""
+    password = re.search(r"password:\s+(\S+)", banner).group(1)
+    base = f"http://127.0.0.1:{port}"
+    request = urllib.request.Request(
+        f"{base}/auth/token",
+        data=json.dumps({"username": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        token = json.load(answer)["access_token"]
+    listing = urllib.request.Request(
+        f"{base}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(listing, timeout=30) as answer:
+        return json.load(answer)
+
+
 @pytest.fixture(scope="module")
 def nightly(tmp_path_factory):
-    """The sample's first night through Airflow: a backfill of every day up to RUN_DATE.
+    """The sample's first night: a backfill of the last three days up to RUN_DATE in one
+    ``omni_nightly`` run (every landed day is ingested), then ``omni_models`` as the scheduler
+    triggers it from the gold assets.
 
     One day carries a planted warning-only problem; the landing zone also holds the next day,
     for the broken night.
@@ -86,17 +178,63 @@ def nightly(tmp_path_factory):
         SampleSpec(customers=200, days=SAMPLE_DAYS, end_date=BROKEN_DATE, seed=5, bad_rate=0.002),
     )
     _plant_garbage(root / "landing" / "ecommerce" / "events" / f"dt={WARNING_DAY}")
-    airflow = str(bin_dir / "airflow")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
-    result = _dags_test(env, RUN_DATE, root)
+    (root / "airflow").mkdir()
+    _airflow(env, "db", "migrate")
+    # The model DAG must be known and unpaused for the gold assets' events to queue a run.
+    _airflow(env, "dags", "reserialize")
+    _airflow(env, "dags", "unpause", "omni_models")
+    result = _dags_test(env, RUN_DATE, root, {"start_date": str(BACKFILL_START)})
     assert result.returncode == 0, f"airflow dags test failed:\n{result.stderr[-4000:]}"
+    with _airflow_standalone(env, root) as (port, banner):
+        dags = _login(port, banner)
+        run_id, run_type, state = _wait_for_models(root, timeout=1500)
+    assert state == "success", _failed_task_logs(root, run_id)
     settings = load_settings({k: v for k, v in env.items() if k.startswith(("OMNI_", "MLFLOW_"))})
-    return settings, env, root
+    return settings, env, root, {"run_id": run_id, "run_type": run_type, "dags": dags}
+
+
+def _failed_task_logs(root: Path, run_id: str) -> str:
+    logs = sorted((root / "airflow" / "logs" / "dag_id=omni_models").rglob("*.log"))
+    return "\n".join(f"{p}:\n{p.read_text()[-2500:]}" for p in logs if run_id in str(p))
 
 
 @pytest.fixture(scope="module")
 def nightly_run(nightly):
     return nightly[0]
+
+
+def test_the_gold_assets_triggered_the_model_dag_for_the_backfills_last_day(nightly):
+    _, _, root, models = nightly
+    assert models["run_type"] == "asset_triggered"
+    [(logical_date,)] = _query(
+        root, "SELECT logical_date FROM dag_run WHERE run_id = ?", models["run_id"]
+    )
+    assert logical_date is None  # the date comes with the assets' events
+    consumed = _query(
+        root,
+        "SELECT a.name, e.extra, e.source_dag_id, e.source_task_id FROM asset_event e "
+        "JOIN asset a ON a.id = e.asset_id JOIN dagrun_asset_event d ON d.event_id = e.id "
+        "JOIN dag_run r ON r.id = d.dag_run_id WHERE r.run_id = ?",
+        models["run_id"],
+    )
+    assert {name for name, *_ in consumed} == GOLD_ASSETS
+    for _, extra, dag_id, task_id in consumed:
+        assert (dag_id, task_id) == ("omni_nightly", "validate_gold")
+        dates = json.loads(extra)
+        assert (dates["start_date"], dates["end_date"]) == (str(BACKFILL_START), str(RUN_DATE))
+    [(value,)] = _query(
+        root,
+        "SELECT value FROM xcom WHERE dag_id = 'omni_models' AND task_id = 'business_dates' "
+        "AND key = 'return_value'",
+    )
+    assert json.loads(value) == {"start_date": str(RUN_DATE), "end_date": str(RUN_DATE)}
+
+
+def test_make_airflow_prints_a_login_that_works(nightly):
+    dags = {d["dag_id"]: d for d in nightly[3]["dags"]["dags"]}
+    assert set(dags) == {"omni_nightly", "omni_models", "omni_maintenance", "omni_erasure"}
+    assert dags["omni_models"]["is_paused"] is False
+    assert dags["omni_nightly"]["owners"] == ["data-engineering"]
 
 
 def _plant_garbage(folder: Path) -> None:
@@ -109,7 +247,7 @@ def _plant_garbage(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def broken_night(nightly):
     """The day after, the clickstream export never arrives: freshness, a blocking check."""
-    settings, env, root = nightly
+    settings, env, root, _ = nightly
     shutil.rmtree(settings.landing_dir / "ecommerce" / "events" / f"dt={BROKEN_DATE}")
     client = _client(settings)
     versions = {m: _versions(client, m) for m in ("customer_segmentation", "customer_churn")}
@@ -301,7 +439,10 @@ def test_gold_tables_and_data_docs(spark, nightly_run):
     assert kpis.select("date").distinct().count() >= 40
     assert kpis.where((F.col("channel") == "online") & F.col("sessions").isNull()).count() == 0
     features = _table(spark, nightly_run, "gold.customer_features")
-    assert features.where(F.col("as_of_date") != F.lit(str(RUN_DATE)).cast("date")).count() == 0
+    days = {r["as_of_date"] for r in features.select("as_of_date").distinct().collect()}
+    assert days == {BACKFILL_START + timedelta(days=n) for n in range(3)}
+    per_day = features.groupBy("as_of_date").count().collect()
+    assert min(r["count"] for r in per_day) >= 190
     page = quality.data_docs_index(nightly_run).read_text()
     for path in sorted(quality.EXPECTATIONS_DIR.glob("*/*.json")):
         suite = f"{path.parent.name}.{path.stem}"
@@ -340,9 +481,12 @@ def test_a_blocking_failure_stops_everything_downstream(spark, broken_night):
         )
     assert states["bronze_ingest"] == "success"
     assert states["validate_bronze"] == "failed"
-    downstream = ("silver", "gold", "train_models", "score_customers", "personalize")
-    for task in (*downstream, "monitor_models", "validate_model_outputs"):
-        assert states.get(task) in (None, "upstream_failed"), (task, states.get(task))
+    for task in ("silver", "validate_silver", "gold", "validate_gold"):
+        assert states[task] == "upstream_failed", (task, states[task])
+    # No gold assets published, so the model DAG was not queued again.
+    events = _query(root, "SELECT extra FROM asset_event")
+    assert len(events) == 3 and all(str(BROKEN_DATE) not in extra for (extra,) in events)
+    assert _query(root, "SELECT * FROM asset_dag_run_queue") == []
     failed = _results(spark, settings, BROKEN_DATE).where(~F.col("success")).collect()
     assert ("bronze.ecommerce_events", "freshness", "blocking") in {
         (r["table_name"], r["check_kind"], r["severity"]) for r in failed
@@ -379,7 +523,7 @@ def test_notebooks_run_on_the_sample(nightly):
     import nbformat
     from nbclient import NotebookClient
 
-    settings, env, root = nightly
+    settings, env, root, _ = nightly
     executed = {}
     for name in ("customer_profiles_and_segments", "model_runs_review"):
         book = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)

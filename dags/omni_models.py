@@ -1,0 +1,77 @@
+"""
+### Omni-channel models
+
+Customer segmentation and churn: training with MLflow tracking and champion promotion, then
+scoring of every customer into `gold.customer_scores`. Then come the consented
+personalization feed (`gold.personalization_feed`) and drift monitoring of the champions
+(`gold.model_monitoring`, with a retrain flag when a PSI passes `OMNI_PSI_THRESHOLD`). A
+Great Expectations gate checks all three tables.
+
+**When**: data-aware. The DAG runs when `omni_nightly` has published all three validated
+gold tables (`gold.customer_profile`, `gold.customer_features`, `gold.daily_channel_kpis`).
+It models the latest `end_date` the triggering asset events carry. A manual run models
+the `date` param, or its logical date.
+
+Tasks retry with back-off, time out and alert as in `omni_nightly`; each is a `spark-submit`
+through `spark_default`. Promotion refuses a date whose data-quality gates did not pass.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, get_current_context, task
+
+from omni import orchestration as orc
+from omni.config import load_settings
+
+SETTINGS = load_settings()
+
+
+@task(task_id=orc.DATES_TASK)
+def business_dates() -> dict[str, str]:
+    """The date to model: from the triggering asset events, the param, or the run's date."""
+    context = get_current_context()
+    default = orc.triggering_end_date(context) or orc.run_date(context, SETTINGS)
+    return orc.date_range({"end_date": context["params"].get("date")}, default)
+
+
+@dag(
+    dag_id="omni_models",
+    schedule=orc.gold_assets(SETTINGS),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=orc.default_args(SETTINGS),
+    params={
+        "date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Business date to model, YYYY-MM-DD (default: from the trigger).",
+        )
+    },
+    doc_md=__doc__,
+    tags=["omnichannel", "nightly", "models"],
+)
+def omni_models():
+    def job(task_id: str, script: str, *args: str):
+        return orc.spark_job(SETTINGS, task_id, script, *args)
+
+    dates = business_dates()
+    train = job("train_models", "models/train.py")
+    score = job("score_customers", "models/score.py")
+    personalize = job("personalize", "models/personalize.py")
+    monitor = job("monitor_models", "models/monitor.py")
+    outputs = ("gold.customer_scores", "gold.personalization_feed", "gold.model_monitoring")
+    check_outputs = job(
+        "validate_model_outputs",
+        "jobs/validate.py",
+        "--layer",
+        "gold",
+        *[f"--table={name}" for name in outputs],
+    )
+    dates >> train >> score >> [personalize, monitor] >> check_outputs
+
+
+omni_models()

@@ -1,0 +1,248 @@
+"""What every DAG of the project is built from: schedules, task defaults, dates, alerts, jobs.
+
+Imported by the files in ``dags/`` at parse time, so it loads Airflow and the project's
+settings only: no Spark, MLflow or Great Expectations (``tests/test_dags.py`` checks it).
+
+Business dates: a scheduled nightly run processes the day that has just ended in
+``OMNI_TIMEZONE``; a manual run (``airflow dags trigger`` or ``airflow dags test DAG DATE``)
+processes its logical date; the ``start_date``/``end_date`` params override both, and a range
+is a backfill done by one DAG run. The first task of each DAG resolves them once
+(``business_dates``), and every job reads them from its XCom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, CronTriggerTimetable, Param
+
+from omni import tables
+from omni.config import REPO_ROOT, Settings, parse_date
+from omni.sparkconf import spark_conf
+
+log = logging.getLogger("omni.orchestration")
+
+SPARK_CONN_ID = "spark_default"
+OWNER = "data-engineering"
+DATES_TASK = "business_dates"
+# The resolved range, for templated job arguments.
+END_DATE = "{{ ti.xcom_pull(task_ids='" + DATES_TASK + "')['end_date'] }}"
+START_DATE = "{{ ti.xcom_pull(task_ids='" + DATES_TASK + "')['start_date'] }}"
+# The day a run is for, in DAGs without business dates (maintenance, erasure).
+RUN_DAY = "{{ (logical_date or dag_run.run_after) | ds }}"
+# The gold tables the lakehouse DAG publishes (once validated) and the model DAG consumes.
+GOLD_PUBLISHED = (tables.GOLD_PROFILE, tables.GOLD_FEATURES, tables.GOLD_KPIS)
+# Environment the jobs need from Airflow's: the project's settings and the interpreter.
+FORWARDED_PREFIXES = ("OMNI_", "MLFLOW_", "GX_", "JAVA_", "SPARK_", "HADOOP_", "AWS_")
+
+
+def daily_at(settings: Settings, at: str, weekday: str = "*") -> CronTriggerTimetable:
+    """A timetable firing at ``at`` (HH:MM) local time in ``settings.timezone``."""
+    hour, minute = (int(part) for part in at.split(":"))
+    return CronTriggerTimetable(f"{minute} {hour} * * {weekday}", timezone=settings.timezone)
+
+
+def default_args(settings: Settings) -> dict[str, Any]:
+    """Retries with exponential back-off, a timeout per task, and the failure alert."""
+    return {
+        "owner": OWNER,
+        "retries": settings.task_retries,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(minutes=settings.task_timeout_minutes),
+        "on_failure_callback": on_task_failure,
+        "on_retry_callback": on_task_retry,
+    }
+
+
+def gold_assets(settings: Settings) -> list[Asset]:
+    """One Airflow asset per published gold table: its registered name and Delta location."""
+    return [
+        Asset(name=table.name, uri=table.path(settings.lakehouse_dir).as_uri(), group="gold")
+        for table in GOLD_PUBLISHED
+    ]
+
+
+def date_range_params() -> dict[str, Param]:
+    return {
+        "start_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="First business date of a backfill, YYYY-MM-DD (default: end_date).",
+        ),
+        "end_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Last business date, YYYY-MM-DD (default: the run's date).",
+        ),
+    }
+
+
+def run_date(context: dict[str, Any], settings: Settings) -> date:
+    """The business date of a run without params: see the module's docstring."""
+    dag_run = context["dag_run"]
+    logical = context.get("logical_date")
+    if dag_run.run_type == "scheduled" and logical is not None:
+        local = logical.astimezone(_zone(settings))
+        return local.date() - timedelta(days=1)
+    moment = logical if logical is not None else dag_run.run_after
+    return moment.date()
+
+
+def date_range(params: dict[str, Any], default_end: date) -> dict[str, str]:
+    """``start_date``..``end_date`` from the params, validated, as ISO strings."""
+    end = _param_date(params, "end_date") or default_end
+    start = _param_date(params, "start_date") or end
+    if start > end:
+        raise ValueError(
+            f"start_date {start} is after end_date {end}: expected a range with start <= end"
+        )
+    return {"start_date": start.isoformat(), "end_date": end.isoformat()}
+
+
+def triggering_end_date(context: dict[str, Any]) -> date | None:
+    """The latest ``end_date`` carried by the asset events that triggered this run."""
+    events = context.get("triggering_asset_events") or {}
+    dates = [
+        parse_date(event.extra["end_date"])
+        for asset_events in events.values()
+        for event in asset_events
+        if (event.extra or {}).get("end_date")
+    ]
+    return max(dates) if dates else None
+
+
+def publish_dates(context: dict[str, Any], result: Any) -> None:
+    """``post_execute`` of the task that publishes the gold assets: the dates go with them."""
+    dates = context["ti"].xcom_pull(task_ids=DATES_TASK)
+    extra = {**dates, "run_id": context["run_id"]}
+    for asset in context["task"].outlets:
+        context["outlet_events"][asset].extra = extra
+
+
+def spark_job(
+    settings: Settings,
+    task_id: str,
+    script: str,
+    *args: str,
+    date_arg: str = END_DATE,
+    env: dict[str, str] | None = None,
+    **operator_args: Any,
+) -> SparkSubmitOperator:
+    """``spark-submit`` of a job of the repository through the ``spark_default`` connection.
+
+    Delta and the catalog are configured and the cached Delta JARs are shipped with the job
+    (``--jars``), so the same task runs on ``local[*]``, a standalone cluster, YARN or
+    Kubernetes: only the connection changes. Jobs get the run's dates and id as arguments.
+    """
+    conf = spark_conf(settings)
+    jars = conf.pop("spark.jars")
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=str(REPO_ROOT / script),
+        name=f"omni.{task_id}",
+        conn_id=SPARK_CONN_ID,
+        jars=jars,
+        conf=conf,
+        env_vars={**job_environment(), **(env or {})},
+        application_args=["--date", date_arg, "--run-id", "{{ run_id }}", *args],
+        **operator_args,
+    )
+
+
+def job_environment() -> dict[str, str]:
+    """The jobs run on the interpreter Airflow runs on (the project's virtual env)."""
+    python = os.environ.get("PYSPARK_PYTHON", sys.executable)
+    return {
+        **{k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)},
+        "PYSPARK_PYTHON": python,
+        "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", python),
+        # spark-submit and its find-spark-home come from this interpreter's folder first.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
+
+
+def failure_summary(context: dict[str, Any]) -> str:
+    ti = context["ti"]
+    dates = _pulled_dates(ti)
+    lines = [
+        f"Task {ti.task_id} of DAG {ti.dag_id} failed for good",
+        f"run: {context['run_id']}",
+        f"business dates: {dates.get('start_date', '?')} to {dates.get('end_date', '?')}",
+        f"try: {ti.try_number} of {ti.max_tries + 1}",
+        f"error: {context.get('exception')!r}",
+    ]
+    return "\n".join(lines)
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """Log a clear summary of the failure; mail it to ``OMNI_ALERT_EMAIL`` when set.
+
+    Mail goes through the Airflow connection ``smtp_default`` (``AIRFLOW_CONN_SMTP_DEFAULT``).
+    """
+    from omni.config import load_settings
+
+    summary = failure_summary(context)
+    log.error("OMNI TASK FAILED\n%s", summary)
+    recipients = load_settings().alert_emails
+    if not recipients:
+        return
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    ti = context["ti"]
+    notifier = SmtpNotifier(
+        to=list(recipients),
+        from_email=os.environ.get("OMNI_ALERT_FROM", "omni-airflow@localhost"),
+        subject=f"[omni] {ti.dag_id}.{ti.task_id} failed ({context['run_id']})",
+        html_content="<pre>" + _escape(summary) + "</pre>",
+    )
+    notifier.notify(context)
+    log.info("failure alert mailed to %s", ", ".join(recipients))
+
+
+def on_task_retry(context: dict[str, Any]) -> None:
+    ti = context["ti"]
+    log.warning(
+        "OMNI TASK RETRY: %s.%s try %s of %s failed: %r",
+        ti.dag_id,
+        ti.task_id,
+        ti.try_number,
+        ti.max_tries + 1,
+        context.get("exception"),
+    )
+
+
+def _pulled_dates(ti) -> dict[str, str]:
+    try:
+        return ti.xcom_pull(task_ids=DATES_TASK) or {}
+    except Exception:  # the failure report must not fail on a missing XCom
+        return {}
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _param_date(params: dict[str, Any], name: str) -> date | None:
+    value = params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return parse_date(str(value))
+    except ValueError:
+        raise ValueError(f"param {name}={value!r}: expected a date YYYY-MM-DD") from None
+
+
+def _zone(settings: Settings):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(settings.timezone)

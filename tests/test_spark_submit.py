@@ -1,0 +1,190 @@
+"""The jobs as the DAGs submit them: on a real Spark standalone cluster, and killed mid-write.
+
+Both compare with one uninterrupted local-mode run of the same sample, in-process.
+
+* **Cluster**: a master and a worker start on 127.0.0.1 from the pip-installed Spark, and
+  ``airflow dags test`` runs ``omni_nightly`` with nothing changed but the ``spark_default``
+  connection (``spark://127.0.0.1:7077``). Bronze, silver and gold are each a ``spark-submit``
+  whose executors run in the worker's JVMs, with the Delta JARs and the project's code shipped
+  with the job. The validation tasks are marked done without running, to keep the test short
+  (the end-to-end test runs them).
+* **Safe retries**: bronze, then silver, run with ``spark-submit`` on ``local[2]``. The
+  spark-submit process (the driver's JVM) gets SIGKILL as soon as the job's first data file
+  appears in the lakehouse: its write is cut off before or just after that file's commit, and
+  the job's other tables are not written at all. Then the job runs again, as Airflow retries a
+  task, with the same run id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from jobs.bronze_ingest import ingest_all
+from jobs.gold import build_gold
+from jobs.silver import run_silver
+from omni import tables
+from omni.sample import SampleSpec, generate_sample
+from omni.standalone import standalone_cluster
+from tests.conftest import job_environment, spark_submit_command, table_contents
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_DATE = date(2026, 5, 10)
+START_DATE = date(2026, 5, 8)
+RUN_ID = "scheduled__2026-05-11T03:00:00+00:00"
+CLUSTER_JOBS = {"omni.bronze_ingest", "omni.silver", "omni.gold"}
+
+
+def _names(*layers: str) -> list[str]:
+    return [t.name for t in tables.ALL_TABLES if t.layer in layers]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(spark, settings, tmp_path_factory):
+    """The sample and its local-mode night (a three-day backfill of gold), in-process."""
+    root = tmp_path_factory.mktemp("submitted")
+    generate_sample(
+        root / "landing",
+        SampleSpec(customers=40, days=12, end_date=RUN_DATE, seed=21, bad_rate=0.01),
+    )
+    local = replace(settings, landing_dir=root / "landing", lakehouse_dir=root / "local")
+    ingest_all(spark, local, RUN_DATE, RUN_ID)
+    run_silver(spark, local, RUN_ID)
+    build_gold(spark, local, RUN_DATE, RUN_ID, START_DATE)
+    return root, local
+
+
+def _environment(settings, **extra: str) -> dict[str, str]:
+    return job_environment(
+        {
+            "OMNI_LANDING_DIR": str(settings.landing_dir),
+            "OMNI_LAKEHOUSE_DIR": str(settings.lakehouse_dir),
+            "OMNI_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
+            **extra,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def on_cluster(uninterrupted):
+    root, local = uninterrupted
+    lake = replace(local, lakehouse_dir=root / "on-cluster")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    with standalone_cluster(root / "spark", cores=2, memory="3g") as cluster:
+        env = _environment(
+            lake,
+            AIRFLOW_HOME=str(root / "airflow"),
+            AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{root / 'airflow.db'}",
+            AIRFLOW_CONN_SPARK_DEFAULT=json.dumps(
+                {"conn_type": "spark", "host": cluster.master_url}
+            ),
+            OMNI_TASK_RETRIES="0",
+        )
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        conf = json.dumps({"start_date": str(START_DATE)})
+        result = subprocess.run(
+            [airflow, "dags", "test", "omni_nightly", str(RUN_DATE), "-c", conf]
+            + ["--mark-success-pattern", "validate_.*"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        (root / "dags-test.log").write_text(result.stdout + result.stderr)
+        with urllib.request.urlopen(f"{cluster.ui_url}/json/", timeout=5) as page:
+            master_state = json.load(page)
+    assert result.returncode == 0, f"airflow dags test failed:\n{result.stderr[-4000:]}"
+    return lake, master_state
+
+
+def test_the_nightly_jobs_ran_on_the_cluster(on_cluster):
+    _, master = on_cluster
+    finished = {app["name"]: app for app in master["completedapps"]}
+    assert set(finished) == CLUSTER_JOBS  # the validations were marked done, not run
+    for name in CLUSTER_JOBS:
+        assert finished[name]["cores"] >= 1 and finished[name]["state"] == "FINISHED"
+
+
+def test_silver_and_gold_on_the_cluster_equal_local_mode(spark, uninterrupted, on_cluster):
+    _, local = uninterrupted
+    lake, _ = on_cluster
+    for name in _names("silver", "gold", "quarantine"):
+        expected = table_contents(spark, local.lakehouse_dir, name)
+        assert table_contents(spark, lake.lakehouse_dir, name) == expected, name
+    features = table_contents(spark, lake.lakehouse_dir, "gold.customer_features")
+    assert len(features) > 3 * 30  # three backfilled days of some 40 customers
+
+
+def _data_files(lakehouse: Path, layers: tuple[str, ...]) -> set[Path]:
+    return {p for layer in layers for p in (lakehouse / layer).rglob("*.parquet")}
+
+
+def _kill_when_writing(command, env, lakehouse: Path, layers, log: Path) -> None:
+    """Start the job; SIGKILL its spark-submit process once it writes its first data file."""
+    before = _data_files(lakehouse, layers)
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not _data_files(lakehouse, layers) - before:
+            if process.poll() is not None:
+                pytest.fail(f"the job ended before it wrote anything (see {log})")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the job wrote nothing in 10 minutes (see {log})")
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)  # kill -9 of spark-submit
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        # The driver's Python process loses its JVM and exits; make sure nothing lingers.
+        time.sleep(2)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_job_killed_mid_write_and_run_again_leaves_the_tables_of_an_uninterrupted_run(
+    spark, uninterrupted
+):
+    root, local = uninterrupted
+    killed = replace(local, lakehouse_dir=root / "killed")
+    env = _environment(killed)
+    for job, layers in (
+        ("jobs/bronze_ingest.py", ("bronze",)),
+        ("jobs/silver.py", ("silver", "quarantine")),
+    ):
+        command = spark_submit_command(
+            killed, job, "--date", str(RUN_DATE), "--run-id", RUN_ID, master="local[2]"
+        )
+        name = Path(job).stem
+        _kill_when_writing(command, env, killed.lakehouse_dir, layers, root / f"{name}-kill.log")
+        cut_off = {
+            t: table_contents(spark, killed.lakehouse_dir, t, keep_run_ids=True)
+            for t in _names(*layers)
+        }
+        wanted = {
+            t: table_contents(spark, local.lakehouse_dir, t, keep_run_ids=True) for t in cut_off
+        }
+        assert cut_off != wanted, f"{name} finished before the kill: nothing was cut off"
+        with (root / f"{name}-retry.log").open("w") as out:  # the retry
+            retried = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        assert retried.returncode == 0, (root / f"{name}-retry.log").read_text()[-3000:]
+    for name in _names("bronze", "silver", "quarantine"):
+        got = table_contents(spark, killed.lakehouse_dir, name, keep_run_ids=True)
+        expected = table_contents(spark, local.lakehouse_dir, name, keep_run_ids=True)
+        assert got == expected, name
+    assert table_contents(spark, local.lakehouse_dir, "silver.pos_lines")
