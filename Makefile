@@ -24,8 +24,11 @@ export PYSPARK_DRIVER_PYTHON ?= $(BIN)/python
 export GX_ANALYTICS_ENABLED := False
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
+# One OpenMP thread per process: on a small machine, two gradient-boosting fits with spinning
+# OpenMP threads (a nightly training task beside a test, say) slow each other down fiftyfold.
+export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup jars sample run airflow test bench bench-models notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration spark-cluster notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +73,13 @@ test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... t
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)
 	$(BIN)/python -m bench.lakehouse $(BENCH_ARGS)
+
+ORCHESTRATION_BENCH_ARGS ?=
+bench-orchestration: setup ## Nightly DAGs on local[*] vs a local standalone cluster; spark-submit overhead
+	$(BIN)/python -m bench.orchestration $(ORCHESTRATION_BENCH_ARGS)
+
+spark-cluster: setup ## Start a Spark standalone master and worker on 127.0.0.1 (Ctrl-C stops them)
+	$(BIN)/python -m omni.standalone
 
 notebooks: setup ## Execute the notebooks on the default data into data/notebooks/ (after make run)
 	@mkdir -p data/notebooks

@@ -16,8 +16,6 @@ An unknown identifier fails the task with a message that says so; nothing is del
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import Param, dag
 
 from omni import orchestration as orc
@@ -30,10 +28,7 @@ SETTINGS = load_settings()
 @dag(
     dag_id="omni_erasure",
     schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=orc.default_args(SETTINGS),
+    **orc.dag_defaults(SETTINGS),
     params={
         "identifier_type": Param(
             "customer_id",

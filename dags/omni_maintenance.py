@@ -13,8 +13,6 @@ Schedule it apart from `omni_nightly`. Delta's optimistic concurrency makes a co
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import Param, dag
 
 from omni import orchestration as orc
@@ -26,10 +24,7 @@ SETTINGS = load_settings()
 @dag(
     dag_id="omni_maintenance",
     schedule=orc.daily_at(SETTINGS, SETTINGS.maintenance_at, weekday="0"),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=orc.default_args(SETTINGS),
+    **orc.dag_defaults(SETTINGS),
     params={
         "retention_hours": Param(
             SETTINGS.vacuum_retention_hours,

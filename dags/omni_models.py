@@ -18,8 +18,6 @@ through `spark_default`. Promotion refuses a date whose data-quality gates did n
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import Param, dag, get_current_context, task
 
 from omni import orchestration as orc
@@ -39,10 +37,7 @@ def business_dates() -> dict[str, str]:
 @dag(
     dag_id="omni_models",
     schedule=orc.gold_assets(SETTINGS),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=orc.default_args(SETTINGS),
+    **orc.dag_defaults(SETTINGS),
     params={
         "date": Param(
             None,

@@ -32,8 +32,6 @@ Every result is in `quality.validation_results`; the Data Docs site is
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.sdk import dag, get_current_context, task
 
 from omni import orchestration as orc
@@ -52,10 +50,7 @@ def business_dates() -> dict[str, str]:
 @dag(
     dag_id="omni_nightly",
     schedule=orc.daily_at(SETTINGS, SETTINGS.nightly_at),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=orc.default_args(SETTINGS),
+    **orc.dag_defaults(SETTINGS),
     params=orc.date_range_params(),
     doc_md=__doc__,
     tags=["omnichannel", "nightly", "lakehouse"],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,33 @@ RUN_DAY = "{{ (logical_date or dag_run.run_after) | ds }}"
 # The gold tables the lakehouse DAG publishes (once validated) and the model DAG consumes.
 GOLD_PUBLISHED = (tables.GOLD_PROFILE, tables.GOLD_FEATURES, tables.GOLD_KPIS)
 # Environment the jobs need from Airflow's: the project's settings and the interpreter.
-FORWARDED_PREFIXES = ("OMNI_", "MLFLOW_", "GX_", "JAVA_", "SPARK_", "HADOOP_", "AWS_")
+FORWARDED_PREFIXES = (
+    "OMNI_",
+    "MLFLOW_",
+    "GX_",
+    "JAVA_",
+    "SPARK_",
+    "HADOOP_",
+    "YARN_",
+    "AWS_",
+    "PYTHONPATH",
+)
 
 
 def daily_at(settings: Settings, at: str, weekday: str = "*") -> CronTriggerTimetable:
     """A timetable firing at ``at`` (HH:MM) local time in ``settings.timezone``."""
     hour, minute = (int(part) for part in at.split(":"))
     return CronTriggerTimetable(f"{minute} {hour} * * {weekday}", timezone=settings.timezone)
+
+
+def dag_defaults(settings: Settings) -> dict[str, Any]:
+    """What every DAG of the project shares: no catch-up, one active run, the task defaults."""
+    return {
+        "start_date": datetime(2026, 1, 1),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": default_args(settings),
+    }
 
 
 def default_args(settings: Settings) -> dict[str, Any]:

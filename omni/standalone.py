@@ -4,7 +4,7 @@ The pip wheel has no ``sbin/start-master.sh``; ``spark-class`` starts the daemon
 Used by the cluster test and benchmark, and by ``make spark-cluster`` to try the jobs on a
 real cluster: point ``spark_default`` at the master it prints.
 
-    python -m omni.standalone --cores 2 --memory 4g
+    python -m omni.standalone --cores 2 --memory 4g     (or: make spark-cluster)
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from omni.config import REPO_ROOT
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -160,7 +162,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", type=Path, default=Path("data/spark-standalone"))
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO_ROOT / "data" / "spark-standalone",
+        help="worker, log and scratch folders",
+    )
     parser.add_argument("--port", type=int, default=7077)
     parser.add_argument("--ui-port", type=int, default=8090)
     parser.add_argument("--cores", type=int, default=2)

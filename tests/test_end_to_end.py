@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -101,12 +102,16 @@ def _airflow_standalone(env: dict, root: Path):
             time.sleep(2)
         yield port, banner
     finally:
-        os.killpg(process.pid, 15)
+        os.killpg(process.pid, signal.SIGTERM)  # Ctrl-C's effect on the whole group
         try:
             process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-        out.close()
+        finally:
+            time.sleep(5)  # then nothing of it may outlive the test
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out.close()
 
 
 def _wait_for_models(root: Path, timeout: float) -> tuple[str, str, str]:

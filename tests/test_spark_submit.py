@@ -106,20 +106,23 @@ def on_cluster(uninterrupted):
         with urllib.request.urlopen(f"{cluster.ui_url}/json/", timeout=5) as page:
             master_state = json.load(page)
     assert result.returncode == 0, f"airflow dags test failed:\n{result.stderr[-4000:]}"
-    return lake, master_state
+    return lake, master_state, result.stdout + result.stderr
 
 
 def test_the_nightly_jobs_ran_on_the_cluster(on_cluster):
-    _, master = on_cluster
+    _, master, log = on_cluster
     finished = {app["name"]: app for app in master["completedapps"]}
     assert set(finished) == CLUSTER_JOBS  # the validations were marked done, not run
     for name in CLUSTER_JOBS:
         assert finished[name]["cores"] >= 1 and finished[name]["state"] == "FINISHED"
+    # Each job shipped the project's code to its executors, and submitted with Delta's JARs.
+    assert log.count("to the executors of spark://127.0.0.1:7077") == len(CLUSTER_JOBS)
+    assert log.count("--master spark://127.0.0.1:7077") == len(CLUSTER_JOBS)
 
 
 def test_silver_and_gold_on_the_cluster_equal_local_mode(spark, uninterrupted, on_cluster):
     _, local = uninterrupted
-    lake, _ = on_cluster
+    lake, _, _ = on_cluster
     for name in _names("silver", "gold", "quarantine"):
         expected = table_contents(spark, local.lakehouse_dir, name)
         assert table_contents(spark, lake.lakehouse_dir, name) == expected, name

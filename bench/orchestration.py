@@ -1,0 +1,145 @@
+"""Orchestration benchmark: the nightly DAGs in local mode and on a standalone cluster, and what
+``spark-submit`` costs per task.
+
+In one run, on the default sample (``make sample``'s 2,000 customers and 120 days, unless
+``--customers``/``--days`` say otherwise), in temp folders:
+
+* ``spark-submit overhead``: the median wall time of ``--repeat`` submissions of a job that
+  does nothing but what every job does: start the JVM and Python, build the Delta session with
+  its catalog, stop. It is paid by every task; a task's own work is the rest.
+* ``nightly local`` and ``nightly standalone``: ``airflow dags test`` of ``omni_nightly`` then
+  ``omni_models`` for the sample's last date with ``spark_default`` on ``local[*]``, then on
+  a master and a worker started on 127.0.0.1 (``omni.standalone``), each from an empty
+  lakehouse and registry. The times per task come from Airflow's database.
+
+It prints a JSON report with the ratios standalone/local:
+
+    python -m bench.orchestration [--customers 2000 --days 120] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from omni.config import REPO_ROOT, load_settings
+from omni.sample import SampleSpec, generate_sample, latest_ready_date
+from omni.sparkconf import spark_conf
+from omni.standalone import standalone_cluster
+
+BIN = Path(sys.executable).parent
+NOOP_JOB = REPO_ROOT / "bench" / "noop_job.py"
+
+
+def _environment(root: Path, master: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow' / 'airflow.db'}",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": master}),
+        "OMNI_LANDING_DIR": str(root.parent / "landing"),
+        "OMNI_LAKEHOUSE_DIR": str(root / "lakehouse"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+        "OMNI_MLFLOW_ARTIFACTS_DIR": str(root / "mlflow" / "artifacts"),
+        "OMNI_TASK_RETRIES": "0",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+
+
+def submit_overhead(root: Path, master: str, repeat: int) -> list[float]:
+    """Wall seconds of each submission of the no-op job."""
+    settings = replace(load_settings(), lakehouse_dir=root / "noop-lakehouse")
+    conf = spark_conf(settings)
+    jars = conf.pop("spark.jars")
+    command = [str(BIN / "spark-submit"), "--master", master, "--jars", jars]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    command += [str(NOOP_JOB), "--date", "2026-11-01", "--run-id", "bench"]
+    env = {**_environment(root, master), "OMNI_LAKEHOUSE_DIR": str(settings.lakehouse_dir)}
+    seconds = []
+    for _ in range(repeat):
+        started = time.monotonic()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        seconds.append(round(time.monotonic() - started, 1))
+    return seconds
+
+
+def nightly(root: Path, master: str, day: str) -> dict:
+    """Both DAGs through ``airflow dags test``; wall seconds in all and per task."""
+    env = _environment(root, master)
+    (root / "airflow").mkdir(parents=True)
+    airflow = str(BIN / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    started = time.monotonic()
+    for dag_id in ("omni_nightly", "omni_models"):
+        result = subprocess.run(
+            [airflow, "dags", "test", dag_id, day], env=env, capture_output=True, text=True
+        )
+        (root / f"{dag_id}.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"{dag_id} failed on {master}; see {root / f'{dag_id}.log'}")
+    total = time.monotonic() - started
+    with sqlite3.connect(root / "airflow" / "airflow.db") as db:
+        tasks = db.execute(
+            "SELECT task_id, (julianday(end_date) - julianday(start_date)) * 86400 "
+            "FROM task_instance ORDER BY start_date"
+        ).fetchall()
+    return {
+        "seconds": round(total, 1),
+        "tasks": {task: round(seconds, 1) for task, seconds in tasks},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=SampleSpec.customers)
+    parser.add_argument("--days", type=int, default=SampleSpec.days)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--memory", default="6g", help="the worker's memory for executors")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="omni-bench-orchestration-"))
+    landing = work / "landing"
+    generate_sample(landing, SampleSpec(customers=args.customers, days=args.days))
+    day = str(latest_ready_date(landing))
+    report: dict = {"customers": args.customers, "days": args.days, "date": day}
+    overhead = {"local": submit_overhead(work / "local", "local[*]", args.repeat)}
+    report["local"] = nightly(work / "local", "local[*]", day)
+    with standalone_cluster(work / "spark", cores=args.cores, memory=args.memory) as cluster:
+        overhead["standalone"] = submit_overhead(
+            work / "standalone", cluster.master_url, args.repeat
+        )
+        report["standalone"] = nightly(work / "standalone", cluster.master_url, day)
+    report["spark_submit_overhead_seconds"] = {
+        mode: {"runs": runs, "median": statistics.median(runs)} for mode, runs in overhead.items()
+    }
+    tasks = len(report["local"]["tasks"]) - 2  # the two business_dates tasks submit nothing
+    local_overhead = report["spark_submit_overhead_seconds"]["local"]["median"]
+    report["ratios"] = {
+        "nightly_standalone_over_local": round(
+            report["standalone"]["seconds"] / report["local"]["seconds"], 2
+        ),
+        "local_overhead_share_of_nightly": round(
+            tasks * local_overhead / report["local"]["seconds"], 2
+        ),
+    }
+    report["work_dir"] = str(work)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
