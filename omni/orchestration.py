@@ -38,18 +38,12 @@ START_DATE = "{{ ti.xcom_pull(task_ids='" + DATES_TASK + "')['start_date'] }}"
 RUN_DAY = "{{ (logical_date or dag_run.run_after) | ds }}"
 # The gold tables the lakehouse DAG publishes (once validated) and the model DAG consumes.
 GOLD_PUBLISHED = (tables.GOLD_PROFILE, tables.GOLD_FEATURES, tables.GOLD_KPIS)
-# Environment the jobs need from Airflow's: the project's settings and the interpreter.
-FORWARDED_PREFIXES = (
-    "OMNI_",
-    "MLFLOW_",
-    "GX_",
-    "JAVA_",
-    "SPARK_",
-    "HADOOP_",
-    "YARN_",
-    "AWS_",
-    "PYTHONPATH",
-)
+# Environment the jobs need from Airflow's: the project's settings and the interpreter. On YARN
+# and Kubernetes the provider passes these as --conf on the command line, so secrets (the hash
+# key, passwords, tokens) are never among them: the driver, on Airflow's machine in client
+# mode, inherits them from Airflow's own environment.
+FORWARDED_PREFIXES = ("OMNI_", "MLFLOW_", "GX_", "JAVA_", "SPARK_", "HADOOP_", "YARN_")
+SECRET_MARKERS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "CREDENTIAL")
 
 
 def daily_at(settings: Settings, at: str, weekday: str = "*") -> CronTriggerTimetable:
@@ -183,7 +177,12 @@ def job_environment() -> dict[str, str]:
     """The jobs run on the interpreter Airflow runs on (the project's virtual env)."""
     python = os.environ.get("PYSPARK_PYTHON", sys.executable)
     return {
-        **{k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES)},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if (k.startswith(FORWARDED_PREFIXES) or k == "PYTHONPATH")
+            and not any(marker in k.upper() for marker in SECRET_MARKERS)
+        },
         "PYSPARK_PYTHON": python,
         "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", python),
         # spark-submit and its find-spark-home come from this interpreter's folder first.

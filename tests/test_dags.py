@@ -288,3 +288,22 @@ def test_a_failed_run_logs_a_summary_and_mails_it(tmp_path, mailbox):
     text = body.get_payload(decode=True).decode()
     assert "start_date 2026-11-05 is after end_date 2026-10-31" in text
     assert "try: 1 of 1" in text
+
+
+def test_secrets_stay_out_of_the_jobs_rendered_environment():
+    """Job environments are rendered into Airflow's database and, on YARN and Kubernetes,
+    onto the spark-submit command line: settings go there, secrets do not."""
+    code = (
+        "envs = [t.env_vars for d in bag.dags.values() for t in d.tasks "
+        "if hasattr(t, 'env_vars')]; "
+        "print(json.dumps(sorted({k for e in envs for k in e})))"
+    )
+    names = _parse_in_subprocess(
+        code,
+        OMNI_HASH_KEY="a-real-secret",
+        OMNI_CHURN_HORIZON_DAYS="21",
+        AWS_SECRET_ACCESS_KEY="x",
+        HADOOP_CONF_DIR="/etc/hadoop",
+    )
+    assert {"OMNI_CHURN_HORIZON_DAYS", "HADOOP_CONF_DIR", "PYSPARK_PYTHON", "PATH"} <= set(names)
+    assert "OMNI_HASH_KEY" not in names and "AWS_SECRET_ACCESS_KEY" not in names

@@ -127,22 +127,25 @@ def _wait_for_models(root: Path, timeout: float) -> tuple[str, str, str]:
     pytest.fail(f"omni_models did not finish in {timeout:.0f} s: {runs}")
 
 
-def _login(port: int, banner: str) -> dict:
-    """Log in with the user and password ``make airflow`` printed; list the DAGs."""
-    password = re.search(r"password:\s+(\S+)", banner).group(1)
-    base = f"http://127.0.0.1:{port}"
+def _api(port: int, path: str, token: str | None = None, method: str = "GET", body=None):
     request = urllib.request.Request(
-        f"{base}/auth/token",
-        data=json.dumps({"username": "admin", "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+        },
     )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        token = json.load(answer)["access_token"]
-    listing = urllib.request.Request(
-        f"{base}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(listing, timeout=30) as answer:
+    with urllib.request.urlopen(request, timeout=60) as answer:
         return json.load(answer)
+
+
+def _login(port: int, banner: str) -> str:
+    """Log in with the user and password ``make airflow`` printed: an API token."""
+    password = re.search(r"password:\s+(\S+)", banner).group(1)
+    credentials = {"username": "admin", "password": password}
+    return _api(port, "/auth/token", method="POST", body=credentials)["access_token"]
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +193,12 @@ def nightly(tmp_path_factory):
     _airflow(env, "dags", "unpause", "omni_models")
     result = _dags_test(env, RUN_DATE, root, {"start_date": str(BACKFILL_START)})
     assert result.returncode == 0, f"airflow dags test failed:\n{result.stderr[-4000:]}"
+    # Paused until Airflow is up, as an operator would leave it; the queued events wait.
+    _airflow(env, "dags", "pause", "omni_models")
     with _airflow_standalone(env, root) as (port, banner):
-        dags = _login(port, banner)
+        token = _login(port, banner)
+        dags = _api(port, "/api/v2/dags", token)
+        _api(port, "/api/v2/dags/omni_models", token, "PATCH", {"is_paused": False})
         run_id, run_type, state = _wait_for_models(root, timeout=1500)
     assert state == "success", _failed_task_logs(root, run_id)
     settings = load_settings({k: v for k, v in env.items() if k.startswith(("OMNI_", "MLFLOW_"))})
@@ -200,7 +207,9 @@ def nightly(tmp_path_factory):
 
 def _failed_task_logs(root: Path, run_id: str) -> str:
     logs = sorted((root / "airflow" / "logs" / "dag_id=omni_models").rglob("*.log"))
-    return "\n".join(f"{p}:\n{p.read_text()[-2500:]}" for p in logs if run_id in str(p))
+    tasks = "\n".join(f"{p}:\n{p.read_text()[-2500:]}" for p in logs if run_id in str(p))
+    standalone = (root / "airflow" / "standalone.log").read_text()[-3000:]
+    return f"{tasks}\nstandalone.log:\n{standalone}"
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +247,7 @@ def test_the_gold_assets_triggered_the_model_dag_for_the_backfills_last_day(nigh
 def test_make_airflow_prints_a_login_that_works(nightly):
     dags = {d["dag_id"]: d for d in nightly[3]["dags"]["dags"]}
     assert set(dags) == {"omni_nightly", "omni_models", "omni_maintenance", "omni_erasure"}
-    assert dags["omni_models"]["is_paused"] is False
+    assert dags["omni_models"]["is_paused"] is True  # until the test unpaused it
     assert dags["omni_nightly"]["owners"] == ["data-engineering"]
 
 

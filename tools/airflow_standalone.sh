@@ -7,6 +7,8 @@ export AIRFLOW__API__HOST=127.0.0.1
 export AIRFLOW__API__PORT="$port"
 export AIRFLOW__API__BASE_URL="http://127.0.0.1:$port"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$port/execution/"
+# The scheduler may start a task before the API server answers: let the task wait for it.
+export AIRFLOW__WORKERS__EXECUTION_API_RETRIES="${AIRFLOW__WORKERS__EXECUTION_API_RETRIES:-12}"
 passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 log="$AIRFLOW_HOME/standalone.log"
 
