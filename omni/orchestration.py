@@ -53,11 +53,17 @@ def daily_at(settings: Settings, at: str, weekday: str = "*") -> CronTriggerTime
 
 
 def dag_defaults(settings: Settings) -> dict[str, Any]:
-    """What every DAG of the project shares: no catch-up, one active run, the task defaults."""
+    """What every DAG of the project shares: no catch-up, one active run, the task defaults.
+
+    One task at a time: every job opens the embedded Derby catalog, which admits one JVM at
+    a time (two side by side under a scheduler failed with ``XJ040``). DAGs that may overlap
+    (maintenance or erasure during the nightly run) still can; see the README.
+    """
     return {
         "start_date": datetime(2026, 1, 1),
         "catchup": False,
         "max_active_runs": 1,
+        "max_active_tasks": 1,
         "default_args": default_args(settings),
     }
 

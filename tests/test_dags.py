@@ -71,6 +71,7 @@ def test_every_dag_has_the_operational_settings(dag_bag):
         dag = dag_bag.dags[dag_id]
         assert "omnichannel" in dag.tags, dag_id
         assert dag.catchup is False and dag.max_active_runs == 1, dag_id
+        assert dag.max_active_tasks == 1, dag_id  # one JVM on the embedded Derby catalog
         assert dag.doc_md and dag.doc_md.lstrip().startswith("### Omni-channel"), dag_id
         for task in dag.tasks:
             assert task.owner == "data-engineering", task.task_id
