@@ -33,11 +33,11 @@ from pathlib import Path
 
 from omni.config import REPO_ROOT, load_settings
 from omni.sample import SampleSpec, generate_sample, latest_ready_date
-from omni.sparkconf import spark_conf
+from omni.sparkconf import spark_submit_command
 from omni.standalone import standalone_cluster
 
 BIN = Path(sys.executable).parent
-NOOP_JOB = REPO_ROOT / "bench" / "noop_job.py"
+NOOP_JOB = "bench/noop_job.py"
 
 
 def _environment(root: Path, master: str) -> dict[str, str]:
@@ -62,12 +62,9 @@ def _environment(root: Path, master: str) -> dict[str, str]:
 def submit_overhead(root: Path, master: str, repeat: int) -> list[float]:
     """Wall seconds of each submission of the no-op job."""
     settings = replace(load_settings(), lakehouse_dir=root / "noop-lakehouse")
-    conf = spark_conf(settings)
-    jars = conf.pop("spark.jars")
-    command = [str(BIN / "spark-submit"), "--master", master, "--jars", jars]
-    for key, value in conf.items():
-        command += ["--conf", f"{key}={value}"]
-    command += [str(NOOP_JOB), "--date", "2026-11-01", "--run-id", "bench"]
+    command = spark_submit_command(
+        settings, NOOP_JOB, "--date", "2026-11-01", "--run-id", "bench", master=master
+    )
     env = {**_environment(root, master), "OMNI_LAKEHOUSE_DIR": str(settings.lakehouse_dir)}
     seconds = []
     for _ in range(repeat):

@@ -12,6 +12,7 @@ is a backfill done by one DAG run. The first task of each DAG resolves them once
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import sys
@@ -228,7 +229,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
         to=list(recipients),
         from_email=os.environ.get("OMNI_ALERT_FROM", "omni-airflow@localhost"),
         subject=f"[omni] {ti.dag_id}.{ti.task_id} failed ({context['run_id']})",
-        html_content="<pre>" + _escape(summary) + "</pre>",
+        html_content="<pre>" + html.escape(summary, quote=False) + "</pre>",
     )
     notifier.notify(context)
     log.info("failure alert mailed to %s", ", ".join(recipients))
@@ -251,10 +252,6 @@ def _pulled_dates(ti) -> dict[str, str]:
         return ti.xcom_pull(task_ids=DATES_TASK) or {}
     except Exception:  # the failure report must not fail on a missing XCom
         return {}
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _param_date(params: dict[str, Any], name: str) -> date | None:

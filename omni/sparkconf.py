@@ -6,6 +6,7 @@ Kept free of pyspark imports, so Airflow DAG files can read it at parse time to 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from omni.config import REPO_ROOT, Settings
@@ -65,3 +66,14 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
             f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
         )
     return conf
+
+
+def spark_submit_command(settings: Settings, script: str, *args: str, master: str) -> list[str]:
+    """The ``spark-submit`` command line of a job of the repository, as the DAGs submit it:
+    Delta and the catalog configured, the cached Delta JARs shipped with ``--jars``."""
+    conf = spark_conf(settings)
+    jars = conf.pop("spark.jars")
+    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", master]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return [*command, "--jars", jars, str(REPO_ROOT / script), *args]

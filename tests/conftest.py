@@ -92,21 +92,6 @@ def table_contents(spark, lakehouse_dir: Path, name: str, *, keep_run_ids: bool 
     return sorted((tuple(r) for r in df.select(*columns).collect()), key=repr)
 
 
-def spark_submit_command(settings, script: str, *args: str, master: str) -> list[str]:
-    """The ``spark-submit`` command line the DAGs' ``SparkSubmitOperator`` builds for a job."""
-    import sys
-
-    from omni.config import REPO_ROOT
-    from omni.sparkconf import spark_conf
-
-    conf = spark_conf(settings)
-    jars = conf.pop("spark.jars")
-    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", master]
-    for key, value in conf.items():
-        command += ["--conf", f"{key}={value}"]
-    return [*command, "--jars", jars, str(REPO_ROOT / script), *args]
-
-
 def job_environment(settings_env: dict[str, str]) -> dict[str, str]:
     """The environment a job runs in under the DAGs: the settings plus the interpreter."""
     import sys

@@ -35,8 +35,9 @@ from jobs.gold import build_gold
 from jobs.silver import run_silver
 from omni import tables
 from omni.sample import SampleSpec, generate_sample
+from omni.sparkconf import spark_submit_command
 from omni.standalone import standalone_cluster
-from tests.conftest import job_environment, spark_submit_command, table_contents
+from tests.conftest import job_environment, table_contents
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DATE = date(2026, 5, 10)
