@@ -66,7 +66,7 @@ airflow: sample airflow-db ## Start Airflow standalone (UI, scheduler) on localh
 
 # Two workers on two cores: the end-to-end module, the longest, starts at once on one of them
 # (tests/conftest.py puts it first) while the other modules share the other worker.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
