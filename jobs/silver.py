@@ -279,7 +279,7 @@ def build_identity(spark: SparkSession, settings: Settings, run_id: str) -> int:
 
 
 def run_silver(spark: SparkSession, settings: Settings, run_id: str) -> dict:
-    spark.sparkContext.setCheckpointDir(str(settings.lakehouse_dir / "_checkpoints"))
+    spark.sparkContext.setCheckpointDir(f"{settings.lakehouse_location}/_checkpoints")
     summary: dict[str, dict] = {}
     for step in steps(settings):
         reference = {

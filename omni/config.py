@@ -27,6 +27,38 @@ def _path(value: str | None, default: Path) -> Path:
     return path if path.is_absolute() else (REPO_ROOT / path)
 
 
+# A URI such as s3a://bucket/lakehouse or abfss://container@account.dfs.core.windows.net/x.
+_URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$")
+
+
+def _lakehouse_location(value: str | None, local: Path) -> tuple[Path, str | None]:
+    """The lakehouse's local folder and, when ``value`` is a URI, the URI its tables live under.
+
+    A path (or no value) puts everything in one local folder. A URI puts the tables, the
+    Spark warehouse and the checkpoints there (object storage, HDFS...), while the embedded
+    metastore, which must be on a local disk, stays in ``local``.
+    """
+    match = _URI.match(value or "")
+    if match is None:
+        return _path(value, local), None
+    if not match.group("rest").strip("/"):
+        raise ValueError(
+            f"OMNI_LAKEHOUSE_DIR={value!r}: expected a path or a URI with a location after "
+            f"'{match.group('scheme')}://', such as s3a://bucket/lakehouse"
+        )
+    return local, value.rstrip("/")
+
+
+def _jars(env: dict[str, str], name: str) -> tuple[Path, ...]:
+    """Comma-separated JAR files (relative ones from the repository root), each checked."""
+    items = [item.strip() for item in (env.get(name) or "").split(",") if item.strip()]
+    jars = tuple(_path(item, REPO_ROOT) for item in items)
+    for jar in jars:
+        if jar.suffix != ".jar" or not jar.is_file():
+            raise ValueError(f"{name}: {str(jar)!r} is not a JAR file; expected a.jar,b.jar")
+    return jars
+
+
 def _positive_int(env: dict[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -107,6 +139,8 @@ class Settings:
     """Where things live and how the pipeline behaves; see ``serving-tables.md``."""
 
     landing_dir: Path
+    # The local lakehouse folder: the tables, unless ``lakehouse_uri`` puts them elsewhere,
+    # and always the embedded metastore.
     lakehouse_dir: Path
     mlflow_tracking_uri: str
     mlflow_artifacts_dir: Path
@@ -142,15 +176,26 @@ class Settings:
     task_retries: int = 1
     task_timeout_minutes: int = 120
     alert_emails: tuple[str, ...] = ()
+    # Tables on object storage or HDFS (OMNI_LAKEHOUSE_DIR set to a URI), and the JARs of
+    # its file system (OMNI_EXTRA_JARS: hadoop-aws and the AWS SDK bundle, say).
+    lakehouse_uri: str | None = None
+    extra_jars: tuple[Path, ...] = ()
+    # The embedded catalog's folder when not the default (OMNI_METASTORE_DIR).
+    metastore_override: Path | None = None
 
     @property
-    def data_dir(self) -> Path:
-        return self.lakehouse_dir.parent
+    def lakehouse_location(self) -> str:
+        """Where the tables live: a local path or a URI, without a trailing slash."""
+        return self.lakehouse_uri or str(self.lakehouse_dir)
 
     @property
     def metastore_dir(self) -> Path:
-        """Embedded Derby metastore that registers every table by ``<layer>.<table>``."""
-        return self.lakehouse_dir / "_metastore"
+        """Embedded Derby metastore that registers every table by ``<layer>.<table>``.
+
+        It must be on a local disk: in the lakehouse folder by default, or where
+        ``OMNI_METASTORE_DIR`` says (needed when the tables are on object storage).
+        """
+        return self.metastore_override or self.lakehouse_dir / "_metastore"
 
     @property
     def gx_dir(self) -> Path:
@@ -177,9 +222,17 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "OMNI_PRODUCTION is set but OMNI_HASH_KEY is missing or is the development key: "
             "set OMNI_HASH_KEY to a secret of your own"
         )
+    lakehouse_dir, lakehouse_uri = _lakehouse_location(
+        env.get("OMNI_LAKEHOUSE_DIR"), data / "lakehouse"
+    )
     return Settings(
         landing_dir=_path(env.get("OMNI_LANDING_DIR"), data / "landing"),
-        lakehouse_dir=_path(env.get("OMNI_LAKEHOUSE_DIR"), data / "lakehouse"),
+        lakehouse_dir=lakehouse_dir,
+        lakehouse_uri=lakehouse_uri,
+        extra_jars=_jars(env, "OMNI_EXTRA_JARS"),
+        metastore_override=(
+            _path(env["OMNI_METASTORE_DIR"], REPO_ROOT) if env.get("OMNI_METASTORE_DIR") else None
+        ),
         mlflow_tracking_uri=tracking,
         mlflow_artifacts_dir=_path(
             env.get("OMNI_MLFLOW_ARTIFACTS_DIR"), data / "mlflow" / "artifacts"

@@ -20,7 +20,17 @@ from omni.tables import Table
 
 
 def table_path(settings: Settings, table: Table) -> str:
-    return str(table.path(settings.lakehouse_dir))
+    """The table's location: a local path, or a URI when the lakehouse is on object storage."""
+    return table.location(settings.lakehouse_location)
+
+
+def _same_location(a: str, b: str) -> bool:
+    """Whether two locations name one folder (``file:/x``, ``file:///x`` and ``/x`` do)."""
+    return _local_form(a) == _local_form(b)
+
+
+def _local_form(location: str) -> str:
+    return re.sub(r"^file:/*", "/", location).rstrip("/")
 
 
 _ENSURED: set[tuple[int, str, str]] = set()
@@ -39,7 +49,7 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
         return
     location = _registered_location(spark, table)
     if location is not None:
-        if location == path.rstrip("/") and DeltaTable.isDeltaTable(spark, path):
+        if _same_location(location, path) and DeltaTable.isDeltaTable(spark, path):
             _ENSURED.add(marker)
             return
         spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
@@ -59,14 +69,13 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
 
 
 def _registered_location(spark: SparkSession, table: Table) -> str | None:
-    """Where the metastore says ``table`` lives (a local path without ``file:``), or None."""
+    """Where the metastore says ``table`` lives, or None."""
     catalog = spark._jsparkSession.sessionState().catalog().externalCatalog()
     if not (
         catalog.databaseExists(table.layer) and catalog.tableExists(table.layer, table.short_name)
     ):
         return None
-    location = str(catalog.getTable(table.layer, table.short_name).location())
-    return re.sub(r"^file:/*", "/", location).rstrip("/")
+    return str(catalog.getTable(table.layer, table.short_name).location())
 
 
 def materialize(df: DataFrame) -> DataFrame:

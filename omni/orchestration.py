@@ -86,7 +86,7 @@ def default_args(settings: Settings) -> dict[str, Any]:
 def gold_assets(settings: Settings) -> list[Asset]:
     """One Airflow asset per published gold table: its registered name and Delta location."""
     return [
-        Asset(name=table.name, uri=table.path(settings.lakehouse_dir).as_uri(), group="gold")
+        Asset(name=table.name, uri=table.uri(settings.lakehouse_location), group="gold")
         for table in GOLD_PUBLISHED
     ]
 

@@ -35,7 +35,7 @@ def delta_jars(settings: Settings) -> list[Path]:
 def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, str]:
     """Spark properties for a Delta session whose tables are registered by name."""
     conf = {
-        "spark.jars": ",".join(str(jar) for jar in delta_jars(settings)),
+        "spark.jars": ",".join(str(jar) for jar in (*delta_jars(settings), *settings.extra_jars)),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
@@ -47,7 +47,7 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(
             2 * settings.spark_shuffle_partitions
         ),
-        "spark.sql.warehouse.dir": str(settings.lakehouse_dir / "_warehouse"),
+        "spark.sql.warehouse.dir": f"{settings.lakehouse_location}/_warehouse",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",

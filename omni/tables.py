@@ -57,6 +57,15 @@ class Table:
     def path(self, lakehouse_dir: Path) -> Path:
         return lakehouse_dir / self.layer / self.short_name
 
+    def location(self, lakehouse_location: str) -> str:
+        """The table's folder under a lakehouse given as a local path or a URI."""
+        return f"{lakehouse_location.rstrip('/')}/{self.layer}/{self.short_name}"
+
+    def uri(self, lakehouse_location: str) -> str:
+        """The table's folder as a URI (``file://`` for a local path), e.g. for an asset."""
+        location = self.location(lakehouse_location)
+        return location if "://" in location else Path(location).as_uri()
+
     def schema_ddl(self, names: list[str] | tuple[str, ...] | None = None) -> str:
         """Spark DDL schema (no comments) of ``names``, or of every column, in order."""
         types = {column.name: column.type for column in self.columns}

@@ -68,6 +68,9 @@ def test_settings_are_frozen():
         ({"OMNI_ALERT_EMAIL": "ops@shop.example, nobody"}, "'nobody' is not an e-mail address"),
         ({"OMNI_PRODUCTION": "maybe"}, "OMNI_PRODUCTION='maybe': expected true or false"),
         ({"OMNI_PRODUCTION": "true"}, "OMNI_HASH_KEY is missing or is the development key"),
+        ({"OMNI_LAKEHOUSE_DIR": "s3a://"}, "OMNI_LAKEHOUSE_DIR='s3a://': expected a path or a URI"),
+        ({"OMNI_EXTRA_JARS": "missing/hadoop-aws.jar"}, "hadoop-aws.jar' is not a JAR file"),
+        ({"OMNI_EXTRA_JARS": "pyproject.toml"}, "pyproject.toml' is not a JAR file"),
     ],
 )
 def test_bad_settings_name_the_value_and_what_was_expected(env, message):
@@ -109,3 +112,58 @@ def test_production_accepts_a_real_key():
 def test_parse_date_names_bad_input():
     with pytest.raises(ValueError, match="date '2026-13-01': expected YYYY-MM-DD"):
         parse_date("2026-13-01")
+
+
+def test_a_lakehouse_uri_puts_the_tables_there_and_keeps_the_catalog_local(tmp_path):
+    from omni import tables
+    from omni.orchestration import gold_assets
+    from omni.sparkconf import spark_conf
+
+    settings = load_settings(
+        {
+            "OMNI_LAKEHOUSE_DIR": "s3a://retail-lake/omni/",
+            "OMNI_METASTORE_DIR": str(tmp_path / "catalog"),
+            "OMNI_JAR_DIR": str(REPO_ROOT / ".cache" / "jars"),
+        }
+    )
+    assert settings.lakehouse_location == "s3a://retail-lake/omni"
+    assert settings.lakehouse_dir == REPO_ROOT / "data" / "lakehouse"  # local state only
+    assert settings.metastore_dir == tmp_path / "catalog"
+    profile = tables.GOLD_PROFILE
+    assert (
+        profile.location(settings.lakehouse_location)
+        == "s3a://retail-lake/omni/gold/customer_profile"
+    )
+    assert {asset.uri for asset in gold_assets(settings)} >= {
+        "s3a://retail-lake/omni/gold/customer_profile"
+    }
+    conf = spark_conf(settings)
+    assert conf["spark.sql.warehouse.dir"] == "s3a://retail-lake/omni/_warehouse"
+    assert (
+        str(tmp_path / "catalog" / "metastore_db")
+        in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
+    )
+
+
+def test_a_local_lakehouse_holds_its_catalog_and_its_assets_are_file_uris(tmp_path):
+    from omni import tables
+    from omni.orchestration import gold_assets
+
+    settings = load_settings({"OMNI_LAKEHOUSE_DIR": str(tmp_path / "lh")})
+    assert settings.lakehouse_uri is None
+    assert settings.lakehouse_location == str(tmp_path / "lh")
+    assert settings.metastore_dir == tmp_path / "lh" / "_metastore"
+    expected = (tmp_path / "lh" / "gold" / "customer_profile").as_uri()
+    assert tables.GOLD_PROFILE.uri(settings.lakehouse_location) == expected
+    assert expected in {asset.uri for asset in gold_assets(settings)}
+
+
+def test_extra_jars_are_shipped_after_delta_s(tmp_path):
+    from omni.sparkconf import spark_conf
+
+    jar = tmp_path / "hadoop-aws-3.5.0.jar"
+    jar.write_bytes(b"PK")
+    settings = load_settings({"OMNI_EXTRA_JARS": f" {jar} ,"})
+    assert settings.extra_jars == (jar,)
+    jars = spark_conf(settings)["spark.jars"].split(",")
+    assert jars[-1] == str(jar) and any("delta-spark" in name for name in jars[:-1])

@@ -1,5 +1,6 @@
 """get_spark: Delta from the local JAR cache, nothing resolved at run time, tables by name."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,28 @@ def test_a_name_registered_elsewhere_is_repointed_at_this_lakehouse(spark, setti
     # The first lakehouse keeps its files: only the name moved.
     first_rows = spark.read.format("delta").load(str(tmp_path / "one" / "silver" / "repoint_probe"))
     assert [r["id"] for r in first_rows.collect()] == ["one"]
+
+
+def test_a_lakehouse_at_a_uri_is_registered_there_once(spark, settings, tmp_path):
+    """A ``file://`` URI stands for object storage: the metastore writes it back as ``file:/``,
+    which must count as the same place, or every session would drop and re-register."""
+    table = Table("silver.uri_probe", "Probe.", (Column("id", "string", "The id"),))
+    at_uri = settings.with_overrides(lakehouse_uri=(tmp_path / "lake").as_uri())
+    df = spark.createDataFrame([("a",)], "id string")
+    assert lakehouse.append(spark, at_uri, table, df) == 1
+    created = _catalog_created_time(spark, table.name)
+    time.sleep(1.1)  # the catalog keeps whole seconds
+    lakehouse._ENSURED.clear()  # as in a new session
+    assert lakehouse.append(spark, at_uri, table, df) == 1
+    assert [r["id"] for r in spark.table("silver.uri_probe").collect()] == ["a", "a"]
+    detail = spark.sql("DESCRIBE DETAIL silver.uri_probe").first()
+    assert detail["location"] == f"file:{tmp_path / 'lake' / 'silver' / 'uri_probe'}"
+    assert _catalog_created_time(spark, table.name) == created  # not dropped and registered again
+
+
+def _catalog_created_time(spark, name: str) -> int:
+    catalog = spark._jsparkSession.sessionState().catalog().externalCatalog()
+    return catalog.getTable(*name.split(".")).createTime()
 
 
 def test_sql_in_quotes_ids_and_dates():

@@ -7,7 +7,9 @@ Both compare with one uninterrupted local-mode run of the same sample, in-proces
   connection (``spark://127.0.0.1:7077``). Bronze, silver and gold are each a ``spark-submit``
   whose executors run in the worker's JVMs, with the Delta JARs and the project's code shipped
   with the job. The validation tasks are marked done without running, to keep the test short
-  (the end-to-end test runs them).
+  (the end-to-end test runs them). The cluster's lakehouse is given as a ``file://`` URI, the
+  way a lakehouse on object storage is (``s3a://...``), with the embedded catalog in a folder
+  of its own (``OMNI_METASTORE_DIR``).
 * **Safe retries**: bronze, then silver, run with ``spark-submit`` on ``local[2]``. The
   spark-submit process (the driver's JVM) gets SIGKILL as soon as the job's first data file
   appears in the lakehouse: its write is cut off before or just after that file's commit, and
@@ -34,6 +36,7 @@ from jobs.bronze_ingest import ingest_all
 from jobs.gold import build_gold
 from jobs.silver import run_silver
 from omni import tables
+from omni.orchestration import GOLD_PUBLISHED
 from omni.sample import SampleSpec, generate_sample
 from omni.sparkconf import spark_submit_command
 from omni.standalone import standalone_cluster
@@ -69,7 +72,7 @@ def _environment(settings, **extra: str) -> dict[str, str]:
     return job_environment(
         {
             "OMNI_LANDING_DIR": str(settings.landing_dir),
-            "OMNI_LAKEHOUSE_DIR": str(settings.lakehouse_dir),
+            "OMNI_LAKEHOUSE_DIR": settings.lakehouse_location,
             "OMNI_SHUFFLE_PARTITIONS": str(settings.spark_shuffle_partitions),
             **extra,
         }
@@ -83,7 +86,8 @@ def on_cluster(uninterrupted):
     airflow = str(Path(sys.executable).parent / "airflow")
     with standalone_cluster(root / "spark", cores=2, memory="3g") as cluster:
         env = _environment(
-            lake,
+            replace(lake, lakehouse_uri=lake.lakehouse_dir.as_uri()),
+            OMNI_METASTORE_DIR=str(root / "on-cluster-catalog"),
             AIRFLOW_HOME=str(root / "airflow"),
             AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
@@ -119,6 +123,51 @@ def test_the_nightly_jobs_ran_on_the_cluster(on_cluster):
     # Each job shipped the project's code to its executors, and submitted with Delta's JARs.
     assert log.count("to the executors of spark://127.0.0.1:7077") == len(CLUSTER_JOBS)
     assert log.count("--master spark://127.0.0.1:7077") == len(CLUSTER_JOBS)
+
+
+def test_a_lakehouse_given_as_a_uri_keeps_tables_there_and_the_catalog_local(
+    spark, uninterrupted, on_cluster
+):
+    root, _ = uninterrupted
+    lake, _, _ = on_cluster
+    catalog = root / "on-cluster-catalog"
+    assert (catalog / "metastore_db").is_dir()  # the catalog went where OMNI_METASTORE_DIR said
+    assert not (lake.lakehouse_dir / "_metastore").exists()
+    assert (lake.lakehouse_dir / "gold" / "customer_profile" / "_delta_log").is_dir()
+    assert (lake.lakehouse_dir / "_checkpoints").is_dir()  # silver's, beside the tables
+    # The catalog the jobs wrote registers every table they wrote at its place under the URI.
+    registered = _catalog_locations(catalog / "metastore_db")
+    published = {table.name for table in GOLD_PUBLISHED}
+    assert {*_names("bronze", "silver"), tables.QUARANTINE_RECORDS.name, *published} <= set(
+        registered
+    )
+    for name, location in registered.items():
+        layer, table = name.split(".")
+        assert location == f"file:{lake.lakehouse_dir / layer / table}", name
+
+
+def _catalog_locations(metastore_db: Path) -> dict[str, str]:
+    """``<layer>.<table>`` -> location, read from the Derby catalog with Derby's own ``ij``."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    classpath = ":".join(str(jar) for jar in jars.glob("derby*.jar"))
+    script = (
+        f"connect 'jdbc:derby:{metastore_db}';\n"
+        # A Spark data source table keeps its location in the storage properties.
+        "select d.NAME || '.' || t.TBL_NAME || '|' || cast(p.PARAM_VALUE as varchar(2000)) "
+        "from TBLS t join DBS d on t.DB_ID = d.DB_ID join SDS s on t.SD_ID = s.SD_ID "
+        "join SERDE_PARAMS p on p.SERDE_ID = s.SERDE_ID where p.PARAM_KEY = 'path';\n"
+    )
+    result = subprocess.run(
+        ["java", "-Dij.maximumDisplayWidth=2000", "-cp", classpath, "org.apache.derby.tools.ij"],
+        input=script,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.strip().split("|") for line in result.stdout.splitlines() if "|" in line]
+    return {name: location.strip() for name, location in rows}
 
 
 def test_silver_and_gold_on_the_cluster_equal_local_mode(spark, uninterrupted, on_cluster):
