@@ -49,8 +49,7 @@ sample: setup ## Generate the raw landing sample if the landing zone is empty
 	$(BIN)/python -m omni.sample --if-empty
 
 airflow-db: setup
-	@mkdir -p $(AIRFLOW_HOME)
-	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	@tools/airflow_db.sh
 
 # `airflow dags test` runs one DAG run in-process, without a scheduler: the lakehouse DAG, then
 # the model DAG its gold assets would trigger under the scheduler (`make airflow`).

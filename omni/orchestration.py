@@ -30,6 +30,10 @@ from omni.sparkconf import spark_conf
 log = logging.getLogger("omni.orchestration")
 
 SPARK_CONN_ID = "spark_default"
+# Every Spark task of every DAG takes the one slot of this pool (tools/airflow_db.sh creates
+# it): the embedded Derby catalog admits one JVM at a time, so the weekly maintenance or an
+# erasure waits for a nightly job instead of failing on a locked catalog.
+CATALOG_POOL = "omni_spark_catalog"
 OWNER = "data-engineering"
 DATES_TASK = "business_dates"
 # The resolved range, for templated job arguments.
@@ -176,6 +180,7 @@ def spark_job(
         conf=conf,
         env_vars={**job_environment(), **(env or {})},
         application_args=["--date", date_arg, "--run-id", "{{ run_id }}", *args],
+        pool=CATALOG_POOL,
         **operator_args,
     )
 

@@ -245,17 +245,46 @@ def mailbox():
         controller.stop()
 
 
-def test_a_failed_run_logs_a_summary_and_mails_it(tmp_path, mailbox):
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory):
+    """An Airflow home whose database ``tools/airflow_db.sh`` made, as ``make`` does."""
+    root = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "AIRFLOW_HOME": str(root / "home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
+        "OMNI_LAKEHOUSE_DIR": str(root / "lakehouse"),
+    }
+    subprocess.run([str(REPO / "tools" / "airflow_db.sh")], env=env, check=True)
+    return env
+
+
+def test_the_airflow_database_has_the_one_slot_pool_of_every_spark_task(airflow_env, dag_bag):
+    got = subprocess.run(
+        [AIRFLOW, "pools", "get", orchestration.CATALOG_POOL, "--output", "json"],
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [pool] = json.loads(got.stdout)
+    assert int(pool["slots"]) == 1
+    spark_tasks = [t for d in dag_bag.dags.values() for t in d.tasks if hasattr(t, "_conn_id")]
+    assert spark_tasks and {t.pool for t in spark_tasks} == {orchestration.CATALOG_POOL}
+
+
+def test_a_failed_run_logs_a_summary_and_mails_it(airflow_env, mailbox):
     """A backfill range that ends before it starts fails the first task, for good: the
     failure callback logs the summary and mails ``OMNI_ALERT_EMAIL``; nothing else runs."""
     port, received = mailbox
-    airflow = str(Path(sys.executable).parent / "airflow")
     env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow.db'}",
+        **airflow_env,
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
             {
                 "conn_type": "smtp",
@@ -265,13 +294,11 @@ def test_a_failed_run_logs_a_summary_and_mails_it(tmp_path, mailbox):
             }
         ),
         "OMNI_ALERT_EMAIL": "ops@shop.example",
-        "OMNI_LAKEHOUSE_DIR": str(tmp_path / "lakehouse"),
         "OMNI_TASK_RETRIES": "0",
     }
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     conf = json.dumps({"start_date": "2026-11-05", "end_date": "2026-10-31"})
     result = subprocess.run(
-        [airflow, "dags", "test", "omni_nightly", "2026-10-31", "-c", conf],
+        [AIRFLOW, "dags", "test", "omni_nightly", "2026-10-31", "-c", conf],
         env=env,
         capture_output=True,
         text=True,

@@ -12,6 +12,7 @@ export AIRFLOW__WORKERS__EXECUTION_API_RETRIES="${AIRFLOW__WORKERS__EXECUTION_AP
 passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
 log="$AIRFLOW_HOME/standalone.log"
 
+"$(dirname "$0")/airflow_db.sh"
 airflow standalone > "$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null' INT TERM EXIT
