@@ -1,5 +1,7 @@
-"""A job that does only what every job does: start, build the Delta session with its catalog,
-read one row, stop. ``bench/orchestration.py`` times it under ``spark-submit``."""
+"""A job that does only what every job does: start the JVM and Python, build the Delta
+session, count one row, stop. It does not open the table catalog, which a real job opens on
+its first table (Hive and Derby start-up: several seconds more). ``bench/orchestration.py``
+times it under ``spark-submit``."""
 
 from __future__ import annotations
 

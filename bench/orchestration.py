@@ -5,8 +5,9 @@ In one run, on the default sample (``make sample``'s 2,000 customers and 120 day
 ``--customers``/``--days`` say otherwise), in temp folders:
 
 * ``spark-submit overhead``: the median wall time of ``--repeat`` submissions of a job that
-  does nothing but what every job does: start the JVM and Python, build the Delta session with
-  its catalog, stop. It is paid by every task; a task's own work is the rest.
+  does nothing but what every job does: start the JVM and Python, build the Delta session,
+  count one row, stop (``bench/noop_job.py``). Every task pays it; a task's own work, from
+  opening the catalog on, is the rest.
 * ``nightly local`` and ``nightly standalone``: ``airflow dags test`` of ``omni_nightly`` then
   ``omni_models`` for the sample's last date with ``spark_default`` on ``local[*]``, then on
   a master and a worker started on 127.0.0.1 (``omni.standalone``), each from an empty

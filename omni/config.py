@@ -182,6 +182,8 @@ class Settings:
     extra_jars: tuple[Path, ...] = ()
     # The embedded catalog's folder when not the default (OMNI_METASTORE_DIR).
     metastore_override: Path | None = None
+    # Extra options of the Spark JVMs (OMNI_SPARK_JAVA_OPTIONS), e.g. GC or JIT settings.
+    spark_java_options: str = ""
 
     @property
     def lakehouse_location(self) -> str:
@@ -230,6 +232,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         lakehouse_dir=lakehouse_dir,
         lakehouse_uri=lakehouse_uri,
         extra_jars=_jars(env, "OMNI_EXTRA_JARS"),
+        spark_java_options=(env.get("OMNI_SPARK_JAVA_OPTIONS") or "").strip(),
         metastore_override=(
             _path(env["OMNI_METASTORE_DIR"], REPO_ROOT) if env.get("OMNI_METASTORE_DIR") else None
         ),

@@ -57,9 +57,11 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
         "spark.jars.ivy": str(settings.jar_dir.parent / "ivy"),
         "spark.driver.extraJavaOptions": (
             f"-Dderby.system.home={settings.metastore_dir} "
-            f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
-        ),
+            f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()} {settings.spark_java_options}"
+        ).strip(),
     }
+    if settings.spark_java_options:  # executors of a cluster (in local mode, the driver's JVM)
+        conf["spark.executor.extraJavaOptions"] = settings.spark_java_options
     if hive_catalog:
         conf["spark.sql.catalogImplementation"] = "hive"
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (

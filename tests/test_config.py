@@ -40,6 +40,16 @@ def test_driver_memory_reaches_the_spark_conf():
     assert spark_conf(settings, hive_catalog=False)["spark.driver.memory"] == "6g"
 
 
+def test_jvm_options_reach_the_driver_and_the_executors():
+    from omni.sparkconf import spark_conf
+
+    conf = spark_conf(load_settings({"OMNI_SPARK_JAVA_OPTIONS": " -XX:TieredStopAtLevel=1 "}))
+    assert conf["spark.driver.extraJavaOptions"].endswith(" -XX:TieredStopAtLevel=1")
+    assert "-Dderby.system.home=" in conf["spark.driver.extraJavaOptions"]
+    assert conf["spark.executor.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
+    assert "spark.executor.extraJavaOptions" not in spark_conf(load_settings({}))
+
+
 def test_settings_are_frozen():
     settings = load_settings({})
     with pytest.raises(AttributeError):
