@@ -112,11 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
     def lake(name: str):
         path = work / name
         shutil.rmtree(path, ignore_errors=True)
-        return replace(base, landing_dir=landing, lakehouse_dir=path)
+        return replace(base, landing_dir=landing, lakehouse_dir=path, lakehouse_uri=None)
 
     # The session's table catalog lives in the work folder too, not in the repo's lakehouse.
     spark = get_spark(
-        replace(base, lakehouse_dir=work / "catalog"), app_name="omni.bench.lakehouse"
+        replace(base, lakehouse_dir=work / "catalog", lakehouse_uri=None),
+        app_name="omni.bench.lakehouse",
     )
     spark.sparkContext.setLogLevel("ERROR")
     try:

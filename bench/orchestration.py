@@ -62,7 +62,7 @@ def _environment(root: Path, master: str) -> dict[str, str]:
 
 def submit_overhead(root: Path, master: str, repeat: int) -> list[float]:
     """Wall seconds of each submission of the no-op job."""
-    settings = replace(load_settings(), lakehouse_dir=root / "noop-lakehouse")
+    settings = replace(load_settings(), lakehouse_dir=root / "noop-lakehouse", lakehouse_uri=None)
     command = spark_submit_command(
         settings, NOOP_JOB, "--date", "2026-11-01", "--run-id", "bench", master=master
     )

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = get_spark(settings, "omni.report")
     spark.sparkContext.setLogLevel("ERROR")
-    print(f"\nLakehouse {settings.lakehouse_dir} after the run of {args.date}:")
+    print(f"\nLakehouse {settings.lakehouse_location} after the run of {args.date}:")
     for table in tables.ALL_TABLES:
         df = lakehouse.read_table(spark, settings, table)
         if "as_of_date" in df.columns:

@@ -54,9 +54,6 @@ class Table:
     def column_names(self) -> list[str]:
         return [column.name for column in self.columns]
 
-    def path(self, lakehouse_dir: Path) -> Path:
-        return lakehouse_dir / self.layer / self.short_name
-
     def location(self, lakehouse_location: str) -> str:
         """The table's folder under a lakehouse given as a local path or a URI."""
         return f"{lakehouse_location.rstrip('/')}/{self.layer}/{self.short_name}"
