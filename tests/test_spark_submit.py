@@ -214,7 +214,12 @@ def test_a_job_killed_mid_write_and_run_again_leaves_the_tables_of_an_uninterrup
     spark, uninterrupted
 ):
     root, local = uninterrupted
-    killed = replace(local, lakehouse_dir=root / "killed")
+    # Submitted with the JVM options of the tests' jobs (tests/conftest.py), as the DAGs do.
+    killed = replace(
+        local,
+        lakehouse_dir=root / "killed",
+        spark_java_options=os.environ.get("OMNI_SPARK_JAVA_OPTIONS", ""),
+    )
     env = _environment(killed)
     for job, layers in (
         ("jobs/bronze_ingest.py", ("bronze",)),
