@@ -112,11 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
     def lake(name: str):
         path = work / name
         shutil.rmtree(path, ignore_errors=True)
-        return replace(base, landing_dir=landing, lakehouse_dir=path, lakehouse_uri=None)
+        return replace(base.with_local_lakehouse(path), landing_dir=landing)
 
     # The session's table catalog lives in the work folder too, not in the repo's lakehouse.
     spark = get_spark(
-        replace(base, lakehouse_dir=work / "catalog", lakehouse_uri=None),
+        base.with_local_lakehouse(work / "catalog"),
         app_name="omni.bench.lakehouse",
     )
     spark.sparkContext.setLogLevel("ERROR")

@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     if any(n < 500 for n in args.customers):
         raise SystemExit(f"--customers {args.customers}: expected sizes of at least 500")
     with tempfile.TemporaryDirectory(prefix="bench-models-") as folder:
-        settings = load_settings().with_overrides(
-            lakehouse_dir=Path(folder) / "lakehouse", lakehouse_uri=None
-        )
+        settings = load_settings().with_local_lakehouse(Path(folder) / "lakehouse")
         spark = get_spark(settings, app_name="bench.models")
         spark.sparkContext.setLogLevel("ERROR")
         try:

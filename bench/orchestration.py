@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from omni.config import REPO_ROOT, load_settings
@@ -62,7 +61,7 @@ def _environment(root: Path, master: str) -> dict[str, str]:
 
 def submit_overhead(root: Path, master: str, repeat: int) -> list[float]:
     """Wall seconds of each submission of the no-op job."""
-    settings = replace(load_settings(), lakehouse_dir=root / "noop-lakehouse", lakehouse_uri=None)
+    settings = load_settings().with_local_lakehouse(root / "noop-lakehouse")
     command = spark_submit_command(
         settings, NOOP_JOB, "--date", "2026-11-01", "--run-id", "bench", master=master
     )

@@ -203,6 +203,10 @@ class Settings:
     def gx_dir(self) -> Path:
         return self.lakehouse_dir.parent / "gx"
 
+    def with_local_lakehouse(self, folder: Path) -> Settings:
+        """These settings with every table, and the catalog, in the local ``folder``."""
+        return replace(self, lakehouse_dir=folder, lakehouse_uri=None)
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)
 

@@ -177,3 +177,10 @@ def test_extra_jars_are_shipped_after_delta_s(tmp_path):
     assert settings.extra_jars == (jar,)
     jars = spark_conf(settings)["spark.jars"].split(",")
     assert jars[-1] == str(jar) and any("delta-spark" in name for name in jars[:-1])
+
+
+def test_a_local_lakehouse_replaces_a_uri(tmp_path):
+    at_uri = load_settings({"OMNI_LAKEHOUSE_DIR": "s3a://retail-lake/omni"})
+    local = at_uri.with_local_lakehouse(tmp_path / "lh")
+    assert local.lakehouse_location == str(tmp_path / "lh")
+    assert local.metastore_dir == tmp_path / "lh" / "_metastore"
