@@ -28,7 +28,7 @@ export DO_NOT_TRACK := 1
 # OpenMP threads (a nightly training task beside a test, say) slow each other down fiftyfold.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration spark-cluster notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -90,6 +90,13 @@ notebooks: setup ## Execute the notebooks on the default data into data/notebook
 MODEL_BENCH_ARGS ?= --customers 10000 100000
 bench-models: setup ## Model benchmark: training set, fits and scoring at two sizes (MODEL_BENCH_ARGS=...)
 	$(BIN)/python -m bench.models $(MODEL_BENCH_ARGS)
+
+SQL_PORT ?= 10000
+sql-server: setup ## Start the Spark Thrift (JDBC/ODBC) server on localhost: gold, silver, bronze tables by name
+	$(BIN)/python -m omni.sql_server --port $(SQL_PORT)
+
+data-dictionary: setup ## Regenerate docs/data-dictionary.md and .html from the table registry
+	$(BIN)/python -m omni.data_dictionary
 
 DOCS_PORT ?= 8765
 data-docs: ## Serve the Great Expectations Data Docs (data/gx/data_docs) on localhost

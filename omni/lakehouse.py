@@ -35,6 +35,16 @@ def _local_form(location: str) -> str:
 
 _ENSURED: set[tuple[int, str, str]] = set()
 
+# Table features every Delta reader handles, delta-rs (Polars, pandas, DuckDB) included:
+# protocol 1/2, no reader features. No deletion vectors: a DELETE (erasure) rewrites the files,
+# so the rows leave them at once. No column mapping: columns are added, never renamed
+# (serving-tables.md). Classic checkpoints, not v2.
+TABLE_PROPERTIES = {
+    "delta.enableDeletionVectors": "false",
+    "delta.columnMapping.mode": "none",
+    "delta.checkpointPolicy": "classic",
+}
+
 
 def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     """Create the Delta table at its registry path and register it by name, if not yet there.
@@ -61,9 +71,17 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
         else ""
     )
     description = table.description.replace("'", "\\'")
+    # A table already at the path keeps its properties (Delta refuses ones that differ).
+    properties = (
+        ""
+        if DeltaTable.isDeltaTable(spark, path)
+        else " TBLPROPERTIES ("
+        + ", ".join(f"'{key}' = '{value}'" for key, value in TABLE_PROPERTIES.items())
+        + ")"
+    )
     spark.sql(
         f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` ({table.ddl()}) "
-        f"USING DELTA{partitioned} LOCATION '{path}' COMMENT '{description}'"
+        f"USING DELTA{partitioned} LOCATION '{path}' COMMENT '{description}'{properties}"
     )
     _ENSURED.add(marker)
 

@@ -20,8 +20,10 @@ SHIPPED_PACKAGES = ("omni", "models", "jobs")
 SUBMITTED_BY_ENV = "PYSPARK_GATEWAY_PORT"
 
 
-def get_spark(settings: Settings, app_name: str = "omnichannel") -> SparkSession:
-    """Return the Delta-enabled session for ``settings``.
+def get_spark(
+    settings: Settings, app_name: str = "omnichannel", extra_conf: dict[str, str] | None = None
+) -> SparkSession:
+    """Return the Delta-enabled session for ``settings`` (plus ``extra_conf``, if any).
 
     Under ``spark-submit`` the master given on the command line (the Airflow connection)
     wins; in a plain Python process the session starts on ``settings.spark_master``. On a
@@ -32,7 +34,7 @@ def get_spark(settings: Settings, app_name: str = "omnichannel") -> SparkSession
     # spark-submit starts the JVM first and hands its gateway to this process.
     if not SparkSession.getActiveSession() and SUBMITTED_BY_ENV not in os.environ:
         builder = builder.master(settings.spark_master)
-    for key, value in spark_conf(settings).items():
+    for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if not spark.sparkContext.master.startswith("local"):

@@ -37,6 +37,11 @@ class Table:
     keys: tuple[str, ...] = ()
     partition_by: tuple[str, ...] = ()
     producer: str = ""
+    # What one row is, for the data dictionary; by default it is said from the keys.
+    grain: str = ""
+    # Tables the producer reads to build this one (``<layer>.*`` for a whole layer); bronze
+    # tables read the landing zone instead.
+    upstream: tuple[str, ...] = ()
     # How erasure finds a customer's rows: (column, identifier type) pairs, where the type is
     # customer_key, customer_id, loyalty_card_id, anonymous_id, email_hash, or raw_text (the
     # column's text is searched for any of the customer's identifiers, e-mail included).
@@ -49,6 +54,13 @@ class Table:
     @property
     def short_name(self) -> str:
         return self.name.split(".", 1)[1]
+
+    @property
+    def row_grain(self) -> str:
+        """What one row is: the registry's words, or one row per key combination."""
+        if self.grain or len(self.keys) == 1:
+            return self.grain or f"one row per {self.keys[0]}"
+        return f"one row per ({', '.join(self.keys)})"
 
     @property
     def column_names(self) -> list[str]:
@@ -124,6 +136,7 @@ BRONZE_EVENTS = Table(
         *INGEST_METADATA,
     ),
     partition_by=("_business_date",),
+    grain="one row per delivered JSON line",
     producer="jobs/bronze_ingest.py",
     erase_by=(
         ("customer_id", "customer_id"),
@@ -188,6 +201,7 @@ def _csv_bronze(
             *INGEST_METADATA,
         ),
         partition_by=("_business_date",),
+        grain="one row per delivered CSV row",
         producer="jobs/bronze_ingest.py",
         erase_by=erase_by,
     )
@@ -235,6 +249,14 @@ QUARANTINE_RECORDS = Table(
         _c("quarantined_at", "timestamp", "When it was rejected (UTC)", False),
     ),
     partition_by=("source",),
+    grain="one row per rejected raw record",
+    upstream=(
+        "bronze.ecommerce_events",
+        "bronze.pos_lines",
+        "bronze.crm_customers",
+        "bronze.products",
+        "bronze.stores",
+    ),
     producer="jobs/silver.py",
     erase_by=(("raw_text", "raw_text"),),
 )
@@ -268,6 +290,14 @@ RECONCILIATION = Table(
         _c("recorded_at", "timestamp", "When the counts were taken", False),
     ),
     keys=("run_id", "source", "business_date"),
+    upstream=(
+        "bronze.ingested_files",
+        "bronze.ecommerce_events",
+        "bronze.pos_lines",
+        "bronze.crm_customers",
+        "bronze.products",
+        "bronze.stores",
+    ),
     producer="jobs/silver.py",
 )
 
@@ -295,6 +325,7 @@ SILVER_EVENTS = Table(
     ),
     keys=("event_id",),
     partition_by=("event_date",),
+    upstream=("bronze.ecommerce_events",),
     producer="jobs/silver.py",
     erase_by=(("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
 )
@@ -320,6 +351,7 @@ SILVER_ORDER_LINES = Table(
     ),
     keys=("order_id", "line_number"),
     partition_by=("order_date",),
+    upstream=("bronze.ecommerce_events", "silver.products"),
     producer="jobs/silver.py",
     erase_by=(("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
 )
@@ -348,6 +380,7 @@ SILVER_POS = Table(
     ),
     keys=("transaction_id", "line_number"),
     partition_by=("transaction_date",),
+    upstream=("bronze.pos_lines", "silver.products", "silver.stores"),
     producer="jobs/silver.py",
     erase_by=(("loyalty_card_id", "loyalty_card_id"),),
 )
@@ -368,6 +401,7 @@ SILVER_CUSTOMERS = Table(
         *SILVER_METADATA,
     ),
     keys=("customer_id",),
+    upstream=("bronze.crm_customers",),
     producer="jobs/silver.py",
     erase_by=(("customer_id", "customer_id"),),
 )
@@ -386,6 +420,7 @@ SILVER_PRODUCTS = Table(
         *SILVER_METADATA,
     ),
     keys=("sku",),
+    upstream=("bronze.products",),
     producer="jobs/silver.py",
 )
 
@@ -403,6 +438,7 @@ SILVER_STORES = Table(
         *SILVER_METADATA,
     ),
     keys=("store_id",),
+    upstream=("bronze.stores",),
     producer="jobs/silver.py",
 )
 
@@ -422,6 +458,7 @@ SILVER_DEVICE_LOGINS = Table(
         _c("_run_id", _s, "Pipeline run that added the pair", False),
     ),
     keys=("anonymous_id", "customer_id"),
+    upstream=("silver.ecommerce_events",),
     producer="jobs/silver.py",
     erase_by=(("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
 )
@@ -438,6 +475,7 @@ SILVER_IDENTITY = Table(
         _c("updated_run_id", _s, "Run that last computed the mapping", False),
     ),
     keys=("identifier_type", "identifier"),
+    upstream=("silver.customers", "silver.device_logins", "silver.pos_lines"),
     producer="jobs/silver.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -467,6 +505,15 @@ GOLD_PROFILE = Table(
         _c("as_of_date", "date", "Date the profile describes", False),
     ),
     keys=("customer_key",),
+    grain="one row per customer",
+    upstream=(
+        "silver.customer_identity",
+        "silver.customers",
+        "silver.order_lines",
+        "silver.pos_lines",
+        "silver.products",
+        "silver.ecommerce_events",
+    ),
     producer="jobs/gold.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -510,6 +557,15 @@ GOLD_FEATURES = Table(
     ),
     keys=("customer_key", "as_of_date"),
     partition_by=("as_of_date",),
+    grain="one row per customer per as-of date",
+    upstream=(
+        "silver.customer_identity",
+        "silver.customers",
+        "silver.order_lines",
+        "silver.pos_lines",
+        "silver.products",
+        "silver.ecommerce_events",
+    ),
     producer="jobs/gold.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -536,6 +592,14 @@ GOLD_KPIS = Table(
     ),
     keys=("date", "channel", "store_id"),
     partition_by=(),
+    grain="one row per day per channel (and store)",
+    upstream=(
+        "silver.customer_identity",
+        "silver.order_lines",
+        "silver.pos_lines",
+        "silver.products",
+        "silver.ecommerce_events",
+    ),
     producer="jobs/gold.py",
 )
 
@@ -556,6 +620,8 @@ GOLD_SCORES = Table(
     ),
     keys=("customer_key", "as_of_date"),
     partition_by=("as_of_date",),
+    grain="one row per customer per as-of date",
+    upstream=("gold.customer_features",),
     producer="models/score.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -597,6 +663,16 @@ GOLD_FEED = Table(
     ),
     keys=("customer_key", "channel", "as_of_date"),
     partition_by=("as_of_date",),
+    grain="one row per consenting customer per channel per as-of date",
+    upstream=(
+        "gold.customer_scores",
+        "silver.customer_identity",
+        "silver.customers",
+        "silver.order_lines",
+        "silver.pos_lines",
+        "silver.products",
+        "silver.ecommerce_events",
+    ),
     producer="models/personalize.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -622,6 +698,7 @@ GOLD_MONITORING = Table(
     ),
     keys=("as_of_date", "model_name", "column_name"),
     partition_by=(),
+    upstream=("gold.customer_scores", "gold.customer_features"),
     producer="models/monitor.py",
 )
 
@@ -637,6 +714,7 @@ ERASURE_AUDIT = Table(
         _c("erased_at", "timestamp", "When the erasure finished (UTC)", False),
     ),
     keys=("erasure_id",),
+    upstream=("silver.customer_identity", "bronze.crm_customers"),
     producer="jobs/erase_customer.py",
 )
 
@@ -666,6 +744,7 @@ VALIDATION_RESULTS = Table(
     ),
     keys=("run_id", "table_name", "expectation_id"),
     partition_by=("business_date",),
+    upstream=("bronze.*", "quarantine.records", "quarantine.reconciliation", "silver.*", "gold.*"),
     producer="jobs/validate.py",
     # Samples of bad rows can quote a customer's identifiers: erasure searches them.
     erase_by=(("unexpected_sample", "raw_text"),),

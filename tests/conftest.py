@@ -111,3 +111,25 @@ def job_environment(settings_env: dict[str, str]) -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
     }
+
+
+def readers_rows(spark, location: str, table) -> tuple[list[tuple], list[tuple]]:
+    """A Delta table's rows as delta-rs (``deltalake``, under Polars and pandas) and as Spark
+    read them, sorted, timestamps as microseconds since the epoch (UTC) in both."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+    from pyspark.sql import functions as F
+
+    names = table.column_names
+    stamps = {c.name for c in table.columns if c.type == "timestamp"}
+    arrow = DeltaTable(location).to_pyarrow_table(columns=names)
+    for name in stamps:
+        position = arrow.schema.get_field_index(name)
+        column = arrow[name].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        arrow = arrow.set_column(position, name, column)
+    delta_rs = [tuple(row[n] for n in names) for row in arrow.to_pylist()]
+    frame = spark.read.format("delta").load(location)
+    selected = frame.select(
+        *[F.unix_micros(n).alias(n) if n in stamps else F.col(n) for n in names]
+    )
+    return sorted(delta_rs, key=repr), sorted((tuple(r) for r in selected.collect()), key=repr)

@@ -9,7 +9,9 @@ own database.
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import os
 import re
@@ -25,13 +27,16 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
+import deltalake
+import pyspark
 import pytest
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
-from omni import quality
+from omni import quality, tables
 from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
+from tests.conftest import readers_rows
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DATE = date(2026, 10, 31)
@@ -259,8 +264,11 @@ def _plant_garbage(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def broken_night(nightly):
-    """The day after, the clickstream export never arrives: freshness, a blocking check."""
+def broken_night(nightly, sql_server):
+    """The day after, the clickstream export never arrives: freshness, a blocking check.
+
+    The SQL server is up all the while, as BI tools would be: the jobs still open their
+    catalog, and the server reads what they write."""
     settings, env, root, _ = nightly
     shutil.rmtree(settings.landing_dir / "ecommerce" / "events" / f"dt={BROKEN_DATE}")
     client = _client(settings)
@@ -481,6 +489,117 @@ def test_the_sample_passes_every_suite_but_the_planted_warning(spark, nightly_ru
     assert {"schema", "rule", "freshness", "volume"} <= kinds
 
 
+@pytest.fixture(scope="module")
+def sql_server(nightly):
+    """``make sql-server`` on the night's lakehouse, on a free port; yields (port, banner)."""
+    _, env, root, _ = nightly
+    port = _free_port()
+    out = (root / "sql-server.out").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "omni.sql_server", "--port", str(port), "--refresh", "2"],
+        env=env,
+        cwd=REPO,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while "Ctrl-C stops the server" not in (banner := (root / "sql-server.out").read_text()):
+            assert process.poll() is None, f"the SQL server stopped:\n{banner[-3000:]}"
+            assert time.monotonic() < deadline, f"no SQL server in 300 s:\n{banner[-3000:]}"
+            time.sleep(1)
+        yield port, banner
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            out.close()
+
+
+def _beeline(port: int, sql: str) -> list[dict[str, str]]:
+    """One query through beeline, the JDBC client of the pip-installed Spark: its rows."""
+    beeline = Path(pyspark.__file__).parent / "bin" / "beeline"
+    result = subprocess.run(
+        [str(beeline), "-u", f"jdbc:hive2://127.0.0.1:{port}/default", "--silent=true"]
+        + ["--outputformat=tsv2", "--showHeader=true", "-e", sql],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "Error" not in result.stderr, result.stderr[-3000:]
+    # Beeline echoes its prompt before the first line of output.
+    text = re.sub(r"^\d+: jdbc:hive2://\S+> ", "", result.stdout)
+    return list(csv.DictReader(io.StringIO(text), delimiter="\t"))
+
+
+def test_bi_tools_query_the_gold_tables_by_name_over_jdbc(spark, nightly_run, sql_server):
+    port, banner = sql_server
+    assert f"jdbc:hive2://127.0.0.1:{port}/default" in banner
+    # Every table the night wrote is named; the erasure audit has no table until an erasure.
+    listed = {f"{r['namespace']}.{r['tableName']}" for r in _beeline(port, "SHOW TABLES IN gold")}
+    assert listed == {t.name for t in tables.layer_tables("gold")}
+    assert "tables: 23 of 24" in banner and "quarantine.erasure_audit" not in banner
+
+    day = f"DATE'{RUN_DATE}'"
+    got = _beeline(
+        port,
+        "SELECT customer_key, segment_id, segment_name, churn_probability, churn_risk_band "
+        f"FROM gold.customer_scores WHERE as_of_date = {day}",
+    )
+    scores = _table(spark, nightly_run, "gold.customer_scores").where(f"as_of_date = {day}")
+    expected = scores.select(
+        "customer_key", "segment_id", "segment_name", "churn_probability", "churn_risk_band"
+    ).collect()
+    assert len(got) == len(expected) >= 190
+    assert sorted(
+        (r["customer_key"], int(r["segment_id"]), r["segment_name"])
+        + (float(r["churn_probability"]), r["churn_risk_band"])
+        for r in got
+    ) == sorted(tuple(r) for r in expected)
+
+    got = _beeline(
+        port,
+        "SELECT p.customer_key, p.customer_id, p.frequency_365d, CAST(p.monetary_365d AS STRING) "
+        "AS monetary_365d, s.churn_risk_band FROM gold.customer_profile p "
+        f"JOIN gold.customer_scores s ON s.customer_key = p.customer_key AND s.as_of_date = {day}",
+    )
+    profile = _table(spark, nightly_run, "gold.customer_profile").alias("p")
+    expected = profile.join(scores.alias("s"), "customer_key").select(
+        "customer_key", "p.customer_id", "frequency_365d", "monetary_365d", "churn_risk_band"
+    )
+    assert sorted(
+        (r["customer_key"], r["customer_id"] or None, int(r["frequency_365d"]))
+        + (r["monetary_365d"], r["churn_risk_band"])
+        for r in got
+    ) == sorted((r[0], r[1], r[2], str(r[3]), r[4]) for r in expected.collect())
+    assert len(got) == profile.count()
+    # Column comments reach the client, as BI tools show them.
+    described = {
+        r["col_name"]: r["comment"] for r in _beeline(port, "DESCRIBE gold.customer_scores")
+    }
+    assert described["churn_probability"] == "P(no purchase within the horizon)"
+
+
+def test_delta_rs_reads_every_gold_table(spark, nightly_run):
+    """The gold tables as Polars, pandas or DuckDB users open them, with delta-rs."""
+    for table in tables.layer_tables("gold"):
+        location = str(nightly_run.lakehouse_dir / table.layer / table.short_name)
+        opened = deltalake.DeltaTable(location)
+        assert opened.protocol().min_reader_version == 1 and not opened.protocol().reader_features
+        delta_rs, via_spark = readers_rows(spark, location, table)
+        assert delta_rs == via_spark and delta_rs, table.name
+    features = deltalake.DeltaTable(str(nightly_run.lakehouse_dir / "gold" / "customer_features"))
+    frame = features.to_pandas(filters=[("as_of_date", "=", RUN_DATE)])
+    assert len(frame) >= 190 and frame["customer_key"].is_unique
+
+
 def test_a_blocking_failure_stops_everything_downstream(spark, broken_night):
     settings, result, versions_before, root = broken_night
     assert result.returncode != 0
@@ -512,6 +631,19 @@ def test_a_blocking_failure_stops_everything_downstream(spark, broken_night):
     client = _client(settings)
     for name, before in versions_before.items():
         assert _versions(client, name) == before
+
+
+def test_the_sql_server_reads_what_a_night_writes_while_it_runs(spark, sql_server, broken_night):
+    """The broken night's bronze job wrote while the server was up (it opened its own
+    catalog), and the server, started before, reads the new rows without a restart."""
+    port, _ = sql_server
+    settings = broken_night[0]
+    day = f"DATE'{BROKEN_DATE}'"
+    [got] = _beeline(
+        port, f"SELECT COUNT(*) AS n FROM bronze.pos_lines WHERE _business_date = {day}"
+    )
+    written = _table(spark, settings, "bronze.pos_lines").where(f"_business_date = {day}").count()
+    assert int(got["n"]) == written > 0
 
 
 def _notebook_text(book) -> str:

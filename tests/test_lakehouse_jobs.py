@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 
+import deltalake
 import pytest
 from pyspark.sql import functions as F
 
@@ -16,6 +17,7 @@ from jobs.silver import record_device_logins, run_silver
 from omni import lakehouse, tables
 from omni.sample import SampleSpec, generate_sample
 from omni.transforms import gold, identity
+from tests.conftest import readers_rows
 
 RUN_DATE = date(2026, 3, 31)
 FIRST_NIGHT = RUN_DATE - timedelta(days=1)
@@ -274,6 +276,31 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     assert card not in str(audit.asDict()) and len(audit["identifier_sha256"]) == 64
     with pytest.raises(UnknownCustomerError, match="is not in silver.customer_identity"):
         resolve_customer(spark, lake, "loyalty_card_id", card)
+
+
+def test_delta_rs_reads_the_gold_tables_after_maintenance_and_erasure(spark, lake):
+    """Polars, pandas and DuckDB read Delta with delta-rs: each gold table the nights wrote
+    opens there with Spark's rows, after OPTIMIZE, VACUUM and an erasure's DELETE."""
+    read = []
+    for table in tables.layer_tables("gold"):
+        location = lakehouse.table_path(lake, table)
+        if not (lake.lakehouse_dir / table.layer / table.short_name).exists():
+            continue
+        opened = deltalake.DeltaTable(location)
+        protocol = opened.protocol()
+        assert (protocol.min_reader_version, protocol.reader_features) == (1, None), table.name
+        assert opened.metadata().configuration == lakehouse.TABLE_PROPERTIES, table.name
+        fields = opened.schema().fields
+        assert [f.name for f in fields] == table.column_names
+        assert [f.metadata.get("comment") for f in fields] == [c.comment for c in table.columns]
+        delta_rs, via_spark = readers_rows(spark, location, table)
+        assert delta_rs == via_spark and delta_rs, table.name
+        read.append(table.name)
+    assert read == ["gold.customer_profile", "gold.customer_features", "gold.daily_channel_kpis"]
+    history = spark.sql(
+        f"DESCRIBE HISTORY delta.`{lakehouse.table_path(lake, tables.GOLD_PROFILE)}`"
+    )
+    assert {"DELETE", "OPTIMIZE"} <= {r["operation"] for r in history.collect()}
 
 
 def test_erasure_refuses_bad_requests(spark, lake):

@@ -1,0 +1,168 @@
+"""The SQL endpoint for BI tools: Spark's Thrift server (HiveServer2 protocol, JDBC and ODBC).
+
+The jobs register every table in an embedded Derby metastore, which admits one JVM at a
+time, so a server holding it open would make the nightly fail (and a nightly would keep the
+server from starting). The server therefore keeps a catalog of its own, new at each start
+and filled from the table registry: every registered table that exists gets its
+``<layer>.<table>`` name at the location the jobs write to, at start and again every
+``--refresh`` seconds for tables a later night creates. Queries read the Delta log afresh,
+so each sees the latest committed version while a nightly run writes, never a partial one.
+
+    python -m omni.sql_server --port 10000         (or: make sql-server)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from omni.config import Settings, load_settings
+from omni.lakehouse import table_path
+from omni.sparkconf import delta_jars
+from omni.tables import ALL_TABLES
+
+log = logging.getLogger("omni.sql_server")
+
+THRIFT_SERVER = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"
+
+
+def jdbc_url(host: str, port: int) -> str:
+    return f"jdbc:hive2://{host}:{port}/default"
+
+
+def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
+    """Name every registered table that exists and is not named yet; the names added.
+
+    A table no job has written yet is left out (creating it here would race the job that
+    creates it): the next refresh names it.
+    """
+    from delta.tables import DeltaTable
+
+    added = []
+    for table in ALL_TABLES:
+        if spark.catalog.tableExists(table.name):
+            continue
+        path = table_path(settings, table)
+        if not DeltaTable.isDeltaTable(spark, path):
+            continue
+        if not spark.catalog.databaseExists(table.layer):
+            spark.sql(f"CREATE DATABASE `{table.layer}`")
+        # No column list: the schema, comments and partitioning come from the Delta log.
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` "
+            f"USING DELTA LOCATION '{path}'"
+        )
+        added.append(table.name)
+    return added
+
+
+def start_session(settings: Settings, catalog_dir: Path) -> SparkSession:
+    """The server's Delta session, its catalog in ``catalog_dir`` (never the jobs' one)."""
+    from omni.spark import get_spark
+
+    settings = settings.with_overrides(metastore_override=catalog_dir)
+    # The Thrift server's session threads load the Delta catalog through Hive's class loader,
+    # which sees only the JVM's class path, not the JARs added at launch.
+    class_path = os.pathsep.join(str(jar) for jar in (*delta_jars(settings), *settings.extra_jars))
+    return get_spark(settings, "omni.sql_server", {"spark.driver.extraClassPath": class_path})
+
+
+def start_thrift_server(spark: SparkSession):
+    """Start HiveServer2 inside the session's JVM; returns the Java server."""
+    server_class = getattr(spark.sparkContext._jvm, THRIFT_SERVER)
+    return server_class.startWithContext(spark._jsparkSession.sqlContext())
+
+
+def wait_for_port(host: str, port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.settimeout(1)
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"the Thrift server did not listen on {host}:{port} in {timeout:.0f} s")
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a port from 1 to 65535")
+    return port
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a number of seconds") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a positive number of seconds")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=_port, default=10000, help="HiveServer2 port")
+    parser.add_argument(
+        "--refresh",
+        type=_seconds,
+        default=60.0,
+        help="seconds between looks for tables created since the last one (default 60)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings()
+    # A new catalog at each start, filled from the registry, gone when the server stops.
+    catalog_dir = Path(tempfile.mkdtemp(prefix="omni-sql-catalog-"))
+    try:
+        serve(settings, catalog_dir, args.host, args.port, args.refresh)
+    finally:
+        shutil.rmtree(catalog_dir, ignore_errors=True)
+
+
+def serve(settings: Settings, catalog_dir: Path, host: str, port: int, refresh: float) -> None:
+    # HiveServer2 reads its address from these first; the JVM inherits them at launch.
+    os.environ["HIVE_SERVER2_THRIFT_BIND_HOST"] = host
+    os.environ["HIVE_SERVER2_THRIFT_PORT"] = str(port)
+    spark = start_session(settings, catalog_dir)
+    spark.sparkContext.setLogLevel("WARN")
+    named = register_tables(spark, settings)
+    server = start_thrift_server(spark)
+    wait_for_port(host, port)
+    url = jdbc_url(host, port)
+    print(
+        f"Spark Thrift server (HiveServer2) on {url}\n"
+        f"  lakehouse: {settings.lakehouse_location}\n"
+        f"  tables: {len(named)} of {len(ALL_TABLES)} registered ({', '.join(named) or 'none'})\n"
+        f"  connect: beeline -u {url}  (no user or password)\n"
+        "Ctrl-C stops the server.",
+        flush=True,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(refresh):
+        added = register_tables(spark, settings)
+        if added:
+            log.info("named tables created since the last look: %s", ", ".join(added))
+    server.stop()
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
