@@ -59,6 +59,22 @@ def _jars(env: dict[str, str], name: str) -> tuple[Path, ...]:
     return jars
 
 
+def _spark_properties(env: dict[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """Comma-separated ``spark.key=value`` pairs, each checked."""
+    pairs = []
+    for item in (env.get(name) or "").split(","):
+        if not item.strip():
+            continue
+        key, equals, value = item.partition("=")
+        if not (equals and key.strip().startswith("spark.") and value.strip()):
+            raise ValueError(
+                f"{name}: {item.strip()!r} is not a Spark property; expected "
+                "spark.key=value[,spark.key=value...]"
+            )
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
 def _positive_int(env: dict[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -184,6 +200,8 @@ class Settings:
     metastore_override: Path | None = None
     # Extra options of the Spark JVMs (OMNI_SPARK_JAVA_OPTIONS), e.g. GC or JIT settings.
     spark_java_options: str = ""
+    # Extra Spark properties of every session and job (OMNI_SPARK_CONF), applied last.
+    spark_properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def lakehouse_location(self) -> str:
@@ -237,6 +255,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         lakehouse_uri=lakehouse_uri,
         extra_jars=_jars(env, "OMNI_EXTRA_JARS"),
         spark_java_options=(env.get("OMNI_SPARK_JAVA_OPTIONS") or "").strip(),
+        spark_properties=_spark_properties(env, "OMNI_SPARK_CONF"),
         metastore_override=(
             _path(env["OMNI_METASTORE_DIR"], REPO_ROOT) if env.get("OMNI_METASTORE_DIR") else None
         ),

@@ -62,6 +62,7 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
     }
     if settings.spark_java_options:  # executors of a cluster (in local mode, the driver's JVM)
         conf["spark.executor.extraJavaOptions"] = settings.spark_java_options
+    conf.update(settings.spark_properties)
     if hive_catalog:
         conf["spark.sql.catalogImplementation"] = "hive"
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,23 @@ def test_jvm_options_reach_the_driver_and_the_executors():
     assert "-Dderby.system.home=" in conf["spark.driver.extraJavaOptions"]
     assert conf["spark.executor.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
     assert "spark.executor.extraJavaOptions" not in spark_conf(load_settings({}))
+
+
+def test_spark_properties_are_applied_last():
+    from omni.sparkconf import spark_conf
+
+    settings = load_settings(
+        {"OMNI_SPARK_CONF": "spark.sql.codegen.wholeStage=false, spark.sql.shuffle.partitions=8"}
+    )
+    conf = spark_conf(settings)
+    assert conf["spark.sql.codegen.wholeStage"] == "false"
+    assert conf["spark.sql.shuffle.partitions"] == "8"  # over OMNI_SHUFFLE_PARTITIONS
+
+
+@pytest.mark.parametrize("value", ["wholeStage=false", "spark.sql.x", "spark.sql.x="])
+def test_a_bad_spark_property_is_named(value):
+    with pytest.raises(ValueError, match=f"OMNI_SPARK_CONF: '{re.escape(value)}' is not a Spark"):
+        load_settings({"OMNI_SPARK_CONF": f"spark.ui.enabled=false,{value}"})
 
 
 def test_settings_are_frozen():
