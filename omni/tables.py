@@ -480,6 +480,16 @@ SILVER_IDENTITY = Table(
     erase_by=(("customer_key", "customer_key"),),
 )
 
+# What jobs/gold.py reads (load_inputs): the customer history behind every gold table.
+GOLD_INPUTS = (
+    "silver.customer_identity",
+    "silver.customers",
+    "silver.order_lines",
+    "silver.pos_lines",
+    "silver.products",
+    "silver.ecommerce_events",
+)
+
 GOLD_PROFILE = Table(
     "gold.customer_profile",
     "One row per customer: RFM over 365 days, channel history, interests and consent.",
@@ -506,14 +516,7 @@ GOLD_PROFILE = Table(
     ),
     keys=("customer_key",),
     grain="one row per customer",
-    upstream=(
-        "silver.customer_identity",
-        "silver.customers",
-        "silver.order_lines",
-        "silver.pos_lines",
-        "silver.products",
-        "silver.ecommerce_events",
-    ),
+    upstream=GOLD_INPUTS,
     producer="jobs/gold.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -558,14 +561,7 @@ GOLD_FEATURES = Table(
     keys=("customer_key", "as_of_date"),
     partition_by=("as_of_date",),
     grain="one row per customer per as-of date",
-    upstream=(
-        "silver.customer_identity",
-        "silver.customers",
-        "silver.order_lines",
-        "silver.pos_lines",
-        "silver.products",
-        "silver.ecommerce_events",
-    ),
+    upstream=GOLD_INPUTS,
     producer="jobs/gold.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -664,15 +660,7 @@ GOLD_FEED = Table(
     keys=("customer_key", "channel", "as_of_date"),
     partition_by=("as_of_date",),
     grain="one row per consenting customer per channel per as-of date",
-    upstream=(
-        "gold.customer_scores",
-        "silver.customer_identity",
-        "silver.customers",
-        "silver.order_lines",
-        "silver.pos_lines",
-        "silver.products",
-        "silver.ecommerce_events",
-    ),
+    upstream=("gold.customer_scores", *GOLD_INPUTS),
     producer="models/personalize.py",
     erase_by=(("customer_key", "customer_key"),),
 )

@@ -88,35 +88,45 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _airflow_standalone(env: dict, root: Path):
-    """``make airflow``'s script: Airflow standalone on a free port; yields (port, banner)."""
-    port = _free_port()
-    out = (root / "standalone.out").open("w+")
+def _serving(command: list[str], env: dict, log: Path, ready: str, linger: float = 0):
+    """Start a server in a process group of its own; yield its output once ``ready`` shows.
+    Afterwards the group gets SIGTERM (Ctrl-C's effect), then, ``linger`` s later, SIGKILL."""
+    out = log.open("w+")
     process = subprocess.Popen(
-        [str(REPO / "tools" / "airflow_standalone.sh")],
-        env={**env, "AIRFLOW_PORT": str(port)},
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
         deadline = time.monotonic() + 300
-        while "Ctrl-C stops Airflow" not in (banner := (root / "standalone.out").read_text()):
-            assert process.poll() is None, f"make airflow stopped:\n{banner[-3000:]}"
-            assert time.monotonic() < deadline, f"Airflow not up in 300 s:\n{banner[-3000:]}"
-            time.sleep(2)
-        yield port, banner
+        while ready not in (banner := log.read_text()):
+            assert process.poll() is None, f"{command[0]} stopped:\n{banner[-3000:]}"
+            assert time.monotonic() < deadline, f"{command[0]} not up in 300 s:\n{banner[-3000:]}"
+            time.sleep(1)
+        yield banner
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # Ctrl-C's effect on the whole group
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         finally:
-            time.sleep(5)  # then nothing of it may outlive the test
+            time.sleep(linger)
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             out.close()
+
+
+@contextmanager
+def _airflow_standalone(env: dict, root: Path):
+    """``make airflow``'s script: Airflow standalone on a free port; yields (port, banner)."""
+    port = _free_port()
+    with _serving(
+        [str(REPO / "tools" / "airflow_standalone.sh")],
+        {**env, "AIRFLOW_PORT": str(port)},
+        root / "standalone.out",
+        "Ctrl-C stops Airflow",
+        linger=5,  # then nothing of it may outlive the test
+    ) as banner:
+        yield port, banner
 
 
 def _wait_for_models(root: Path, timeout: float) -> tuple[str, str, str]:
@@ -494,32 +504,13 @@ def sql_server(nightly):
     """``make sql-server`` on the night's lakehouse, on a free port; yields (port, banner)."""
     _, env, root, _ = nightly
     port = _free_port()
-    out = (root / "sql-server.out").open("w+")
-    process = subprocess.Popen(
+    with _serving(
         [sys.executable, "-m", "omni.sql_server", "--port", str(port), "--refresh", "2"],
-        env=env,
-        cwd=REPO,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while "Ctrl-C stops the server" not in (banner := (root / "sql-server.out").read_text()):
-            assert process.poll() is None, f"the SQL server stopped:\n{banner[-3000:]}"
-            assert time.monotonic() < deadline, f"no SQL server in 300 s:\n{banner[-3000:]}"
-            time.sleep(1)
+        env,
+        root / "sql-server.out",
+        "Ctrl-C stops the server",
+    ) as banner:
         yield port, banner
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        finally:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            out.close()
 
 
 def _beeline(port: int, sql: str) -> list[dict[str, str]]:
