@@ -29,6 +29,7 @@ from pyspark.sql import SparkSession
 from omni.config import Settings, load_settings
 from omni.lakehouse import table_path
 from omni.sparkconf import delta_jars
+from omni.standalone import spark_home
 from omni.tables import ALL_TABLES
 
 log = logging.getLogger("omni.sql_server")
@@ -149,7 +150,7 @@ def serve(settings: Settings, catalog_dir: Path, host: str, port: int, refresh: 
         f"Spark Thrift server (HiveServer2) on {url}\n"
         f"  lakehouse: {settings.lakehouse_location}\n"
         f"  tables: {len(named)} of {len(ALL_TABLES)} registered ({', '.join(named) or 'none'})\n"
-        f"  connect: beeline -u {url}  (no user or password)\n"
+        f"  connect: {spark_home() / 'bin' / 'beeline'} -u {url}  (no user or password)\n"
         "Ctrl-C stops the server.",
         flush=True,
     )
