@@ -75,7 +75,14 @@ def start_session(settings: Settings, catalog_dir: Path) -> SparkSession:
     # The Thrift server's session threads load the Delta catalog through Hive's class loader,
     # which sees only the JVM's class path, not the JARs added at launch.
     class_path = os.pathsep.join(str(jar) for jar in (*delta_jars(settings), *settings.extra_jars))
-    return get_spark(settings, "omni.sql_server", {"spark.driver.extraClassPath": class_path})
+    extra = {
+        "spark.driver.extraClassPath": class_path,
+        # Delta answers MIN, MAX and COUNT from its file statistics where it can, but under
+        # the Thrift server (which turns on the java.time API) a date answered that way fails
+        # (ClassCastException: LocalDate to java.sql.Date), e.g. MAX(as_of_date) in a subquery.
+        "spark.databricks.delta.optimizeMetadataQuery.enabled": "false",
+    }
+    return get_spark(settings, "omni.sql_server", extra)
 
 
 def start_thrift_server(spark: SparkSession):

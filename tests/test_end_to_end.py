@@ -571,6 +571,15 @@ def test_bi_tools_query_the_gold_tables_by_name_over_jdbc(spark, nightly_run, sq
         for r in got
     ) == sorted((r[0], r[1], r[2], str(r[3]), r[4]) for r in expected.collect())
     assert len(got) == profile.count()
+    # The README's example for BI users: a date from a subquery (answered from Delta's file
+    # statistics unless the server turns that off) and a join, by name.
+    readme = (REPO / "README.md").read_text()
+    example = readme.split("```sql\n", 1)[1].split(";", 1)[0].splitlines()
+    by_band = _beeline(port, " ".join(line for line in example if not line.startswith("--")))
+    assert sum(int(r["customers"]) for r in by_band) == len(got) == scores.count()
+    assert {(r["segment_name"], r["churn_risk_band"]) for r in by_band} == {
+        (r["segment_name"], r["churn_risk_band"]) for r in scores.collect()
+    }
     # Column comments reach the client, as BI tools show them.
     described = {
         r["col_name"]: r["comment"] for r in _beeline(port, "DESCRIBE gold.customer_scores")
