@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from omni.config import REPO_ROOT
+from omni.quality import suite_path
 from omni.sources import SOURCES
 from omni.tables import ALL_TABLES, Table
 
@@ -64,7 +65,7 @@ def _cell(text: str) -> str:
 
 
 def _suite(table: Table) -> dict[str, Any] | None:
-    path = REPO_ROOT / "expectations" / table.layer / f"{table.short_name}.json"
+    path = suite_path(table.name)
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -110,7 +111,7 @@ def _suite_lines(table: Table, suite: dict[str, Any] | None) -> tuple[list[str],
         else:
             table_rules.append(_rule_phrase(item))
     severities = [item.get("severity", "blocking") for item in suite["expectations"]]
-    path = f"expectations/{table.layer}/{table.short_name}.json"
+    path = suite_path(table.name).relative_to(REPO_ROOT).as_posix()
     lines = [
         f"- **Expectation suite:** `{table.name}` in [`{path}`](../{path}): the registry's "
         f"columns and types, plus {len(severities)} rules "
