@@ -12,13 +12,80 @@ from omni.config import load_settings
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REPO = Path(__file__).resolve().parent.parent
 # The jobs the tests start as processes (spark-submit, Airflow's tasks) live a minute or two on
-# tiny data, where the JIT's optimising compiler (C2) costs more CPU than it saves: with C1
-# only, the e2e sample's bronze job took 82 s of CPU instead of 165 s here (validation: 69 s
-# instead of 107 s). Not the in-process session below: it lives the whole run, and with C1
-# only its long tests were slower (maintenance and erasure: unfinished after 770 s against
-# 540 s, side by side). Production keeps the JVM's default.
-os.environ.setdefault("OMNI_SPARK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+# tiny data, where the JIT's optimising compiler (C2) costs more CPU than it saves: C1 only, with
+# room for its code (C1 alone gets a 48 MB code cache, full after 30 s of a bronze job, and the
+# JVM then stops compiling: "CodeCache is full. Compiler has been disabled"), and the serial
+# collector. A bronze job of the spark-submit test's sample: 71 s of CPU with the JVM's defaults,
+# 53 s with C1 alone, 43-46 s with these. Not the in-process session below: it lives the whole
+# run, where C2 pays (test_lakehouse_jobs.py: the same CPU, 237 s instead of 311 s of wall
+# time). Production keeps the JVM's defaults.
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m -XX:+UseSerialGC"
+CLASS_ARCHIVES = REPO / ".cache" / "class-archives"
+
+
+def _class_archive(options: str) -> str:
+    """JVM options that map a class data sharing archive of what every job loads (Spark, Delta,
+    Hive, Derby), made once per JDK, Spark and JVM options under ``.cache/``: a JVM then starts
+    without loading and verifying those classes again (a bronze job: 35 s of CPU instead of
+    46 s). An archive that does not match is ignored by the JVM; "" when none can be made."""
+    import fcntl
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+
+    import pyspark
+
+    from omni.sparkconf import delta_jars, spark_submit_command
+
+    java_home = os.environ.get("JAVA_HOME")
+    java = Path(java_home, "bin", "java") if java_home else Path(shutil.which("java") or "java")
+    try:
+        real = java.resolve(strict=True)
+        jars = [jar.name for jar in delta_jars(load_settings({}))]
+    except (OSError, FileNotFoundError):
+        return ""
+    stat = real.stat()
+    key = f"{real} {stat.st_size} {stat.st_mtime_ns} {pyspark.__version__} {options} {jars}"
+    archive = CLASS_ARCHIVES / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.jsa"
+    CLASS_ARCHIVES.mkdir(parents=True, exist_ok=True)
+    with (CLASS_ARCHIVES / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be making it
+        if not archive.exists():
+            root = CLASS_ARCHIVES / f"work-{os.getpid()}"
+            partial = root / "archive.jsa"
+            settings = {
+                "OMNI_LANDING_DIR": str(root / "landing"),
+                "OMNI_LAKEHOUSE_DIR": str(root / "lakehouse"),
+                "OMNI_SPARK_JAVA_OPTIONS": f"{options} -XX:ArchiveClassesAtExit={partial}",
+            }
+            command = spark_submit_command(
+                load_settings(settings),
+                "tests/class_archive_job.py",
+                "--date",
+                "2026-01-01",
+                master="local[2]",
+            )
+            env = {**job_environment(settings), "PYSPARK_PYTHON": sys.executable}
+            made = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+            if made.returncode == 0 and partial.exists():
+                for stale in CLASS_ARCHIVES.glob("*.jsa"):
+                    stale.unlink()
+                partial.replace(archive)
+            else:
+                logging.getLogger(__name__).warning(
+                    "no class data sharing archive for the tests' JVMs:\n%s", made.stderr[-2000:]
+                )
+            shutil.rmtree(root, ignore_errors=True)
+    if not archive.exists():
+        return ""
+    # The JVM's own messages go to stderr: an archive it cannot use must not change stdout.
+    return f"-XX:SharedArchiveFile={archive} -Xlog:disable -Xlog:all=warning:stderr"
+
+
 # Generating and compiling Java code for each query plan costs more than interpreting the plan
 # does on tiny data: bronze took 51 s instead of 67-73 s, silver 98 s instead of 128-155 s
 # (gold the same); test_lakehouse_jobs.py in-process 569 s instead of 640 s, side by side.
@@ -142,3 +209,8 @@ def readers_rows(spark, location: str, table) -> tuple[list[tuple], list[tuple]]
         *[F.unix_micros(n).alias(n) if n in stamps else F.col(n) for n in names]
     )
     return sorted(delta_rs, key=repr), sorted((tuple(r) for r in selected.collect()), key=repr)
+
+
+# Under xdist, the controller imports this file before it starts the workers, which inherit it.
+if "OMNI_SPARK_JAVA_OPTIONS" not in os.environ:
+    os.environ["OMNI_SPARK_JAVA_OPTIONS"] = f"{JVM_OPTIONS} {_class_archive(JVM_OPTIONS)}".strip()

@@ -221,6 +221,10 @@ def test_a_job_killed_mid_write_and_run_again_leaves_the_tables_of_an_uninterrup
         spark_java_options=os.environ.get("OMNI_SPARK_JAVA_OPTIONS", ""),
     )
     env = _environment(killed)
+    wanted = {
+        t: table_contents(spark, local.lakehouse_dir, t, keep_run_ids=True)
+        for t in _names("bronze", "silver", "quarantine")
+    }
     for job, layers in (
         ("jobs/bronze_ingest.py", ("bronze",)),
         ("jobs/silver.py", ("silver", "quarantine")),
@@ -234,15 +238,11 @@ def test_a_job_killed_mid_write_and_run_again_leaves_the_tables_of_an_uninterrup
             t: table_contents(spark, killed.lakehouse_dir, t, keep_run_ids=True)
             for t in _names(*layers)
         }
-        wanted = {
-            t: table_contents(spark, local.lakehouse_dir, t, keep_run_ids=True) for t in cut_off
-        }
-        assert cut_off != wanted, f"{name} finished before the kill: nothing was cut off"
+        assert cut_off != {t: wanted[t] for t in cut_off}, f"{name} finished before the kill"
         with (root / f"{name}-retry.log").open("w") as out:  # the retry
             retried = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         assert retried.returncode == 0, (root / f"{name}-retry.log").read_text()[-3000:]
-    for name in _names("bronze", "silver", "quarantine"):
+    for name, expected in wanted.items():
         got = table_contents(spark, killed.lakehouse_dir, name, keep_run_ids=True)
-        expected = table_contents(spark, local.lakehouse_dir, name, keep_run_ids=True)
         assert got == expected, name
     assert table_contents(spark, local.lakehouse_dir, "silver.pos_lines")
