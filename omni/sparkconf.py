@@ -62,12 +62,12 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
     }
     if settings.spark_java_options:  # executors of a cluster (in local mode, the driver's JVM)
         conf["spark.executor.extraJavaOptions"] = settings.spark_java_options
-    conf.update(settings.spark_properties)
     if hive_catalog:
         conf["spark.sql.catalogImplementation"] = "hive"
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
         )
+    conf.update(settings.spark_properties)  # last: an operator's word wins over the defaults
     return conf
 
 

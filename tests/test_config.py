@@ -55,11 +55,18 @@ def test_spark_properties_are_applied_last():
     from omni.sparkconf import spark_conf
 
     settings = load_settings(
-        {"OMNI_SPARK_CONF": "spark.sql.codegen.wholeStage=false, spark.sql.shuffle.partitions=8"}
+        {
+            "OMNI_SPARK_CONF": "spark.sql.codegen.wholeStage=false, spark.sql.shuffle.partitions=8,"
+            "spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby://db.example:1527/omni"
+        }
     )
     conf = spark_conf(settings)
     assert conf["spark.sql.codegen.wholeStage"] == "false"
     assert conf["spark.sql.shuffle.partitions"] == "8"  # over OMNI_SHUFFLE_PARTITIONS
+    # Over the embedded catalog's URL too: a shared Derby network server, say.
+    assert (
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == "jdbc:derby://db.example:1527/omni"
+    )
 
 
 @pytest.mark.parametrize("value", ["wholeStage=false", "spark.sql.x", "spark.sql.x="])
