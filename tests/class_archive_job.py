@@ -5,12 +5,7 @@ JVMs."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from omni.cli import job_parser, run_job  # noqa: E402
+from omni.cli import job_parser, run_job
 
 
 def _body(spark, settings, args) -> dict:

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from omni.config import load_settings
+from omni.config import REPO_ROOT, load_settings
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-REPO = Path(__file__).resolve().parent.parent
 # The jobs the tests start as processes (spark-submit, Airflow's tasks) live a minute or two on
 # tiny data, where the JIT's optimising compiler (C2) costs more CPU than it saves: C1 only, with
 # room for its code (C1 alone gets a 48 MB code cache, full after 30 s of a bronze job, and the
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # run, where C2 pays (test_lakehouse_jobs.py: the same CPU, 237 s instead of 311 s of wall
 # time). Production keeps the JVM's defaults.
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m -XX:+UseSerialGC"
-CLASS_ARCHIVES = REPO / ".cache" / "class-archives"
+CLASS_ARCHIVES = REPO_ROOT / ".cache" / "class-archives"
 
 
 def _class_archive(options: str) -> str:
@@ -35,7 +34,6 @@ def _class_archive(options: str) -> str:
     import hashlib
     import shutil
     import subprocess
-    import sys
 
     import pyspark
 
@@ -69,8 +67,8 @@ def _class_archive(options: str) -> str:
                 "2026-01-01",
                 master="local[2]",
             )
-            env = {**job_environment(settings), "PYSPARK_PYTHON": sys.executable}
-            made = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
+            env = job_environment(settings)
+            made = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
             if made.returncode == 0 and partial.exists():
                 for stale in CLASS_ARCHIVES.glob("*.jsa"):
                     stale.unlink()

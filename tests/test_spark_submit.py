@@ -238,7 +238,9 @@ def test_a_job_killed_mid_write_and_run_again_leaves_the_tables_of_an_uninterrup
             t: table_contents(spark, killed.lakehouse_dir, t, keep_run_ids=True)
             for t in _names(*layers)
         }
-        assert cut_off != {t: wanted[t] for t in cut_off}, f"{name} finished before the kill"
+        assert cut_off != {t: wanted[t] for t in cut_off}, (
+            f"{name} finished before the kill: nothing was cut off"
+        )
         with (root / f"{name}-retry.log").open("w") as out:  # the retry
             retried = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         assert retried.returncode == 0, (root / f"{name}-retry.log").read_text()[-3000:]
