@@ -135,7 +135,7 @@ def rows(df, *columns, order_by=None):
 
 # The modules that take longest, longest first; the rest follow in file order. ``make test``
 # hands whole files to two xdist workers in this order, one file at a time as a worker runs
-# low: the end-to-end module (17-18 min) then keeps one worker, the cluster module (8-10 min)
+# low: the end-to-end module (17-18 min) then keeps one worker, the cluster module (8-11 min)
 # starts at once on the other, and the short files fill in around them. In file order the
 # cluster module came last, and the end-to-end worker sat idle for the last 3 minutes; now
 # both end within seconds of each other. On 2 cores that saves no time (1,271 s against
