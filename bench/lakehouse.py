@@ -31,7 +31,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from bench.bulk import bulk_night, last_landing_day
-from jobs.bronze_ingest import ingest_all, ready_files
+from jobs.bronze_ingest import ingest_all
+from omni.landing import ready_files
 from jobs.gold import build_gold
 from jobs.silver import run_silver
 from omni.config import load_settings

@@ -31,7 +31,7 @@ def business_dates() -> dict[str, str]:
     """The date to model: from the triggering asset events, the param, or the run's date."""
     context = get_current_context()
     default = orc.triggering_end_date(context) or orc.run_date(context, SETTINGS)
-    return orc.date_range({"end_date": context["params"].get("date")}, default)
+    return orc.landing_range({"end_date": context["params"].get("date")}, default, SETTINGS)
 
 
 @dag(

@@ -44,7 +44,7 @@ SETTINGS = load_settings()
 def business_dates() -> dict[str, str]:
     """The range of business dates this run processes (see the DAG's notes)."""
     context = get_current_context()
-    return orc.date_range(context["params"], orc.run_date(context, SETTINGS))
+    return orc.landing_range(context["params"], orc.run_date(context, SETTINGS), SETTINGS)
 
 
 @dag(

@@ -1,6 +1,10 @@
 """Bronze ingest: append every new, complete landing file of every source to its bronze table.
 
-Reads only ``dt=`` folders that hold ``_SUCCESS`` and are on or before ``--date``, skips files
+Reads only complete delivery folders (``omni/landing.py``: a ``dt=`` folder with ``_SUCCESS``,
+or a store's own folder of ``instore/pos`` with its ``_SUCCESS``) on or before ``--date``.
+Every delivery folder, complete or waiting, is recorded in ``bronze.landing_folders``; folders
+still waiting for their marker are reported in the log with how long they have waited, and are
+read the night their marker arrives. Skips files
 already ingested (so a rerun adds nothing), and keeps every record, parsable or not: a line
 that is not a JSON object or a CSV row of the wrong width is kept with its raw text in
 ``_corrupt_record`` for the silver job to quarantine. Each record keeps its file and line.
@@ -13,37 +17,20 @@ their dates and logs them instead of ingesting them twice.
 
 from __future__ import annotations
 
+import logging
 import re
-from datetime import date
-from pathlib import Path
+from datetime import UTC, date, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
-from omni.config import Settings, parse_date
+from omni.config import Settings
+from omni.landing import DeliveryFolder, scan_source
 from omni.sources import SOURCES, Source
 
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv", ".csv.gz")
-_DT = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
-
-
-def ready_files(landing_dir: Path, source: Source, up_to: date) -> dict[str, date]:
-    """Data files of complete folders on or before ``up_to``, relative path -> business date."""
-    found: dict[str, date] = {}
-    root = landing_dir / source.folder
-    for folder in sorted(root.glob("dt=*")):
-        match = _DT.match(folder.name)
-        if not match:
-            raise ValueError(f"{folder}: expected a folder named dt=YYYY-MM-DD")
-        business_date = parse_date(match.group(1))
-        if business_date > up_to or not (folder / "_SUCCESS").exists():
-            continue
-        for path in sorted(folder.rglob("part-*")):
-            if path.name.endswith(DATA_SUFFIXES):
-                found[str(path.relative_to(landing_dir))] = business_date
-    return found
+log = logging.getLogger("omni.bronze")
 
 
 def parse_records(lines: DataFrame, source: Source) -> DataFrame:
@@ -163,14 +150,86 @@ def log_files(
         lakehouse.merge(spark, settings, tables.INGESTED_FILES, frame, update=False)
 
 
+def record_delivery_folders(
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    folders: list[DeliveryFolder],
+    run_id: str,
+) -> list[dict]:
+    """Merge the scanned folders into ``bronze.landing_folders``; return the waiting ones.
+
+    A folder keeps the time a run first saw it (``waiting_since``) and first found it complete,
+    so a retried run changes only the last-checked stamps.
+    """
+    table = tables.LANDING_FOLDERS
+    known = {
+        row["folder"]: row
+        for row in lakehouse.read_table(spark, settings, table)
+        .where(F.col("source") == source.name)
+        .collect()
+    }
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = []
+    for folder in folders:
+        before = known.get(folder.folder)
+        completed = before["completed_at"] if before is not None else None
+        rows.append(
+            {
+                "source": source.name,
+                "folder": folder.folder,
+                "business_date": folder.business_date,
+                "store_id": folder.store_id,
+                "status": folder.status,
+                "data_files": len(folder.data_files),
+                "waiting_since": before["waiting_since"] if before is not None else now,
+                "completed_at": (completed or now) if folder.complete else None,
+                "first_run_id": before["first_run_id"] if before is not None else run_id,
+                "checked_run_id": run_id,
+                "checked_at": now,
+            }
+        )
+    if rows:
+        frame = spark.createDataFrame(
+            [tuple(row[c] for c in table.column_names) for row in rows], table.schema_ddl()
+        )
+        lakehouse.merge(spark, settings, table, frame)
+    waiting = [row for row in rows if row["status"] == "waiting"]
+    for row in waiting:
+        hours = (now - row["waiting_since"]).total_seconds() / 3600
+        log.warning(
+            "LANDING FOLDER WAITING: %s %s has no _SUCCESS yet: not read; waiting since %s "
+            "(%.1f h)",
+            source.name,
+            row["folder"],
+            row["waiting_since"].isoformat(sep=" ", timespec="seconds"),
+            hours,
+        )
+    return waiting
+
+
 def ingest_source(
     spark: SparkSession, settings: Settings, source: Source, up_to: date, run_id: str
-) -> dict[str, int]:
-    candidates = ready_files(settings.landing_dir, source, up_to)
+) -> dict:
+    folders = scan_source(settings.landing_dir, source, up_to)
+    waiting = record_delivery_folders(spark, settings, source, folders, run_id)
+    candidates = {
+        path: folder.business_date
+        for folder in folders
+        if folder.complete
+        for path in folder.data_files
+    }
     done = already_ingested(spark, settings, source, candidates) if candidates else set()
     new_files = {path: day for path, day in candidates.items() if path not in done}
+    counts = {
+        "files": len(new_files),
+        "records": 0,
+        "complete_folders": sum(folder.complete for folder in folders),
+        "empty_folders": sum(folder.complete and not folder.data_files for folder in folders),
+        "waiting_folders": [row["folder"] for row in waiting],
+    }
     if not new_files:
-        return {"files": 0, "records": 0}
+        return counts
     lines = read_lines(spark, settings, source, sorted(new_files))
     records = parse_records(lines, source).select(
         "*",
@@ -181,9 +240,9 @@ def ingest_source(
         ),
     )
     written = lakehouse.append(spark, settings, source.bronze, records)
-    counts = bronze_file_counts(spark, settings, source, new_files, run_id)
-    log_files(spark, settings, source, new_files, counts, run_id)
-    return {"files": len(new_files), "records": written}
+    files = bronze_file_counts(spark, settings, source, new_files, run_id)
+    log_files(spark, settings, source, new_files, files, run_id)
+    return {**counts, "records": written}
 
 
 def ingest_all(spark: SparkSession, settings: Settings, up_to: date, run_id: str) -> dict:

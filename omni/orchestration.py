@@ -57,15 +57,24 @@ def daily_at(settings: Settings, at: str, weekday: str = "*") -> CronTriggerTime
     return CronTriggerTimetable(f"{minute} {hour} * * {weekday}", timezone=settings.timezone)
 
 
+# The earliest business date any DAG run may have: the contract's oldest valid timestamp.
+# A DAG whose start_date is after a run's logical date creates that run with no task at all,
+# and Airflow marks it successful: a retailer backfilling its history got green, empty runs.
+EARLIEST_DATE = datetime(2000, 1, 1)
+
+
 def dag_defaults(settings: Settings) -> dict[str, Any]:
     """What every DAG of the project shares: no catch-up, one active run, the task defaults.
+
+    ``start_date`` is ``EARLIEST_DATE``, so any date of a retailer's history can be run; with
+    ``catchup`` off the scheduler never runs the years before today by itself.
 
     One task at a time: every job opens the embedded Derby catalog, which admits one JVM at
     a time (two side by side under a scheduler failed with ``XJ040``). DAGs that may overlap
     (maintenance or erasure during the nightly run) still can; see the README.
     """
     return {
-        "start_date": datetime(2026, 1, 1),
+        "start_date": EARLIEST_DATE,
         "catchup": False,
         "max_active_runs": 1,
         "max_active_tasks": 1,
@@ -132,6 +141,21 @@ def date_range(params: dict[str, Any], default_end: date) -> dict[str, str]:
             f"start_date {start} is after end_date {end}: expected a range with start <= end"
         )
     return {"start_date": start.isoformat(), "end_date": end.isoformat()}
+
+
+def landing_range(params: dict[str, Any], default_end: date, settings: Settings) -> dict[str, str]:
+    """``date_range``, checked against the landing zone: a date it holds nothing for fails the
+    run here, with the reason, instead of every job doing nothing and the run turning green."""
+    from omni.landing import check_dates
+
+    dates = date_range(params, default_end)
+    last = check_dates(
+        settings.landing_dir, parse_date(dates["start_date"]), parse_date(dates["end_date"])
+    )
+    log.info(
+        "business dates %s to %s; last complete delivery per source: %s", *dates.values(), last
+    )
+    return dates
 
 
 def triggering_end_date(context: dict[str, Any]) -> date | None:

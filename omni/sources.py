@@ -15,6 +15,9 @@ class Source:
     format: str  # "jsonl" or "csv"
     bronze: Table
     header: tuple[str, ...] = ()
+    # Stores export on their own: each dt= folder holds store_id= folders, each marked
+    # complete by its own _SUCCESS (or by the dt= folder's).
+    store_folders: bool = False
 
     @property
     def data_columns(self) -> list[str]:
@@ -29,7 +32,9 @@ class Source:
 
 
 EVENTS = Source("ecommerce_events", "ecommerce/events", "jsonl", tables.BRONZE_EVENTS)
-POS = Source("pos_lines", "instore/pos", "csv", tables.BRONZE_POS, tables.POS_COLUMNS)
+POS = Source(
+    "pos_lines", "instore/pos", "csv", tables.BRONZE_POS, tables.POS_COLUMNS, store_folders=True
+)
 CRM = Source("crm_customers", "crm/customers", "csv", tables.BRONZE_CRM, tables.CRM_COLUMNS)
 PRODUCTS = Source(
     "products", "reference/products", "csv", tables.BRONZE_PRODUCTS, tables.PRODUCT_COLUMNS

@@ -276,6 +276,28 @@ INGESTED_FILES = Table(
     producer="jobs/bronze_ingest.py",
 )
 
+LANDING_FOLDERS = Table(
+    "bronze.landing_folders",
+    "One row per delivery folder of the landing zone (a dt= folder, or a store's folder of "
+    "instore/pos): complete or still waiting for its _SUCCESS marker, and since when.",
+    (
+        _c("source", _s, "Source name, as in quarantine.records", False),
+        _c("folder", _s, "Delivery folder, relative to the landing zone", False),
+        _c("business_date", "date", "Landing folder date (dt=)", False),
+        _c("store_id", _s, "Store of a store's own folder (store_id=), null for a dt= folder"),
+        _c("status", _s, "complete (has _SUCCESS: read) or waiting (not yet: never read)", False),
+        _c("data_files", "int", "Data files in the folder (0: a day with no records)", False),
+        _c("waiting_since", "timestamp", "When a run first saw the folder (UTC)", False),
+        _c("completed_at", "timestamp", "When a run first found it complete (UTC)"),
+        _c("first_run_id", _s, "Pipeline run that first saw the folder", False),
+        _c("checked_run_id", _s, "Pipeline run that last looked at the folder", False),
+        _c("checked_at", "timestamp", "When a run last looked at the folder (UTC)", False),
+    ),
+    keys=("source", "folder"),
+    grain="one row per delivery folder",
+    producer="jobs/bronze_ingest.py",
+)
+
 RECONCILIATION = Table(
     "quarantine.reconciliation",
     "Per run, source and business date: read = accepted + quarantined + duplicates.",
@@ -745,6 +767,7 @@ ALL_TABLES: tuple[Table, ...] = (
     BRONZE_PRODUCTS,
     BRONZE_STORES,
     INGESTED_FILES,
+    LANDING_FOLDERS,
     QUARANTINE_RECORDS,
     RECONCILIATION,
     ERASURE_AUDIT,

@@ -6,11 +6,13 @@ import gzip
 from dataclasses import replace
 from datetime import date
 
+import pytest
 from pyspark.sql import functions as F
 
-from jobs.bronze_ingest import ingest_source, ready_files
+from jobs.bronze_ingest import ingest_source
 from omni import lakehouse, tables
-from omni.sources import EVENTS, STORES
+from omni.landing import NothingToProcessError, check_dates, ready_files, scan_source
+from omni.sources import EVENTS, POS, STORES
 
 
 def _write_events(root, day, lines, ready=True, compress=False):
@@ -52,8 +54,15 @@ def test_ingest_keeps_every_line_and_adds_nothing_on_rerun(spark, settings, tmp_
 
     first = ingest_source(spark, local, EVENTS, date(2026, 1, 3), "run-1")
     again = ingest_source(spark, local, EVENTS, date(2026, 1, 3), "run-2")
-    assert first == {"files": 2, "records": 3}
-    assert again == {"files": 0, "records": 0}
+    waiting = ["ecommerce/events/dt=2026-01-03"]
+    assert first == {
+        "files": 2,
+        "records": 3,
+        "complete_folders": 2,
+        "empty_folders": 0,
+        "waiting_folders": waiting,
+    }
+    assert again == {**first, "files": 0, "records": 0}
 
     table = lakehouse.read_table(spark, local, EVENTS.bronze)
     got = sorted(
@@ -146,3 +155,115 @@ def test_line_numbers_follow_the_file_when_it_is_split(spark, settings, tmp_path
     table = lakehouse.read_table(spark, local, EVENTS.bronze)
     wrong = table.where(F.col("event_id") != F.concat(F.lit("E"), F.col("_source_line")))
     assert wrong.count() == 0
+
+
+POS_HEADER = ",".join(POS.header)
+
+
+def _write_pos(root, day, store, rows=(), store_marker=True, day_marker=False):
+    """A store's own folder of instore/pos, with its own _SUCCESS (or the day's)."""
+    folder = root / "instore" / "pos" / f"dt={day}" / f"store_id={store}"
+    folder.mkdir(parents=True, exist_ok=True)
+    if rows:
+        (folder / "part-00000.csv").write_text("\n".join([POS_HEADER, *rows]) + "\n")
+    if store_marker:
+        (folder / "_SUCCESS").touch()
+    if day_marker:
+        (folder.parent / "_SUCCESS").touch()
+
+
+def _pos_row(transaction, store, day):
+    return f"{transaction},1,{store},R1,{day} 10:00:00,SKU-1,1,9.99,0.00,card,,EUR"
+
+
+def test_stores_that_export_on_their_own_are_read_when_their_marker_arrives(
+    spark, settings, tmp_path
+):
+    local = _local(settings, tmp_path, "bronze_stores")
+    root = local.landing_dir
+    _write_pos(root, "2026-01-01", "S1", [_pos_row("T1", "S1", "2026-01-01")])
+    _write_pos(root, "2026-01-01", "S2", [_pos_row("T2", "S2", "2026-01-01")], store_marker=False)
+    _write_pos(root, "2026-01-01", "S3")  # a complete folder with no data file: closed
+    _write_pos(root, "2026-01-02", "S1", [_pos_row("T3", "S1", "2026-01-02")], store_marker=False)
+
+    first = ingest_source(spark, local, POS, date(2026, 1, 1), "night-1")
+    assert (first["files"], first["records"], first["empty_folders"]) == (1, 1, 1)
+    # The folder of the day after the run's date belongs to a later night: not reported.
+    assert first["waiting_folders"] == ["instore/pos/dt=2026-01-01/store_id=S2"]
+    folders = lakehouse.read_table(spark, local, tables.LANDING_FOLDERS)
+    assert sorted(
+        (r["folder"], r["store_id"], r["status"], r["data_files"], r["completed_at"] is None)
+        for r in folders.collect()
+    ) == [
+        ("instore/pos/dt=2026-01-01/store_id=S1", "S1", "complete", 1, False),
+        ("instore/pos/dt=2026-01-01/store_id=S2", "S2", "waiting", 1, True),
+        ("instore/pos/dt=2026-01-01/store_id=S3", "S3", "complete", 0, False),
+    ]
+    waited = folders.where(F.col("store_id") == "S2").first()
+
+    # Store S2's marker arrives a night late: read then, and only its file.
+    (root / "instore" / "pos" / "dt=2026-01-01" / "store_id=S2" / "_SUCCESS").touch()
+    _write_pos(root, "2026-01-02", "S1", store_marker=False, day_marker=True)
+    second = ingest_source(spark, local, POS, date(2026, 1, 2), "night-2")
+    assert (second["files"], second["records"], second["waiting_folders"]) == (2, 2, [])
+    bronze = lakehouse.read_table(spark, local, POS.bronze)
+    assert sorted((r["transaction_id"], r["_run_id"]) for r in bronze.collect()) == [
+        ("T1", "night-1"),
+        ("T2", "night-2"),
+        ("T3", "night-2"),
+    ]
+    now_complete = (
+        lakehouse.read_table(spark, local, tables.LANDING_FOLDERS)
+        .where(F.col("store_id") == "S2")
+        .first()
+    )
+    assert now_complete["status"] == "complete"
+    assert now_complete["waiting_since"] == waited["waiting_since"]
+    assert now_complete["first_run_id"] == "night-1"
+    assert now_complete["checked_run_id"] == "night-2"
+
+
+def test_a_source_with_no_folder_is_a_channel_the_retailer_lacks(spark, settings, tmp_path):
+    local = _local(settings, tmp_path, "bronze_no_channel")
+    _write_pos(local.landing_dir, "2026-01-01", "S1", [_pos_row("T1", "S1", "2026-01-01")])
+    assert scan_source(local.landing_dir, EVENTS) == []
+    counts = ingest_source(spark, local, EVENTS, date(2026, 1, 1), "r")
+    assert (counts["files"], counts["records"], counts["complete_folders"]) == (0, 0, 0)
+    assert check_dates(local.landing_dir, date(2026, 1, 1), date(2026, 1, 1)) == {
+        "pos_lines": "2026-01-01"
+    }
+
+
+def test_a_day_marker_completes_every_store_and_a_bare_day_is_a_day_without_records(tmp_path):
+    _write_pos(tmp_path, "2026-01-01", "S1", ["x"], store_marker=False, day_marker=True)
+    _write_pos(tmp_path, "2026-01-01", "S2", ["y"], store_marker=False)
+    holiday = tmp_path / "instore" / "pos" / "dt=2026-01-02"
+    holiday.mkdir(parents=True)
+    (holiday / "_SUCCESS").touch()
+    found = {
+        (f.folder, f.store_id, f.complete, len(f.data_files)) for f in scan_source(tmp_path, POS)
+    }
+    assert found == {
+        ("instore/pos/dt=2026-01-01/store_id=S1", "S1", True, 1),
+        ("instore/pos/dt=2026-01-01/store_id=S2", "S2", True, 1),
+        ("instore/pos/dt=2026-01-02", None, True, 0),
+    }
+    (tmp_path / "instore" / "pos" / "dt=2026-01-03" / "shop-7").mkdir(parents=True)
+    with pytest.raises(ValueError, match="shop-7: expected a store folder named store_id="):
+        scan_source(tmp_path, POS)
+
+
+def test_dates_the_landing_zone_does_not_hold_are_refused_with_what_it_holds(tmp_path):
+    with pytest.raises(NothingToProcessError, match="holds no complete delivery folder"):
+        check_dates(tmp_path, date(2024, 9, 30), date(2024, 9, 30))
+    _write_events(tmp_path, "2026-01-01", ["{}"])
+    _write_events(tmp_path, "2026-01-02", ["{}"], ready=False)
+    with pytest.raises(NothingToProcessError, match="2024-09-30: no source .* from 2026-01-01"):
+        check_dates(tmp_path, date(2024, 9, 30), date(2024, 9, 30))
+    with pytest.raises(NothingToProcessError, match="2026-01-02: no source"):
+        check_dates(tmp_path, date(2026, 1, 1), date(2026, 1, 2))
+    with pytest.raises(NothingToProcessError, match="start date 2025-12-01 is before"):
+        check_dates(tmp_path, date(2025, 12, 1), date(2026, 1, 1))
+    assert check_dates(tmp_path, date(2026, 1, 1), date(2026, 1, 1)) == {
+        "ecommerce_events": "2026-01-01"
+    }

@@ -318,6 +318,41 @@ def test_a_failed_run_logs_a_summary_and_mails_it(airflow_env, mailbox):
     assert "try: 1 of 1" in text
 
 
+def test_a_date_the_landing_zone_does_not_hold_fails_the_run_with_the_reason(
+    airflow_env, tmp_path
+):
+    """A history date before 2026 used to create a DAG run with no task (before the DAGs'
+    start_date), marked successful in a second. Now the run has its tasks, and the first one
+    fails: the landing zone holds nothing for the date, and it says what it does hold."""
+    landing = tmp_path / "landing"
+    day = landing / "ecommerce" / "events" / "dt=2026-01-05"
+    day.mkdir(parents=True)
+    (day / "part-00000.jsonl").write_text("{}\n")
+    (day / "_SUCCESS").touch()
+    env = {**airflow_env, "OMNI_LANDING_DIR": str(landing), "OMNI_TASK_RETRIES": "0"}
+    for dag_id in ("omni_nightly", "omni_models"):
+        result = subprocess.run(
+            [AIRFLOW, "dags", "test", dag_id, "2024-09-30"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output[-3000:]
+        assert f"Task business_dates of DAG {dag_id} failed for good" in output
+        assert (
+            "business date 2024-09-30: no source has a complete delivery folder for it in "
+            f"{landing}; complete deliveries run from 2026-01-05 to 2026-01-05"
+        ) in output
+        assert "Spark-Submit cmd" not in output
+
+
+def test_every_dag_accepts_any_date_of_a_retailers_history(dag_bag):
+    for dag_id in DAG_IDS:
+        assert dag_bag.dags[dag_id].start_date <= datetime(2000, 1, 1, tzinfo=UTC), dag_id
+
+
 def test_secrets_stay_out_of_the_jobs_rendered_environment():
     """Job environments are rendered into Airflow's database and, on YARN and Kubernetes,
     onto the spark-submit command line: settings go there, secrets do not."""
