@@ -8,10 +8,20 @@ A table's suite is ``expectations/<layer>/<table>.json``, found from the table's
 - ``expectations``: GX expectation configurations (``type``, ``kwargs``, optional ``meta``),
   each with a ``severity``: ``blocking`` (the default: a failure stops the run) or
   ``warning`` (recorded and reported, the run goes on);
-- ``freshness`` (optional): ``{"column", "max_lag_days", "severity"}``: the batch holds the
-  run's business date, i.e. the column's maximum is at least that date minus the lag;
-- ``volume`` (optional): ``{"min_ratio", "max_ratio", "lookback_runs", "severity"}``: the
-  batch's rows per business day lie within these ratios of the median of the previous runs.
+- ``freshness`` (optional), one of two kinds:
+  ``{"column", "max_lag_days", "severity"}``: the batch holds the run's business date, i.e. the
+  column's maximum is at least that date minus the lag (for tables every run rebuilds);
+  ``{"source", "max_lag_days", "severity", "store_lag_days"}``: judged on what the source
+  *delivered* (``bronze.landing_folders``), not on the batch, so a quiet night (a rerun with
+  nothing new, a holiday's empty folder) passes and a source that normally delivers and stops
+  fails. A source with no folder by the date is a channel the retailer lacks, and passes.
+  ``store_lag_days`` adds a warning for each store that delivered in the last 30 days but not
+  within that many days;
+- ``volume`` (optional): ``{"min_ratio", "max_ratio", "lookback_runs", "severity", "per"}``:
+  the batch's rows per delivery unit lie within these ratios of the median of the previous
+  runs. A unit is a distinct value of the ``per`` columns (default: the scope's day column, so
+  a business day; ``["_business_date", "store_id"]`` makes it an open store's day). A batch
+  with no rows has no unit and expects none.
 
 Freshness and volume become GX expectations whose bounds are suite parameters, filled in on
 each run. Every table goes through its own GX validation definition and checkpoint, with the
@@ -44,6 +54,8 @@ FRESHNESS_MIN_DATE = "freshness_min_date"
 VOLUME_MIN_ROWS = "volume_min_rows"
 VOLUME_MAX_ROWS = "volume_max_rows"
 SAMPLE_ROWS = 5
+# A store silent this long is taken as closed, and no longer warned about.
+STORE_SILENCE_DAYS = 30
 SAMPLE_TEXT_CHARS = 300
 # Counts only: each sample of bad rows costs a Spark job per expectation, so a table is
 # checked once with counts, and only a table with a failure again with samples.
@@ -70,9 +82,74 @@ def _number(path: Path, section: str, name: str, value: Any, minimum: float) -> 
 
 @dataclass(frozen=True)
 class Freshness:
-    column: str
+    column: str | None = None
     max_lag_days: int = 0
     severity: str = "blocking"
+    # Judged on the deliveries of this source (omni.sources) instead of the batch's column.
+    source: str | None = None
+    store_lag_days: int | None = None
+
+    def gx_expectations(self, business_date: date) -> list[dict[str, Any]]:
+        meta = {"check": "freshness", "max_lag_days": self.max_lag_days}
+        if self.source is None:
+            return [
+                {
+                    "type": "expect_column_max_to_be_between",
+                    "kwargs": {
+                        "column": self.column,
+                        "min_value": {"$PARAMETER": FRESHNESS_MIN_DATE},
+                    },
+                    "meta": meta,
+                    "severity": SEVERITIES[self.severity],
+                }
+            ]
+        from omni.tables import LANDING_FOLDERS
+
+        expected = business_date - timedelta(days=self.max_lag_days)
+        # Every query names {batch}, as GX asks, in a condition that always holds.
+        any_batch = "(SELECT COUNT(*) FROM {batch}) >= 0"
+        delivered = (
+            f"SELECT '{self.source}' AS source, DATE'{expected}' AS expected_by, "
+            "f.last_delivered FROM (SELECT MAX(IF(status = 'complete', business_date, NULL)) "
+            f"AS last_delivered, COUNT(*) AS folders FROM {LANDING_FOLDERS.name} WHERE source = "
+            f"'{self.source}' AND business_date <= DATE'{business_date}') f WHERE f.folders > 0 "
+            f"AND (f.last_delivered IS NULL OR f.last_delivered < DATE'{expected}') AND {any_batch}"
+        )
+        configs = [
+            {
+                "type": "unexpected_rows_expectation",
+                "kwargs": {
+                    "unexpected_rows_query": delivered,
+                    "description": f"{self.source} delivered a complete folder by {expected}",
+                },
+                "meta": {**meta, "source": self.source},
+                "severity": SEVERITIES[self.severity],
+            }
+        ]
+        if self.store_lag_days is not None:
+            late = business_date - timedelta(days=self.store_lag_days)
+            recent = business_date - timedelta(days=STORE_SILENCE_DAYS)
+            stores = (
+                "SELECT s.* FROM (SELECT store_id, MAX(business_date) AS last_delivered FROM "
+                f"{LANDING_FOLDERS.name} WHERE source = '{self.source}' AND status = 'complete' "
+                f"AND store_id IS NOT NULL AND business_date <= DATE'{business_date}' AND "
+                f"business_date > DATE'{recent}' GROUP BY store_id) s WHERE s.last_delivered < "
+                f"DATE'{late}' AND {any_batch}"
+            )
+            configs.append(
+                {
+                    "type": "unexpected_rows_expectation",
+                    "kwargs": {
+                        "unexpected_rows_query": stores,
+                        "description": (
+                            f"every store that delivered since {recent} delivered by {late}"
+                        ),
+                    },
+                    "meta": {**meta, "source": self.source, "max_lag_days": self.store_lag_days},
+                    "severity": SEVERITIES["warning"],
+                }
+            )
+        return configs
 
 
 @dataclass(frozen=True)
@@ -81,13 +158,17 @@ class Volume:
     max_ratio: float = 2.0
     lookback_runs: int = 7
     severity: str = "warning"
+    # The columns whose distinct values are the batch's delivery units; () for the scope's day.
+    per: tuple[str, ...] = ()
 
     def bounds(self, history: list[float], days: int) -> tuple[int, int | None]:
-        """Row-count bounds for a batch of ``days`` business days.
+        """Row-count bounds for a batch of ``days`` delivery units (business days by default).
 
-        ``history`` is the rows per day of the previous runs, newest first; without any, the
-        first run sets the baseline and any count passes.
+        ``history`` is the rows per unit of the previous runs, newest first; without any, the
+        first run sets the baseline and any count passes. No unit (nothing delivered): no row.
         """
+        if days == 0:
+            return 0, 0
         recent = [rate for rate in history if rate > 0][: self.lookback_runs]
         if not recent:
             return 0, None
@@ -108,9 +189,9 @@ class SuiteSpec:
     def suite_name(self) -> str:
         return self.table
 
-    def gx_expectations(self) -> list[dict[str, Any]]:
-        """GX expectation configurations: schema (from the registry), the suite's own rules,
-        then freshness and volume."""
+    def gx_expectations(self, business_date: date) -> list[dict[str, Any]]:
+        """GX expectation configurations for a run of ``business_date``: schema (from the
+        registry), the suite's own rules, then freshness and volume."""
         configs = schema_expectations(self.table)
         configs += [
             {
@@ -122,17 +203,7 @@ class SuiteSpec:
             for item in self.expectations
         ]
         if self.freshness:
-            configs.append(
-                {
-                    "type": "expect_column_max_to_be_between",
-                    "kwargs": {
-                        "column": self.freshness.column,
-                        "min_value": {"$PARAMETER": FRESHNESS_MIN_DATE},
-                    },
-                    "meta": {"check": "freshness", "max_lag_days": self.freshness.max_lag_days},
-                    "severity": SEVERITIES[self.freshness.severity],
-                }
-            )
+            configs += self.freshness.gx_expectations(business_date)
         if self.volume:
             configs.append(
                 {
@@ -244,26 +315,50 @@ def load_suite(table_name: str) -> SuiteSpec:
 def _freshness(path: Path, raw: dict[str, Any] | None) -> Freshness | None:
     if raw is None:
         return None
-    if not isinstance(raw.get("column"), str) or set(raw) - {"column", "max_lag_days", "severity"}:
-        raise ValueError(
-            f"{path}: freshness={raw!r}, expected {{'column', 'max_lag_days', 'severity'}}"
-        )
+    allowed = {"column", "source", "max_lag_days", "severity", "store_lag_days"}
+    expected = (
+        "expected {'column' or 'source', 'max_lag_days', 'severity'} (and 'store_lag_days' "
+        "with a source whose stores export on their own)"
+    )
+    column, source = raw.get("column"), raw.get("source")
+    if set(raw) - allowed or (column is None) == (source is None):
+        raise ValueError(f"{path}: freshness={raw!r}, {expected}")
+    if column is not None and (not isinstance(column, str) or "store_lag_days" in raw):
+        raise ValueError(f"{path}: freshness={raw!r}, {expected}")
+    store_lag = None
+    if source is not None:
+        from omni.sources import BY_NAME
+
+        if source not in BY_NAME:
+            raise ValueError(
+                f"{path}: freshness source={source!r}, expected one of {sorted(BY_NAME)}"
+            )
+        if "store_lag_days" in raw:
+            if not BY_NAME[source].store_folders:
+                raise ValueError(f"{path}: freshness={raw!r}, {expected}")
+            store_lag = int(_number(path, "freshness", "store_lag_days", raw["store_lag_days"], 0))
     lag = int(_number(path, "freshness", "max_lag_days", raw.get("max_lag_days", 0), 0))
-    return Freshness(raw["column"], lag, _severity(path, raw.get("severity"), "blocking"))
+    return Freshness(
+        column, lag, _severity(path, raw.get("severity"), "blocking"), source, store_lag
+    )
 
 
 def _volume(path: Path, raw: dict[str, Any] | None) -> Volume | None:
     if raw is None:
         return None
-    allowed = {"min_ratio", "max_ratio", "lookback_runs", "severity"}
+    allowed = {"min_ratio", "max_ratio", "lookback_runs", "severity", "per"}
     if set(raw) - allowed:
         raise ValueError(f"{path}: volume keys {sorted(set(raw) - allowed)}, expected {allowed}")
+    per = raw.get("per", [])
+    if not isinstance(per, list) or not all(isinstance(column, str) for column in per):
+        raise ValueError(f"{path}: volume per={per!r}, expected a list of column names")
     default = Volume()
     volume = Volume(
         _number(path, "volume", "min_ratio", raw.get("min_ratio", default.min_ratio), 0),
         _number(path, "volume", "max_ratio", raw.get("max_ratio", default.max_ratio), 0),
         int(_number(path, "volume", "lookback_runs", raw.get("lookback_runs", 7), 1)),
         _severity(path, raw.get("severity"), default.severity),
+        tuple(per),
     )
     if volume.min_ratio > volume.max_ratio:
         raise ValueError(f"{path}: volume min_ratio above max_ratio")
@@ -374,7 +469,7 @@ def validate_tables(
 
     Nothing is raised for failed expectations: the caller decides what blocks.
     """
-    from omni import lakehouse
+    from omni import lakehouse, tables
 
     context = gx_context(settings)
     try:  # updating the data source re-validates and re-saves every asset: 8 s a task
@@ -382,9 +477,12 @@ def validate_tables(
     except (KeyError, LookupError, ValueError):
         datasource = context.data_sources.add_spark(name="lakehouse")
     history = _volume_history(spark, settings, list(frames), run_id, business_date)
+    specs = {name: load_suite(name) for name in frames}
+    if any(spec.freshness and spec.freshness.source for spec in specs.values()):
+        lakehouse.ensure_table(spark, settings, tables.LANDING_FOLDERS)  # the queries read it
     validations, identifiers = [], []
     for table_name, df in frames.items():
-        spec = load_suite(table_name)
+        spec = specs[table_name]
         batch = lakehouse.materialize(df)
         try:
             validation, result_ids = _validate_one(
@@ -410,10 +508,16 @@ def _validate_one(spark, context, datasource, spec, batch, run_id, business_date
     )
 
     rows = batch.count()
-    days = 1
     day_column = {"run": "_business_date", "as_of": "as_of_date"}.get(spec.scope)
-    if day_column in batch.columns:
-        days = max(batch.select(day_column).distinct().count(), 1)
+    per = (spec.volume.per if spec.volume else ()) or (
+        (day_column,) if day_column in batch.columns else ()
+    )
+    if not rows:
+        days = 0  # nothing delivered, nothing expected: freshness judges whether it should be
+    elif per:
+        days = batch.select(*per).distinct().count()
+    else:
+        days = 1
     parameters: dict[str, Any] = {}
     if spec.freshness:
         parameters[FRESHNESS_MIN_DATE] = business_date - timedelta(spec.freshness.max_lag_days)
@@ -425,7 +529,8 @@ def _validate_one(spark, context, datasource, spec, batch, run_id, business_date
         gx.ExpectationSuite(
             name=spec.suite_name,
             expectations=[
-                ExpectationConfiguration(**item).to_domain_obj() for item in spec.gx_expectations()
+                ExpectationConfiguration(**item).to_domain_obj()
+                for item in spec.gx_expectations(business_date)
             ],
         )
     )

@@ -749,7 +749,12 @@ VALIDATION_RESULTS = Table(
         _c("unexpected_sample", _s, "Up to 5 rows (or values) that broke it, as JSON"),
         _c("exception", _s, "The error when the expectation could not be evaluated"),
         _c("batch_rows", "bigint", "Rows in the validated batch", False),
-        _c("batch_days", "int", "Business dates the batch covers (volume is per day)", False),
+        _c(
+            "batch_days",
+            "int",
+            "Delivery units the batch covers: business days, or store-days (volume is per unit)",
+            False,
+        ),
         _c("validated_at", "timestamp", "When the validation ran (UTC)", False),
     ),
     keys=("run_id", "table_name", "expectation_id"),

@@ -91,6 +91,22 @@ def batch(spark, name, n, change=None, **values):
     )
 
 
+def deliveries(spark, source, days, store_ids=(None,), status="complete"):
+    """``bronze.landing_folders`` rows: one folder per day (and store) of ``source``."""
+    folders = [(day, store) for day in days for store in store_ids]
+    folder = "instore/pos" if source == "pos_lines" else "ecommerce/events"
+
+    def change(i, row):
+        day, store = folders[i]
+        row["business_date"], row["store_id"] = day, store
+        row["folder"] = f"{folder}/dt={day}" + (f"/store_id={store}" if store else "")
+        row["completed_at"] = datetime(2026, 1, 1) if status == "complete" else None
+
+    return batch(
+        spark, "bronze.landing_folders", len(folders), change, source=source, status=status
+    )
+
+
 def _hex_key(i, row):
     row["customer_key"] = f"{i:020x}"
 
@@ -116,6 +132,13 @@ def gated(spark, settings, tmp_path_factory):
     }
     for table, df in reference.items():
         lakehouse.overwrite(spark, local, table, df)
+    # The clickstream's last complete delivery was three days before the run's date.
+    lakehouse.overwrite(
+        spark,
+        local,
+        tables.LANDING_FOLDERS,
+        deliveries(spark, "ecommerce_events", [DAY - timedelta(3)]),
+    )
 
     good = {
         "silver.customer_identity": batch(
@@ -182,9 +205,13 @@ def test_good_batches_pass_every_expectation(gated):
         # referential: a receipt line of a store that silver.stores does not know
         ("silver.pos_lines", {("unexpected_rows_expectation", None, "blocking")}),
         # allowed values
+        # (and freshness: silver's is judged on the same late deliveries as bronze's, below)
         (
             "silver.ecommerce_events",
-            {("expect_column_values_to_be_in_set", "platform", "blocking")},
+            {
+                ("expect_column_values_to_be_in_set", "platform", "blocking"),
+                ("unexpected_rows_expectation", None, "blocking"),
+            },
         ),
         # unique key
         ("silver.stores", {("expect_column_values_to_be_unique", "store_id", "blocking")}),
@@ -200,11 +227,8 @@ def test_good_batches_pass_every_expectation(gated):
                 ("expect_column_values_to_be_between", "quantity", "blocking"),  # text, not 1..1000
             },
         ),
-        # freshness: the batch's newest day is three days before the run's
-        (
-            "bronze.ecommerce_events",
-            {("expect_column_max_to_be_between", "_business_date", "blocking")},
-        ),
+        # freshness: the source's last complete delivery was three days before the run's date
+        ("bronze.ecommerce_events", {("unexpected_rows_expectation", None, "blocking")}),
         # volume: 4 rows where the previous run had 20
         ("silver.customer_identity", {("expect_table_row_count_to_be_between", None, "warning")}),
         # distribution bounds on gold features
@@ -308,6 +332,7 @@ def test_every_bronze_silver_and_gold_table_has_a_suite():
 def test_volume_bounds_follow_the_median_of_recent_runs_per_day():
     volume = quality.Volume(min_ratio=0.5, max_ratio=2.0, lookback_runs=3)
     assert volume.bounds([], days=1) == (0, None)
+    assert volume.bounds([100], days=0) == (0, 0)  # nothing delivered: no row expected
     # Newest first; zero-row runs and runs past the lookback are ignored.
     assert volume.bounds([100, 0, 120, 80, 5000], days=1) == (50, 200)
     assert volume.bounds([100, 100, 100], days=3) == (150, 600)
@@ -319,6 +344,10 @@ def test_volume_bounds_follow_the_median_of_recent_runs_per_day():
         ({"scope": "daily"}, "scope='daily'"),
         ({"volume": {"min_ratio": 2, "max_ratio": 1}}, "min_ratio above max_ratio"),
         ({"freshness": {"column": "d", "max_lag_days": -1}}, "max_lag_days=-1"),
+        ({"freshness": {"source": "fax", "max_lag_days": 0}}, "freshness source='fax'"),
+        ({"freshness": {"column": "d", "source": "pos_lines"}}, "expected {'column' or 'source'"),
+        ({"freshness": {"source": "products", "store_lag_days": 2}}, "'store_lag_days' with"),
+        ({"volume": {"per": "store_id"}}, "volume per='store_id'"),
         ({"expectations": [{"type": "x", "severity": "fatal"}]}, "severity='fatal'"),
         ({"owner": "me"}, "unknown keys ['owner']"),
     ],
@@ -331,3 +360,103 @@ def test_malformed_suites_are_refused_with_the_bad_value(tmp_path, monkeypatch, 
     monkeypatch.setattr(quality, "EXPECTATIONS_DIR", tmp_path)
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         quality.load_suite("silver.stores")
+
+
+QUIET_LAYERS = ("bronze", "silver", "quarantine")
+
+
+def _empty_batches(spark):
+    """Every bronze, silver and quarantine suite whose batch is what a run wrote: none of it."""
+    from jobs.validate import suite_tables
+
+    return {
+        table.name: batch(spark, table.name, 0)
+        for table in suite_tables(list(QUIET_LAYERS))
+        if quality.load_suite(table.name).scope == "run"
+    }
+
+
+def _outcome(validations):
+    return {
+        v.table: sorted(
+            (r["expectation_type"], r["check_kind"], r["severity"])
+            for r in v.blocking_failures + v.warnings
+        )
+        for v in validations
+        if v.blocking_failures or v.warnings
+    }
+
+
+def test_a_quiet_night_passes_every_gate_and_a_source_that_stops_fails(
+    spark, settings, tmp_path_factory
+):
+    """Nothing new to ingest (a rerun, a holiday's empty folders, a store that opened late, no
+    online shop at all) is a normal night; a source that delivered and stops is not."""
+    local = replace(settings, lakehouse_dir=tmp_path_factory.mktemp("quiet") / "lakehouse")
+    week = [DAY - timedelta(days=n) for n in range(6, -1, -1)]
+    stores = deliveries(spark, "pos_lines", week[:-1], ("S1", "S2"))
+    # Tonight S1 is closed (a complete, empty folder) and S3, opened today, delivers.
+    tonight = deliveries(spark, "pos_lines", [DAY], ("S1", "S3"))
+    lakehouse.overwrite(spark, local, tables.LANDING_FOLDERS, stores.unionByName(tonight))
+    for reference in (tables.SILVER_PRODUCTS, tables.SILVER_STORES):  # the referential checks
+        lakehouse.overwrite(spark, local, reference, batch(spark, reference.name, 1))
+    quiet = quality.validate_tables(spark, local, _empty_batches(spark), "quiet", DAY)
+    assert _outcome(quiet) == {}  # no online shop: no clickstream folder, no freshness to judge
+    assert {v.table: v.batch_days for v in quiet}["bronze.pos_lines"] == 0
+
+    # S1 and S3 deliver the next two nights, S2 stays silent past the contract's two days of
+    # lateness: a warning names it. Then nothing comes at all: the source has stopped.
+    later = deliveries(spark, "pos_lines", [DAY + timedelta(1), DAY + timedelta(2)], ("S1", "S3"))
+    lakehouse.append(spark, local, tables.LANDING_FOLDERS, later)
+    late = quality.validate_tables(spark, local, _empty_batches(spark), "late", DAY + timedelta(2))
+    stopped = quality.validate_tables(
+        spark, local, _empty_batches(spark), "stop", DAY + timedelta(3)
+    )
+    store_warning = ("unexpected_rows_expectation", "freshness", "warning")
+    assert _outcome(late) == {
+        "bronze.pos_lines": [store_warning],
+        "silver.pos_lines": [store_warning],
+    }
+    results = lakehouse.read_table(spark, local, tables.VALIDATION_RESULTS)
+    sample = results.where((F.col("run_id") == "late") & ~F.col("success")).first()[
+        "unexpected_sample"
+    ]
+    assert json.loads(sample) == [{"store_id": "S2", "last_delivered": str(DAY - timedelta(1))}]
+    source_stopped = ("unexpected_rows_expectation", "freshness", "blocking")
+    assert _outcome(stopped) == {
+        "bronze.pos_lines": [source_stopped, store_warning],
+        "silver.pos_lines": [source_stopped, store_warning],
+    }
+
+
+def test_volume_counts_rows_per_open_store_day(spark, settings, tmp_path_factory):
+    """A store closed for a regional holiday halves the receipts of the night, not the rows per
+    store that delivered: no warning. Half the rows from every store still warns."""
+    local = replace(settings, lakehouse_dir=tmp_path_factory.mktemp("volume") / "lakehouse")
+    lakehouse.overwrite(
+        spark, local, tables.LANDING_FOLDERS, deliveries(spark, "pos_lines", [DAY], ("S1", "S2"))
+    )
+
+    def lines(n, stores):
+        def change(i, row):
+            row["store_id"] = stores[i % len(stores)]
+            row["transaction_id"] = f"T{i}"
+
+        return {
+            "bronze.pos_lines": batch(
+                spark,
+                "bronze.pos_lines",
+                n,
+                change,
+                _source_file=f"instore/pos/dt={DAY}/store_id=S1/part-0.csv",
+            )
+        }
+
+    quality.validate_tables(spark, local, lines(20, ["S1", "S2"]), "both", DAY)
+    one_store = quality.validate_tables(spark, local, lines(10, ["S1"]), "one", DAY)
+    thin = quality.validate_tables(spark, local, lines(8, ["S1", "S2"]), "thin", DAY)
+    assert _outcome(one_store) == {}
+    assert [v.batch_days for v in one_store] == [1]
+    assert _outcome(thin) == {
+        "bronze.pos_lines": [("expect_table_row_count_to_be_between", "volume", "warning")]
+    }
