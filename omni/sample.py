@@ -7,7 +7,15 @@ loyalty cards linking receipts to online accounts, sessions that log in half-way
 in-store devices, returns, late and duplicated records, and a small rate of every bad-record
 kind the contract lists (each kind at least once). Same seed, same files.
 
+Stores export on their own, as real tills do: every open store writes its own ``store_id=``
+folder every day, with its ``_SUCCESS``, and no data file on a day without a receipt. Options
+give the history shapes of real retailers: a year or more (``--days 365``), a store closed on
+public holidays (``--holidays``), a store that opens half-way (``--new-store``), a store whose
+last day is still waiting for its marker (``--late-store``), and a retailer with one channel
+only (``--channels store`` or ``--channels online``).
+
     python -m omni.sample --customers 2000 --days 120 --seed 7
+    python -m omni.sample --customers 300 --days 365 --holidays --new-store --late-store
 """
 
 from __future__ import annotations
@@ -105,6 +113,12 @@ POS_BAD_KINDS = (
     "timestamp_before_2000",
 )
 CRM_BAD_KINDS = ("wrong_column_count", "wrong_type", "missing_required_field")
+CHANNELS = ("both", "store", "online")
+# Public holidays (month, day) on which HOLIDAY_STORE closes (with ``holidays``).
+PUBLIC_HOLIDAYS = ((1, 1), (5, 1), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25), (12, 26))
+HOLIDAY_STORE = "S002"
+# The store whose folders arrive a night late (with ``late_store``): its last day waits.
+LATE_STORE = "S003"
 
 
 @dataclass(frozen=True)
@@ -147,10 +161,35 @@ class SampleSpec:
     late_rate: float = 0.01
     duplicate_rate: float = 0.005
     gzip_events: bool = True
+    channels: str = "both"  # "store": no online shop; "online": no stores
+    holidays: bool = False  # HOLIDAY_STORE closes on PUBLIC_HOLIDAYS
+    new_store: bool = False  # the last store opens half-way through the sample
+    late_store: bool = False  # LATE_STORE's folder of the end date still waits for its marker
 
     @property
     def start_date(self) -> date:
         return self.end_date - timedelta(days=self.days - 1)
+
+    @property
+    def online(self) -> bool:
+        return self.channels != "store"
+
+    @property
+    def in_store(self) -> bool:
+        return self.channels != "online"
+
+    @property
+    def new_store_opens(self) -> date | None:
+        """The day the last store opens, when it opens within the sample."""
+        return self.start_date + timedelta(days=self.days // 2) if self.new_store else None
+
+    def store_open(self, store_id: str, day: date) -> bool:
+        """Whether the store trades (and exports a folder) that day."""
+        if self.new_store_opens and store_id == STORES[-1][0] and day < self.new_store_opens:
+            return False
+        if self.holidays and store_id == HOLIDAY_STORE:
+            return (day.month, day.day) not in PUBLIC_HOLIDAYS
+        return True
 
     def validate(self) -> None:
         if self.customers < 10:
@@ -161,6 +200,13 @@ class SampleSpec:
             value = getattr(self, name)
             if not 0 <= value < 0.5:
                 raise ValueError(f"{name}={value}: expected a rate in [0, 0.5)")
+        if self.channels not in CHANNELS:
+            raise ValueError(f"channels={self.channels!r}: expected one of {CHANNELS}")
+        if not self.in_store and (self.holidays or self.new_store or self.late_store):
+            raise ValueError(
+                f"channels={self.channels!r} has no stores: holidays, new_store and late_store "
+                "need them"
+            )
 
 
 @dataclass
@@ -291,7 +337,12 @@ class SampleGenerator:
         spec, rng = self.spec, self.rng
         start = spec.start_date
         self.landing.products[start] = [list(p) for p in self.products]
-        self.landing.stores[start] = [list(s) for s in STORES]
+        if spec.in_store:
+            opens = spec.new_store_opens
+            self.landing.stores[start] = [list(s) for s in (STORES[:-1] if opens else STORES)]
+            if opens:  # a full snapshot again on the day the new store opens
+                self.landing.stores[opens] = [list(s) for s in STORES[:-1]]
+                self.landing.stores[opens].append([*STORES[-1][:-1], str(opens)])
         # A catalogue change half-way: a full snapshot again, with one price changed.
         middle = start + timedelta(days=spec.days // 2)
         snapshot = [list(p) for p in self.products]
@@ -540,20 +591,34 @@ class SampleGenerator:
                     continue
                 behaviour = BEHAVIOURS[c.kind]
                 activity = self._activity(c, day_index)
-                if rng.random() < behaviour.session_rate * activity:
+                if rng.random() < behaviour.session_rate * activity and spec.online:
                     self._deliver_events(self._session(c, day, behaviour), day)
-                if rng.random() < behaviour.store_rate * activity:
+                if rng.random() < behaviour.store_rate * activity and spec.in_store:
                     store = c.home_store if rng.random() < 0.85 else rng.randrange(len(STORES))
-                    self._deliver_receipt(self._receipt(c, day, store, behaviour), day, store)
-            for device in self.visitors:
+                    if not spec.store_open(STORES[store][0], day):
+                        store = self._open_store(day)
+                    if store is not None:
+                        self._deliver_receipt(self._receipt(c, day, store, behaviour), day, store)
+            for device in self.visitors if spec.online else ():
                 if rng.random() < 0.03:
                     events = self._session(None, day, BEHAVIOURS["online_browser"], device)
                     self._deliver_events(events, day)
-            for store in range(len(STORES)):
+            for store in range(len(STORES)) if spec.in_store else ():
+                if not spec.store_open(STORES[store][0], day):
+                    continue
+                if spec.late_store and day == spec.end_date and STORES[store][0] == LATE_STORE:
+                    # A receipt for the late store's waiting folder to carry.
+                    lines = self._receipt(None, day, store, BEHAVIOURS["store_regular"])
+                    self.landing.pos[(day, LATE_STORE)].extend(lines)
                 while rng.random() < spec.walk_in_rate:
                     self._deliver_receipt(
                         self._receipt(None, day, store, BEHAVIOURS["store_regular"]), day, store
                     )
+
+    def _open_store(self, day: date) -> int | None:
+        """Another store for a shopper whose store is closed that day (None: all are)."""
+        open_stores = [i for i, s in enumerate(STORES) if self.spec.store_open(s[0], day)]
+        return self.rng.choice(open_stores) if open_stores else None
 
     def _deliver_events(self, events: list[dict], day: date) -> None:
         for event in events:
@@ -566,10 +631,12 @@ class SampleGenerator:
     def _deliver_receipt(self, lines: list[list[str]], day: date, store: int) -> None:
         store_id = STORES[store][0]
         folder = self._folder_for(day)
+        while not self.spec.store_open(store_id, folder):  # a closed store exports nothing
+            folder += timedelta(days=1)
         for line in lines:
             self.landing.pos[(folder, store_id)].append(line)
             duplicate = self._maybe_duplicate(day)
-            if duplicate is not None:
+            if duplicate is not None and self.spec.store_open(store_id, duplicate):
                 self.landing.pos[(duplicate, store_id)].append(list(line))
 
     # ---------------------------------------------------------------- bad records
@@ -686,12 +753,12 @@ class SampleGenerator:
             return max(1, round(records * spec.bad_rate)) if spec.bad_rate > 0 else 0
 
         n_events = sum(len(v) for v in self.landing.events.values())
-        for kind in EVENT_BAD_KINDS:
+        for kind in EVENT_BAD_KINDS if spec.online else ():
             for _ in range(how_many(n_events)):
                 day = rng.choice(days)
                 self.landing.events[day].append(self._bad_event(kind, day))
         n_pos = sum(len(v) for v in self.landing.pos.values())
-        for kind in POS_BAD_KINDS:
+        for kind in POS_BAD_KINDS if spec.in_store else ():
             for _ in range(how_many(n_pos)):
                 day = rng.choice(days)
                 store, row = self._bad_pos(kind, day)
@@ -729,9 +796,15 @@ def _write(path: Path, text: str, compress: bool = False) -> None:
 
 
 def write_landing(landing: Landing, root: Path, spec: SampleSpec) -> dict[str, int]:
-    """Write every folder; days after the end date stay without ``_SUCCESS`` (not ready)."""
+    """Write every folder; days after the end date stay without ``_SUCCESS`` (not ready).
+
+    The clickstream has a complete folder every day. Every store open on a day exports its
+    own folder with its own marker, empty on a day without a receipt; ``late_store``'s folder
+    of the end date waits for its marker.
+    """
     counts: dict[str, int] = defaultdict(int)
     folders: set[Path] = set()
+    days = [spec.start_date + timedelta(days=n) for n in range(spec.days)]
 
     def folder(source: str, day: date) -> Path:
         path = root / source / f"dt={day}"
@@ -739,15 +812,23 @@ def write_landing(landing: Landing, root: Path, spec: SampleSpec) -> dict[str, i
             folders.add(path)
         return path
 
+    for day in days if spec.online else ():
+        folder("ecommerce/events", day).mkdir(parents=True, exist_ok=True)
     for day, lines in sorted(landing.events.items()):
         compress = spec.gzip_events and day.toordinal() % 2 == 0
         _write(
             folder("ecommerce/events", day) / "part-00000.jsonl", "\n".join(lines) + "\n", compress
         )
         counts["ecommerce_events"] += len(lines)
+    store_folders: set[Path] = set()
+    for day in days if spec.in_store else ():
+        for store in STORES:
+            if spec.store_open(store[0], day):
+                store_folders.add(root / "instore/pos" / f"dt={day}" / f"store_id={store[0]}")
     for (day, store_id), rows in sorted(landing.pos.items()):
-        path = folder("instore/pos", day) / f"store_id={store_id}" / "part-00000.csv"
-        _write(path, _csv_text(POS_COLUMNS, rows))
+        path = root / "instore/pos" / f"dt={day}" / f"store_id={store_id}"
+        _write(path / "part-00000.csv", _csv_text(POS_COLUMNS, rows))
+        store_folders.add(path)
         counts["pos_lines"] += len(rows)
     for source, header, by_day in (
         ("crm/customers", CRM_COLUMNS, landing.crm),
@@ -759,6 +840,12 @@ def write_landing(landing: Landing, root: Path, spec: SampleSpec) -> dict[str, i
             counts[source.split("/")[1]] += len(rows)
     for path in folders:
         (path / "_SUCCESS").touch()
+    waiting = root / "instore/pos" / f"dt={spec.end_date}" / f"store_id={LATE_STORE}"
+    for path in store_folders:
+        path.mkdir(parents=True, exist_ok=True)
+        day = date.fromisoformat(path.parent.name.removeprefix("dt="))
+        if day <= spec.end_date and not (spec.late_store and path == waiting):
+            (path / "_SUCCESS").touch()
     return dict(counts)
 
 
@@ -773,13 +860,12 @@ def generate_sample(root: Path, spec: SampleSpec, overwrite: bool = False) -> di
 
 
 def latest_ready_date(root: Path) -> date:
-    """The newest business date whose events folder is complete (has ``_SUCCESS``)."""
-    days = [
-        parse_date(p.parent.name.removeprefix("dt="))
-        for p in (root / "ecommerce" / "events").glob("dt=*/_SUCCESS")
-    ]
+    """The newest business date with a complete delivery folder of any source."""
+    from omni.landing import delivered_dates
+
+    days = [day for dates in delivered_dates(root).values() for day in dates]
     if not days:
-        raise FileNotFoundError(f"no complete dt= folder under {root / 'ecommerce' / 'events'}")
+        raise FileNotFoundError(f"no complete delivery folder (dt=.../_SUCCESS) under {root}")
     return max(days)
 
 
@@ -790,6 +876,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end-date", type=parse_date, default=SampleSpec.end_date)
     parser.add_argument("--seed", type=int, default=SampleSpec.seed)
     parser.add_argument("--bad-rate", type=float, default=SampleSpec.bad_rate)
+    parser.add_argument(
+        "--channels", choices=CHANNELS, default="both", help="a retailer with one channel only"
+    )
+    parser.add_argument(
+        "--holidays", action="store_true", help=f"store {HOLIDAY_STORE} closes on public holidays"
+    )
+    parser.add_argument(
+        "--new-store", action="store_true", help=f"store {STORES[-1][0]} opens half-way"
+    )
+    parser.add_argument(
+        "--late-store",
+        action="store_true",
+        help=f"store {LATE_STORE}'s folder of the last day still waits for its marker",
+    )
     parser.add_argument("--landing-dir", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="replace an existing landing zone")
     parser.add_argument("--if-empty", action="store_true", help="do nothing when data exists")
@@ -808,6 +908,10 @@ def main(argv: list[str] | None = None) -> int:
         end_date=args.end_date,
         seed=args.seed,
         bad_rate=args.bad_rate,
+        channels=args.channels,
+        holidays=args.holidays,
+        new_store=args.new_store,
+        late_store=args.late_store,
     )
     counts = generate_sample(root, spec, overwrite=args.force)
     print(json.dumps({"landing_dir": str(root), **counts}, sort_keys=True))

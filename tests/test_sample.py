@@ -11,14 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from omni.landing import scan_source
 from omni.sample import (
     CRM_BAD_KINDS,
     EVENT_BAD_KINDS,
+    HOLIDAY_STORE,
+    LATE_STORE,
     POS_BAD_KINDS,
+    STORES,
     SampleSpec,
     generate_sample,
     latest_ready_date,
 )
+from omni.sources import EVENTS, POS
 from omni.tables import CRM_COLUMNS, POS_COLUMNS
 
 SPEC = SampleSpec(customers=60, days=20, end_date=date(2026, 3, 31), seed=11)
@@ -112,9 +117,70 @@ def test_every_bad_record_kind_is_present(landing):
         ({"customers": 3}, "customers=3: expected at least 10"),
         ({"days": 1}, "days=1: expected at least 2"),
         ({"bad_rate": 0.9}, "bad_rate=0.9: expected a rate"),
+        ({"channels": "fax"}, "channels='fax': expected one of"),
+        ({"channels": "online", "holidays": True}, "has no stores: holidays"),
     ],
 )
 def test_bad_sizes_are_refused(tmp_path, change, message):
     spec = SampleSpec(**{**SPEC.__dict__, **change})
     with pytest.raises(ValueError, match=message):
         generate_sample(tmp_path / "x", spec)
+
+
+YEAR = SampleSpec(
+    customers=30,
+    days=365,
+    end_date=date(2026, 3, 31),
+    seed=5,
+    holidays=True,
+    new_store=True,
+    late_store=True,
+)
+
+
+def _csv_rows(root: Path, folder: str) -> list[list[str]]:
+    return [
+        row
+        for path in sorted(root.glob(f"{folder}/**/part-*.csv"))
+        for row in csv.reader(_lines(path))
+    ]
+
+
+def test_a_year_with_holidays_a_store_that_opens_and_a_store_that_is_late(tmp_path):
+    generate_sample(tmp_path, YEAR)
+    folders = {(f.business_date, f.store_id): f for f in scan_source(tmp_path, POS)}
+    christmas = folders[(date(2025, 12, 25), "S001")]
+    assert christmas.complete
+    # The holiday store exports nothing on public holidays: no folder, no receipt.
+    assert (date(2025, 12, 25), HOLIDAY_STORE) not in folders
+    assert (date(2025, 12, 24), HOLIDAY_STORE) in folders
+    # Every open store exports every day, an empty complete folder when nobody came.
+    assert any(f.complete and not f.data_files for f in folders.values())
+    new_store, opens = STORES[-1][0], YEAR.new_store_opens
+    assert opens == date(2025, 9, 30)
+    assert min(day for day, store in folders if store == new_store) == opens
+    stores = _csv_rows(tmp_path, "reference/stores")
+    opened = [row for row in stores if row[0] == new_store]
+    assert opened == [[*STORES[-1][:-1], str(opens)]]
+    # The late store's last day is there, waiting for its marker; the others are complete.
+    last = {store: f for (day, store), f in folders.items() if day == YEAR.end_date}
+    assert not last[LATE_STORE].complete and last[LATE_STORE].data_files
+    assert all(f.complete for store, f in last.items() if store != LATE_STORE)
+    receipts = _csv_rows(tmp_path, "instore/pos")
+    assert not [r for r in receipts if r[2] == new_store and r[4][:10] < str(opens)]
+    assert latest_ready_date(tmp_path) == YEAR.end_date
+
+
+@pytest.mark.parametrize(
+    "channels, present, absent", [("store", POS, EVENTS), ("online", EVENTS, POS)]
+)
+def test_a_retailer_with_one_channel_has_no_folder_for_the_other(
+    tmp_path, channels, present, absent
+):
+    spec = SampleSpec(customers=20, days=5, end_date=date(2026, 3, 31), seed=2, channels=channels)
+    counts = generate_sample(tmp_path, spec)
+    assert not (tmp_path / absent.folder).exists()
+    assert scan_source(tmp_path, present)
+    assert counts[present.name] > 0 and absent.name not in counts
+    assert (tmp_path / "reference" / "stores").exists() == (channels == "store")
+    assert latest_ready_date(tmp_path) == date(2026, 3, 31)
