@@ -169,8 +169,10 @@ def monitor_models(spark: SparkSession, settings: Settings, as_of: date, run_id:
     features = lakehouse.read_table(spark, settings, tables.GOLD_FEATURES).where(
         F.col("as_of_date") == day
     )
+    # The models learned from buyers and score buyers only: customers who never bought are
+    # not part of the population whose drift they are judged on.
     population = lakehouse.materialize(
-        features.join(
+        features.where(F.col("has_purchase")).join(
             scores.select("customer_key", "segment_id", "churn_probability"), "customer_key"
         )
     )

@@ -1,7 +1,9 @@
 """Score every customer as of ``--date`` with the champion models, into gold.customer_scores.
 
 Scoring runs in Spark through ``mlflow.pyfunc.spark_udf``, so it scales with the cluster.
-Rows are merged on (customer_key, as_of_date): a rerun replaces the date's scores.
+Customers who never bought are not scored by the models (neither learned from them): they
+get the segment ``no purchase yet``, no churn probability and the band ``no_purchase_yet``.
+A rerun replaces all of the date's scores, rows of keys that no longer exist included.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pyspark.sql import functions as F
 
 from models import registry
 from models.features import CHURN_FEATURES, SEGMENT_FEATURES
+from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+
+NO_PURCHASE_BAND = "no_purchase_yet"
 
 
 def risk_band(probability: Column, medium: float, high: float) -> Column:
@@ -67,8 +72,16 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
     name_map = _int_map(names)
     id_map = _int_map(ids)
     label = F.col("_segment_label")  # the model runs once per row, then the map is applied
+    never_bought = features.where(~F.col("has_purchase")).select(
+        "*",
+        F.lit(NO_PURCHASE_SEGMENT_ID).alias("segment_id"),
+        F.lit(None).cast("double").alias("churn_probability"),
+        F.lit(NO_PURCHASE_SEGMENT).alias("segment_name"),
+        F.lit(NO_PURCHASE_BAND).alias("churn_risk_band"),
+    )
     scored = (
-        features.withColumn("_segment_label", segment_udf(*SEGMENT_FEATURES))
+        features.where(F.col("has_purchase"))
+        .withColumn("_segment_label", segment_udf(*SEGMENT_FEATURES))
         .withColumn("segment_id", F.coalesce(id_map[label], label) if ids else label)
         .drop("_segment_label")
         .withColumn("churn_probability", churn_udf(*CHURN_FEATURES).getItem(1))
@@ -86,13 +99,16 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
                 settings.churn_high_threshold,
             ),
         )
+        .unionByName(never_bought)
         .withColumn(
             "segmentation_model", F.lit(f"{registry.SEGMENTATION_MODEL}/{segmentation.version}")
         )
         .withColumn("churn_model", F.lit(f"{registry.CHURN_MODEL}/{churn.version}"))
         .withColumn("scored_at", F.current_timestamp())
     )
-    rows = lakehouse.merge(spark, settings, tables.GOLD_SCORES, scored)
+    rows = lakehouse.replace_where(
+        spark, settings, tables.GOLD_SCORES, scored, lakehouse.sql_in("as_of_date", [as_of])
+    )
     bands = {
         row["churn_risk_band"]: row["n"]
         for row in lakehouse.read_table(spark, settings, tables.GOLD_SCORES)

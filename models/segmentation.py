@@ -10,7 +10,15 @@ data. Names come from each centroid's profile in original units, by the first ru
 5. discounts at least 12% of gross spend                               -> "discount hunters"
 6. otherwise                                                           -> "omni-channel loyal"
 
-A name used twice gets the centroid's monetary rank appended ("store regulars 2").
+A name that several centroids share gets a value tier in front, by their net spend
+("high-value store regulars", "low-value store regulars"; with three, "mid-value" between;
+with more, "top-value", "high-value", ..., "lowest-value"), so every name is unique and says
+what sets the segment apart.
+
+Customers who never bought are not clustered: they have no purchase behaviour to describe and
+would pull every centroid towards "lapsing". They form a segment of their own,
+``NO_PURCHASE_SEGMENT`` with the reserved id ``NO_PURCHASE_SEGMENT_ID``, and k-means trains on
+buyers only.
 
 Segment ids are stable across retrains: the champion labels today's customers, and each new
 segment takes the id of the champion segment whose profile is nearest (an optimal one-to-one
@@ -35,6 +43,14 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from models.features import SEGMENT_FEATURES
 
 LOG_SCALED = ("frequency_365d", "monetary_365d", "searches_30d", "sessions_30d")
+NO_PURCHASE_SEGMENT_ID = 0
+NO_PURCHASE_SEGMENT = "no purchase yet"
+# Value tiers that tell apart segments of one name, from the highest net spend down.
+VALUE_TIERS = {
+    2: ("high-value", "low-value"),
+    3: ("high-value", "mid-value", "low-value"),
+}
+MANY_TIERS = ("top-value", "high-value", "upper-mid-value", "lower-mid-value", "low-value")
 
 
 @dataclass
@@ -80,16 +96,23 @@ def name_segment(profile: pd.Series) -> str:
     return "omni-channel loyal"
 
 
+def value_tiers(count: int) -> tuple[str, ...]:
+    """``count`` distinct value tiers, highest first."""
+    if count in VALUE_TIERS:
+        return VALUE_TIERS[count]
+    return (*MANY_TIERS[: count - 1], "lowest-value")
+
+
 def name_segments(profiles: pd.DataFrame) -> dict[int, str]:
-    """Names for every segment; duplicates get a rank by monetary value."""
+    """A unique name for every segment: the rule's name, with a value tier where it repeats."""
     names = {int(segment): name_segment(row) for segment, row in profiles.iterrows()}
-    counts: dict[str, int] = {}
-    order = profiles["monetary_365d"].sort_values(ascending=False).index
-    for segment in order:
-        name = names[int(segment)]
-        counts[name] = counts.get(name, 0) + 1
-        if counts[name] > 1:
-            names[int(segment)] = f"{name} {counts[name]}"
+    for name in set(names.values()):
+        same = [segment for segment in names if names[segment] == name]
+        if len(same) < 2:
+            continue
+        by_value = sorted(same, key=lambda s: (-profiles.loc[s, "monetary_365d"], s))
+        for segment, tier in zip(by_value, value_tiers(len(same)), strict=True):
+            names[segment] = f"{tier} {name}"
     return names
 
 
@@ -149,13 +172,18 @@ def train_segmentation(
     pipeline = fitted[best]
     labels = pipeline[-1].labels_
     if previous is None:
-        segment_ids = {label: label for label in range(best)}
+        # Id 0 is the no-purchase segment's: k-means segments start at 1.
+        segment_ids = {label: label + 1 for label in range(best)}
         champion_silhouette = None
     else:
         previous = np.asarray(previous)
         if len(previous) != len(X):
             raise ValueError(f"{len(previous)} champion labels for {len(X)} customers")
         first_free = int(previous.max()) + 1 if next_id is None else next_id
+        first_free = max(first_free, NO_PURCHASE_SEGMENT_ID + 1)
+        if (previous == NO_PURCHASE_SEGMENT_ID).any():  # a champion from before the reserved id
+            previous = np.where(previous == NO_PURCHASE_SEGMENT_ID, first_free, previous)
+            first_free += 1
         segment_ids = match_segments(X, labels, previous, first_free)
         champion_silhouette = _silhouette(spaces[best], previous, sample_size, seed)
     stable = np.array([segment_ids[int(label)] for label in labels])

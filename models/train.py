@@ -333,13 +333,17 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
         spark.read.format("delta")
         .option("versionAsOf", versions[tables.GOLD_FEATURES.name])
         .load(lakehouse.table_path(settings, tables.GOLD_FEATURES))
-        .where(F.col("as_of_date") == F.lit(str(as_of)).cast("date"))
+        # Customers who never bought have their own segment: k-means learns from buyers.
+        .where((F.col("as_of_date") == F.lit(str(as_of)).cast("date")) & F.col("has_purchase"))
         .select("customer_key", *SEGMENT_FEATURES)
         .orderBy("customer_key")
         .toPandas()
     )
     if features.empty:
-        raise ValueError(f"gold.customer_features has no rows for {as_of}: run jobs/gold.py first")
+        raise ValueError(
+            f"gold.customer_features has no customer with a purchase for {as_of}: expected the "
+            "features of the date (run jobs/gold.py first) and at least one buyer"
+        )
     gates = quality.gate_status(spark, settings, as_of, tables.GOLD_FEATURES.name)
     if not gates.passed:
         log.warning("no model will be promoted: %s", gates.reason)

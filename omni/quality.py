@@ -7,7 +7,9 @@ A table's suite is ``expectations/<layer>/<table>.json``, found from the table's
   of the run's as-of date) or ``all`` (the whole table);
 - ``expectations``: GX expectation configurations (``type``, ``kwargs``, optional ``meta``),
   each with a ``severity``: ``blocking`` (the default: a failure stops the run) or
-  ``warning`` (recorded and reported, the run goes on);
+  ``warning`` (recorded and reported, the run goes on), and optionally ``channels``: the
+  sources the expectation needs (a share of online spend means nothing to a shop without
+  stores); it is left out for a retailer whose landing zone has no folder for one of them;
 - ``freshness`` (optional), one of two kinds:
   ``{"column", "max_lag_days", "severity"}``: the batch holds the run's business date, i.e. the
   column's maximum is at least that date minus the lag (for tables every run rebuilds);
@@ -189,9 +191,12 @@ class SuiteSpec:
     def suite_name(self) -> str:
         return self.table
 
-    def gx_expectations(self, business_date: date) -> list[dict[str, Any]]:
+    def gx_expectations(
+        self, business_date: date, channels: frozenset[str] | None = None
+    ) -> list[dict[str, Any]]:
         """GX expectation configurations for a run of ``business_date``: schema (from the
-        registry), the suite's own rules, then freshness and volume."""
+        registry), the suite's own rules (those whose ``channels`` the retailer has, when
+        ``channels`` is given), then freshness and volume."""
         configs = schema_expectations(self.table)
         configs += [
             {
@@ -201,6 +206,7 @@ class SuiteSpec:
                 "severity": SEVERITIES[item.get("severity", "blocking")],
             }
             for item in self.expectations
+            if channels is None or set(item.get("channels", ())) <= channels
         ]
         if self.freshness:
             configs += self.freshness.gx_expectations(business_date)
@@ -296,12 +302,13 @@ def load_suite(table_name: str) -> SuiteSpec:
     if not expectations:
         raise ValueError(f"{path}: expected at least one expectation")
     for item in expectations:
-        if set(item) - {"type", "kwargs", "meta", "severity"} or "type" not in item:
+        if set(item) - {"type", "kwargs", "meta", "severity", "channels"} or "type" not in item:
             raise ValueError(
                 f"{path}: expectation {item!r}: expected 'type' and optionally 'kwargs', "
-                "'meta', 'severity'"
+                "'meta', 'severity', 'channels'"
             )
         _severity(path, item.get("severity"), "blocking")
+        _channels(path, item.get("channels", []))
     return SuiteSpec(
         table_name,
         scope,
@@ -310,6 +317,13 @@ def load_suite(table_name: str) -> SuiteSpec:
         _freshness(path, spec.get("freshness")),
         _volume(path, spec.get("volume")),
     )
+
+
+def _channels(path: Path, names: Any) -> None:
+    from omni.sources import BY_NAME
+
+    if not isinstance(names, list) or set(names) - set(BY_NAME):
+        raise ValueError(f"{path}: channels={names!r}, expected a list of {sorted(BY_NAME)}")
 
 
 def _freshness(path: Path, raw: dict[str, Any] | None) -> Freshness | None:
@@ -478,6 +492,9 @@ def validate_tables(
         datasource = context.data_sources.add_spark(name="lakehouse")
     history = _volume_history(spark, settings, list(frames), run_id, business_date)
     specs = {name: load_suite(name) for name in frames}
+    from omni.landing import channels
+
+    present = frozenset(name for name, has in channels(settings.landing_dir).items() if has)
     if any(spec.freshness and spec.freshness.source for spec in specs.values()):
         lakehouse.ensure_table(spark, settings, tables.LANDING_FOLDERS)  # the queries read it
     validations, identifiers = [], []
@@ -486,7 +503,7 @@ def validate_tables(
         batch = lakehouse.materialize(df)
         try:
             validation, result_ids = _validate_one(
-                spark, context, datasource, spec, batch, run_id, business_date, history
+                spark, context, datasource, spec, batch, run_id, business_date, history, present
             )
         finally:
             batch.unpersist()
@@ -500,7 +517,7 @@ def validate_tables(
     return validations
 
 
-def _validate_one(spark, context, datasource, spec, batch, run_id, business_date, history):
+def _validate_one(spark, context, datasource, spec, batch, run_id, business_date, history, present):
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.expectations.expectation_configuration import (
@@ -530,7 +547,7 @@ def _validate_one(spark, context, datasource, spec, batch, run_id, business_date
             name=spec.suite_name,
             expectations=[
                 ExpectationConfiguration(**item).to_domain_obj()
-                for item in spec.gx_expectations(business_date)
+                for item in spec.gx_expectations(business_date, present)
             ],
         )
     )

@@ -264,3 +264,51 @@ def test_session_features_count_sessions_by_window(spark, population, transactio
     assert (k2["sessions_7d"], k2["sessions_14d"], k2["sessions_30d"]) == (1.0, 2.0, 3.0)
     assert k2["sessions_prev_30d"] == 1.0
     assert k2["session_trend"] == pytest.approx((3 + 1) / (1 + 1))
+
+
+def test_more_returns_than_purchases_is_a_negative_net_spend_and_shares_stay_fractions(
+    spark, population, activity
+):
+    tx = _tx(
+        spark,
+        [
+            ("K1", "online", None, "O1", "2026-06-20", "S1", 1, 20, 20, 0, "books"),
+            ("K1", "store", "S01", "T1", "2026-06-25", "S2", -1, -50, -50, 0, "home"),
+            ("K3", "store", "S02", "T2", "2026-06-26", "S3", -2, -30, -30, 0, "toys"),
+        ],
+    )
+    features = _features(population, tx, activity)
+    assert features["K1"]["monetary_365d"] == pytest.approx(-30.0)
+    assert features["K1"]["avg_order_value_365d"] == pytest.approx(-15.0)
+    assert features["K1"]["online_share_365d"] == 1.0  # every purchase made online
+    assert features["K3"]["monetary_365d"] == pytest.approx(-30.0)  # returns only
+    assert features["K3"]["online_share_365d"] == 0.0
+    profile = {
+        r["customer_key"]: r
+        for r in gold.build_customer_profile(population, tx, activity, AS_OF).collect()
+    }
+    assert str(profile["K1"]["monetary_365d"]) == "-30.00"
+    assert profile["K1"]["online_share_365d"] == 1.0
+    assert profile["K3"]["online_share_365d"] is None  # no purchase to share out
+
+
+NET_OF_RETURNS = {"monetary_90d", "monetary_365d", "avg_order_value_365d", "net_revenue"}
+
+
+def test_no_blocking_expectation_puts_a_floor_under_a_net_of_returns_value():
+    from omni import quality, tables
+
+    for table in tables.ALL_TABLES:
+        if table.layer != "gold":
+            continue
+        for name in NET_OF_RETURNS & set(table.column_names):
+            comment = next(c.comment for c in table.columns if c.name == name)
+            assert "negative" in comment, (table.name, name)
+        for item in quality.load_suite(table.name).expectations:
+            bounds_values = item["type"] == "expect_column_values_to_be_between"
+            if (
+                bounds_values
+                and item["kwargs"].get("column") in NET_OF_RETURNS
+                and item.get("severity") != "warning"
+            ):
+                assert "min_value" not in item["kwargs"], (table.name, item)

@@ -137,25 +137,62 @@ def test_segment_naming_rule(profile, name):
     assert name_segment(pd.Series({**base, **profile})) == name
 
 
-def test_duplicate_segment_names_are_numbered_by_value():
+@pytest.mark.parametrize(
+    "recency, spend, names",
+    [
+        (
+            [90, 95, 5],
+            [10, 50, 30],
+            ["low-value lapsing", "high-value lapsing", "omni-channel loyal"],
+        ),
+        (
+            [5, 5, 5],
+            [10, 50, 30],
+            [
+                "low-value omni-channel loyal",
+                "high-value omni-channel loyal",
+                "mid-value omni-channel loyal",
+            ],
+        ),
+        (
+            [5] * 6,
+            [60, 50, 40, 30, 20, 10],
+            [
+                "top-value omni-channel loyal",
+                "high-value omni-channel loyal",
+                "upper-mid-value omni-channel loyal",
+                "lower-mid-value omni-channel loyal",
+                "low-value omni-channel loyal",
+                "lowest-value omni-channel loyal",
+            ],
+        ),
+    ],
+)
+def test_segments_of_one_name_are_told_apart_by_value_and_every_name_is_unique(
+    recency, spend, names
+):
     profiles = pd.DataFrame(
         {
-            "recency_days": [90, 95, 5],
-            "online_share_365d": [0.5, 0.5, 0.5],
+            "recency_days": recency,
+            "online_share_365d": 0.5,
             "searches_30d": 0,
             "sessions_30d": 0,
             "discount_share_365d": 0.0,
-            "monetary_365d": [10, 50, 30],
-        }
+            "monetary_365d": spend,
+        },
+        index=range(1, len(spend) + 1),
     )
-    assert name_segments(profiles) == {0: "lapsing 2", 1: "lapsing", 2: "omni-channel loyal"}
+    got = name_segments(profiles)
+    assert got == dict(enumerate(names, start=1))
+    assert not any(name[-1].isdigit() for name in got.values())
 
 
 def test_segmentation_picks_k_in_range_and_names_every_segment():
     frame = _customers(300)[list(SEGMENT_FEATURES)]
     result = train_segmentation(frame, k_range=range(3, 5))
     assert result.k in (3, 4)
-    assert set(result.names) == set(range(result.k))
+    # Id 0 is the no-purchase segment's: k-means segments are numbered from 1.
+    assert set(result.names) == set(result.segment_ids.values()) == set(range(1, result.k + 1))
     assert set(result.pipeline.predict(frame)) == set(range(result.k))
 
 

@@ -130,8 +130,29 @@ def test_nightly_monitoring_flags_a_retrain_only_when_the_population_drifts(
 
     def night(day, recency, run_id):
         features, scores = _features(spark, recency, day)
-        lakehouse.append(spark, local, tables.GOLD_FEATURES, features)
-        lakehouse.append(spark, local, tables.GOLD_SCORES, scores)
+        # 300 customers who never bought: no churn probability, never part of the population
+        # the champions are judged on (their recency of 365 would read as a drift).
+        never = batch(
+            spark,
+            "gold.customer_features",
+            300,
+            lambda i, row: row.update(
+                customer_key=f"N{i:04d}", as_of_date=day, has_purchase=False, recency_days=365.0
+            ),
+        )
+        unscored = batch(
+            spark,
+            "gold.customer_scores",
+            300,
+            lambda i, row: row.update(
+                customer_key=f"N{i:04d}",
+                as_of_date=day,
+                churn_probability=None,
+                churn_risk_band="no_purchase_yet",
+            ),
+        )
+        lakehouse.append(spark, local, tables.GOLD_FEATURES, features.unionByName(never))
+        lakehouse.append(spark, local, tables.GOLD_SCORES, scores.unionByName(unscored))
         return monitor.monitor_models(spark, local, day, run_id)
 
     calm = night(AS_OF, rng.uniform(0, 60, 800).round(), "night-1")
@@ -141,6 +162,7 @@ def test_nightly_monitoring_flags_a_retrain_only_when_the_population_drifts(
     table = lakehouse.read_table(spark, local, tables.GOLD_MONITORING).toPandas()
     assert set(table["column_name"]) == {*monitor.CHURN_MONITORED, "churn_probability"}
     assert (table["model_version"] == version).all() and not table["drifted"].any()
+    assert (table["rows"] == 800).all()
     assert client.get_model_version(registry.CHURN_MODEL, version).tags["retrain_recommended"] == (
         "false"
     )

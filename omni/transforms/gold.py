@@ -3,6 +3,11 @@
 Every function takes its as-of date as a parameter and reads nothing after it, so the same
 code builds tonight's features and the point-in-time training sets of the past.
 
+Spend is *net of returns*: a return is a negative line, so a customer whose window holds only
+returns, or more returns than purchases, has a negative net spend. That is valid data. Shares
+of spend (online share, discount share) are taken on purchases before returns, so they stay
+between 0 and 1.
+
 A *customer* is an identity component holding a CRM ``customer_id`` or a loyalty card:
 anonymous visitors who never log in and receipts without a card are counted in the KPIs but
 get no profile.
@@ -141,8 +146,11 @@ def _purchase_aggregates(transactions: DataFrame, as_of: date) -> DataFrame:
         ),
         F.sum(net_365).alias("monetary_365d"),
         F.sum(
-            F.when(in_365 & (F.col("channel") == ONLINE), F.col("net_amount")).otherwise(0)
-        ).alias("online_net_365d"),
+            F.when(
+                in_365 & (F.col("channel") == ONLINE) & (F.col("quantity") > 0),
+                F.col("gross_amount"),
+            ).otherwise(0)
+        ).alias("online_gross_365d"),
         F.sum(F.when(in_365 & (F.col("quantity") < 0), -F.col("quantity")).otherwise(0)).alias(
             "returned_units_365d"
         ),
@@ -240,7 +248,7 @@ def build_customer_features(
         "monetary_90d": F.col("monetary_90d"),
         "monetary_365d": F.col("monetary_365d"),
         "avg_order_value_365d": _ratio("monetary_365d", "frequency_365d"),
-        "online_share_365d": _ratio("online_net_365d", "monetary_365d"),
+        "online_share_365d": _ratio("online_gross_365d", "gross_365d"),
         "store_orders_365d": F.col("store_orders_365d"),
         "online_orders_365d": F.col("online_orders_365d"),
         "tenure_days": F.coalesce(F.datediff(as_of_col, first_seen), F.lit(0)),
@@ -347,7 +355,7 @@ def build_customer_profile(
             "last_purchase_online",
             "first_purchase_store",
             "last_purchase_store",
-            F.when(F.col("monetary_365d") > 0, _ratio("online_net_365d", "monetary_365d")).alias(
+            F.when(F.col("gross_365d") > 0, _ratio("online_gross_365d", "gross_365d")).alias(
                 "online_share_365d"
             ),
             mix.alias("channel_mix"),
