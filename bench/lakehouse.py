@@ -32,10 +32,10 @@ from pathlib import Path
 
 from bench.bulk import bulk_night, last_landing_day
 from jobs.bronze_ingest import ingest_all
-from omni.landing import ready_files
 from jobs.gold import build_gold
 from jobs.silver import run_silver
 from omni.config import load_settings
+from omni.landing import ready_files
 from omni.sample import SampleSpec, generate_sample
 from omni.sources import SOURCES
 from omni.spark import get_spark

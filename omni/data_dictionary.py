@@ -122,16 +122,28 @@ def _suite_lines(table: Table, suite: dict[str, Any] | None) -> tuple[list[str],
         lines.append(f"- **Table rules:** {'; '.join(table_rules)}")
     if fresh := suite.get("freshness"):
         lag = fresh["max_lag_days"]
-        lines.append(
-            f"- **Freshness:** the newest `{fresh['column']}` is "
-            + (f"at most {lag} days before the run's date" if lag else "the run's date")
-            + f" ({fresh.get('severity', 'blocking')})"
-        )
+        by = f"at most {lag} days before the run's date" if lag else "the run's date"
+        if "source" in fresh:
+            text = (
+                f"the source `{fresh['source']}` delivered a complete folder by {by} (judged "
+                "on `bronze.landing_folders`; a source with no folder is a channel the retailer "
+                "lacks)"
+            )
+            if "store_lag_days" in fresh:
+                text += (
+                    f"; a warning for each store silent for more than {fresh['store_lag_days']} "
+                    "days"
+                )
+        else:
+            text = f"the newest `{fresh['column']}` is {by}"
+        lines.append(f"- **Freshness:** {text} ({fresh.get('severity', 'blocking')})")
     if volume := suite.get("volume"):
+        unit = " and ".join(f"`{c}`" for c in volume.get("per", [])) or "day"
         lines.append(
-            f"- **Volume:** rows per day between {volume['min_ratio']} and "
-            f"{volume['max_ratio']} times the median of the last "
-            f"{volume.get('lookback_runs', 7)} runs ({volume.get('severity', 'warning')})"
+            f"- **Volume:** rows per {unit if unit == 'day' else unit + ' unit'} between "
+            f"{volume['min_ratio']} and {volume['max_ratio']} times the median of the last "
+            f"{volume.get('lookback_runs', 7)} runs ({volume.get('severity', 'warning')}); "
+            "none expected when nothing was delivered"
         )
     return lines, per_column
 

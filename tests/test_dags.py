@@ -318,9 +318,7 @@ def test_a_failed_run_logs_a_summary_and_mails_it(airflow_env, mailbox):
     assert "try: 1 of 1" in text
 
 
-def test_a_date_the_landing_zone_does_not_hold_fails_the_run_with_the_reason(
-    airflow_env, tmp_path
-):
+def test_a_date_the_landing_zone_does_not_hold_fails_the_run_with_the_reason(airflow_env, tmp_path):
     """A history date before 2026 used to create a DAG run with no task (before the DAGs'
     start_date), marked successful in a second. Now the run has its tasks, and the first one
     fails: the landing zone holds nothing for the date, and it says what it does hold."""

@@ -77,10 +77,10 @@ def test_a_registry_change_makes_the_dictionary_stale(monkeypatch, capsys):
 def test_the_rules_of_a_suite_are_shown_on_their_columns():
     section = _section(data_dictionary.MARKDOWN.read_text(), "gold.customer_scores")
     assert re.search(
-        r"\| `churn_probability` \| `double` \| no \| [^|]+ \| between 0 and 1", section
+        r"\| `churn_probability` \| `double` \| yes \| [^|]+ \| between 0 and 1", section
     )
     assert (
-        "| `churn_risk_band` | `string` | no | low, medium or high | one of low, medium, high |"
-        in (section)
+        "| `churn_risk_band` | `string` | no | low, medium or high; no_purchase_yet when never "
+        "bought | one of low, medium, high, no_purchase_yet |" in (section)
     )
     assert "unique (`customer_key`, `as_of_date`)" in section
