@@ -74,6 +74,42 @@ def champion_version(client: MlflowClient, model: str):
         return None
 
 
+class ChampionNotEvaluatedError(RuntimeError):
+    """The champion could not be scored on the challenger's data: nothing can be decided."""
+
+
+def versions_of_run(client: MlflowClient, model: str, pipeline_run_id: str, as_of) -> list:
+    """Versions of ``model`` that the pipeline run ``pipeline_run_id`` registered for ``as_of``.
+
+    Found through the MLflow runs tagged with the pipeline run and date (tags set when the
+    run starts), so a version registered by a try that was killed before tagging it is found.
+    """
+    experiment = mlflow.get_experiment_by_name(model)
+    if experiment is None:
+        return []
+
+    def quoted(value: object) -> str:
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"tags.pipeline_run_id = {quoted(pipeline_run_id)} AND tags.as_of_date = "
+            f"{quoted(as_of)}"
+        ),
+    )
+    return sorted(
+        (
+            version
+            for run in runs
+            for version in client.search_model_versions(
+                f"name = {quoted(model)} AND run_id = {quoted(run.info.run_id)}"
+            )
+        ),
+        key=lambda version: int(version.version),
+    )
+
+
 def promote_if_better(
     client: MlflowClient,
     model: str,
@@ -92,6 +128,10 @@ def promote_if_better(
     was scored on (the churn holdout, the day's features): ``value`` must beat it by at least
     ``margin`` (higher is better). Nothing is promoted when the data-quality gates of the
     training data did not pass. The decision is also kept as tags on the new version.
+
+    A champion that cannot be scored on the same data is not a reason to promote: that raises
+    ``ChampionNotEvaluatedError`` with the reason, the challenger stays a challenger, and the
+    task fails for an operator to look (a model whose inputs changed is promoted by hand).
     """
     client.set_registered_model_alias(model, CHALLENGER, version)
     current = champion_version(client, model)
@@ -103,17 +143,22 @@ def promote_if_better(
     else:
         try:
             champion_value = float(champion_score(current))
-        except Exception as error:  # a champion that cannot score the data is replaced
-            log.warning("champion %s v%s cannot be scored: %s", model, current.version, error)
-            promoted = True
-            reason = f"promoted: champion v{current.version} cannot score the same data ({error})"
-        else:
-            promoted = value >= champion_value + margin
+        except Exception as error:
             reason = (
-                f"{'promoted' if promoted else 'kept the champion'}: {metric} {value:.4f} vs "
-                f"champion v{current.version} {champion_value:.4f} on the same data "
-                f"(margin {margin})"
+                f"not decided: champion v{current.version} could not be evaluated on the same "
+                f"data ({type(error).__name__}: {error}); v{version} stays the challenger. "
+                f"Fix the champion, or promote by hand: MlflowClient().set_registered_model_"
+                f"alias('{model}', '{CHAMPION}', '{version}')"
             )
+            # Not a decision: a retry of the task trains and asks again.
+            client.set_model_version_tag(model, version, "promotion_blocked", reason)
+            raise ChampionNotEvaluatedError(f"{model}: {reason}") from error
+        promoted = value >= champion_value + margin
+        reason = (
+            f"{'promoted' if promoted else 'kept the champion'}: {metric} {value:.4f} vs "
+            f"champion v{current.version} {champion_value:.4f} on the same data "
+            f"(margin {margin})"
+        )
     if promoted:
         client.set_registered_model_alias(model, CHAMPION, version)
     client.set_model_version_tag(model, version, "promotion_decision", reason)

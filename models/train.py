@@ -8,6 +8,10 @@ date. Each training registers a new version aliased ``challenger``; it becomes `
 only when the date's data-quality gates passed and it beats the champion on the same data by
 the configured margin (``models.registry.promote_if_better``). The decision, with both scores,
 is logged in the run and kept as a tag on the version.
+
+A retried or rerun task registers no second version for its pipeline run and date: a model
+whose version of the run was decided already is not trained again; a version left undecided
+by a killed or failed try is deleted and trained anew.
 """
 
 from __future__ import annotations
@@ -114,6 +118,36 @@ def _promote(client, model: str, version: str, score, champion_score, gates, mar
     mlflow.set_tag("promotion_decision", decision.reason)
     log.info("%s v%s: %s", model, version, decision.reason)
     return decision
+
+
+def once_per_run(client, model: str, run_id: str, as_of: date, train) -> dict:
+    """``train()`` unless the pipeline run already registered a decided version of ``model``."""
+    existing = registry.versions_of_run(client, model, run_id, as_of)
+    decided = [v for v in existing if "promotion_decision" in v.tags]
+    if decided:
+        version = decided[-1]
+        champion = registry.champion_version(client, model)
+        log.info(
+            "%s v%s was registered by run %s already: not trained again",
+            model,
+            version.version,
+            run_id,
+        )
+        return {
+            "version": str(version.version),
+            "promoted": champion is not None and str(champion.version) == str(version.version),
+            "decision": version.tags["promotion_decision"],
+            "reused": True,
+        }
+    for version in existing:  # a try that stopped before deciding
+        log.warning(
+            "%s v%s of run %s was never decided: deleted, trained again",
+            model,
+            version.version,
+            run_id,
+        )
+        client.delete_model_version(model, version.version)
+    return train()
 
 
 def _champion_model(client, model: str):
@@ -368,11 +402,23 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
     )
     return {
         "gates": gates.reason,
-        "segmentation": train_segmentation_model(
-            spark, settings, client, features, gates, as_of, run_id, versions
+        "segmentation": once_per_run(
+            client,
+            registry.SEGMENTATION_MODEL,
+            run_id,
+            as_of,
+            lambda: train_segmentation_model(
+                spark, settings, client, features, gates, as_of, run_id, versions
+            ),
         ),
-        "churn": train_churn_model(
-            spark, settings, client, training, gates, windows, as_of, run_id, versions
+        "churn": once_per_run(
+            client,
+            registry.CHURN_MODEL,
+            run_id,
+            as_of,
+            lambda: train_churn_model(
+                spark, settings, client, training, gates, windows, as_of, run_id, versions
+            ),
         ),
     }
 

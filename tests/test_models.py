@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -274,3 +276,80 @@ def test_segment_ids_stay_with_the_same_customers_across_retrains():
     # More segments than the champion: the new one gets an id the champion never used.
     third = train_segmentation(moved, k_range=range(5, 6), seed=3, previous=previous)
     assert sorted(third.segment_ids.values()) == [*sorted(set(previous)), max(previous) + 1]
+
+
+def test_a_champion_that_cannot_be_evaluated_is_never_replaced_for_it(settings):
+    client = registry.configure_tracking(settings)
+    model = "unevaluated_champion_model"
+    champion = _register(settings, model)
+    registry.promote_if_better(
+        client, model, champion, "roc_auc", 0.7, float, gates_passed=True, gates_reason="", margin=0
+    )
+    challenger = _register(settings, model)
+
+    def cannot_score(_):
+        raise KeyError("recency_days")
+
+    with pytest.raises(registry.ChampionNotEvaluatedError, match=f"champion v{champion} could not"):
+        registry.promote_if_better(
+            client,
+            model,
+            challenger,
+            "roc_auc",
+            0.99,
+            cannot_score,
+            gates_passed=True,
+            gates_reason="",
+            margin=0,
+        )
+    assert _aliases(client, model) == {registry.CHAMPION: champion, registry.CHALLENGER: challenger}
+    tags = client.get_model_version(model, challenger).tags
+    assert "promotion_decision" not in tags and "KeyError" in tags["promotion_blocked"]
+
+
+def test_a_retried_training_registers_no_second_version_for_its_run(settings):
+    import mlflow
+
+    from models.train import once_per_run
+
+    client = registry.configure_tracking(settings)
+    model, day = "retried_training_model", date(2026, 6, 30)
+    trained = []
+
+    def train(decide=True):
+        registry.use_experiment(settings, model)
+        with mlflow.start_run(tags={"pipeline_run_id": "night-1", "as_of_date": str(day)}):
+            version = _register_in_run(model)
+        trained.append(version)
+        if not decide:
+            raise RuntimeError("killed before the promotion decision")
+        decision = registry.promote_if_better(
+            client, model, version, "m", 1.0, float, gates_passed=True, gates_reason="", margin=0
+        )
+        return {"version": version, "promoted": decision.promoted}
+
+    with pytest.raises(RuntimeError, match="killed"):
+        once_per_run(client, model, "night-1", day, lambda: train(decide=False))
+    first = once_per_run(client, model, "night-1", day, train)
+    again = once_per_run(client, model, "night-1", day, train)
+    assert again == {
+        "version": first["version"],
+        "promoted": True,
+        "decision": "promoted: no champion yet, the first version becomes champion",
+        "reused": True,
+    }
+    assert len(trained) == 2  # the killed try's version, then one that was decided
+    versions = registry.versions_of_run(client, model, "night-1", day)
+    assert [str(v.version) for v in versions] == [first["version"]]
+    assert registry.versions_of_run(client, model, "night-2", day) == []
+
+
+def _register_in_run(name: str) -> str:
+    import mlflow
+
+    X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    model = DummyClassifier(strategy="prior").fit(X, [0, 1, 0, 1])
+    info = mlflow.sklearn.log_model(
+        model, name="model", registered_model_name=name, pip_requirements=["scikit-learn"]
+    )
+    return str(info.registered_model_version)
