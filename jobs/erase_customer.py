@@ -71,6 +71,14 @@ def resolve_customer(
     if not linked and identifier_type == "customer_key":
         raise UnknownCustomerError(f"customer_key {key!r} is not in silver.customer_identity")
     linked["customer_key"].add(key)
+    # Keys the customer had before merges: rows written under them are the customer's too.
+    for row in (
+        lakehouse.read_table(spark, settings, tables.SILVER_KEY_HISTORY)
+        .where(F.col("surviving_key") == key)
+        .select("retired_key")
+        .collect()
+    ):
+        linked["customer_key"].add(row["retired_key"])
     return key, linked
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -266,7 +267,14 @@ def record_reconciliation(spark: SparkSession, settings: Settings, rows: list[di
     lakehouse.merge(spark, settings, tables.RECONCILIATION, frame)
 
 
-def build_identity(spark: SparkSession, settings: Settings, run_id: str) -> int:
+def build_identity(
+    spark: SparkSession, settings: Settings, run_id: str, business_date: date | None = None
+) -> dict[str, int]:
+    """Recompute ``silver.customer_identity``; record the keys it retires in the key history.
+
+    The history is written first, from the identity as it was: a run killed between the two
+    writes computes the same history again from the same old identity.
+    """
     read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
     nodes, edges = identity.identity_links(
         read(tables.SILVER_CUSTOMERS),
@@ -274,11 +282,25 @@ def build_identity(spark: SparkSession, settings: Settings, run_id: str) -> int:
         read(tables.SILVER_POS).select("loyalty_card_id"),
         settings.max_customers_per_device,
     )
-    resolved = identity.resolve_identities(nodes, edges, run_id)
-    return lakehouse.overwrite(spark, settings, tables.SILVER_IDENTITY, resolved)
+    resolved = identity.resolve_identities(nodes, edges, run_id).localCheckpoint()
+    retired = identity.retired_keys(read(tables.SILVER_IDENTITY), resolved).localCheckpoint()
+    history = identity.key_history(
+        read(tables.SILVER_KEY_HISTORY),
+        retired,
+        resolved,
+        business_date or datetime.now(UTC).date(),
+        run_id,
+    ).localCheckpoint()
+    lakehouse.overwrite(spark, settings, tables.SILVER_KEY_HISTORY, history)
+    return {
+        "identity_rows": lakehouse.overwrite(spark, settings, tables.SILVER_IDENTITY, resolved),
+        "retired_keys": retired.count(),
+    }
 
 
-def run_silver(spark: SparkSession, settings: Settings, run_id: str) -> dict:
+def run_silver(
+    spark: SparkSession, settings: Settings, run_id: str, business_date: date | None = None
+) -> dict:
     spark.sparkContext.setCheckpointDir(f"{settings.lakehouse_location}/_checkpoints")
     summary: dict[str, dict] = {}
     for step in steps(settings):
@@ -293,12 +315,12 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str) -> dict:
         summary[step.source.name] = {
             k: sum(r[k] for r in rows) for k in ("read", "accepted", "quarantined", "duplicates")
         }
-    summary["identity_rows"] = build_identity(spark, settings, run_id)
+    summary.update(build_identity(spark, settings, run_id, business_date))
     return summary
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return run_silver(spark, settings, args.run_id)
+    return run_silver(spark, settings, args.run_id, args.date)
 
 
 def main(argv: list[str] | None = None) -> dict:

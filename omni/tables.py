@@ -502,6 +502,31 @@ SILVER_IDENTITY = Table(
     erase_by=(("customer_key", "customer_key"),),
 )
 
+SILVER_KEY_HISTORY = Table(
+    "silver.customer_key_history",
+    "Every customer_key ever retired (two customers found to be one) and the key that survives "
+    "it now, so rows written under the old key (yesterday's scores, features, feed) still join "
+    "to today's customer.",
+    (
+        _c("retired_key", _s, "A customer_key that no longer exists", False),
+        _c(
+            "surviving_key",
+            _s,
+            "The customer_key that holds the retired key's identifiers today (follows later "
+            "merges)",
+            False,
+        ),
+        _c("merged_into_key", _s, "The key it was merged into on the night it was retired", False),
+        _c("retired_on", "date", "Business date of the night the key was retired", False),
+        _c("retired_run_id", _s, "Pipeline run that retired it", False),
+    ),
+    keys=("retired_key",),
+    grain="one row per retired customer_key",
+    upstream=("silver.customer_identity",),
+    producer="jobs/silver.py",
+    erase_by=(("retired_key", "customer_key"), ("surviving_key", "customer_key")),
+)
+
 # What jobs/gold.py reads (load_inputs): the customer history behind every gold table.
 GOLD_INPUTS = (
     "silver.customer_identity",
@@ -812,6 +837,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SILVER_POS,
     SILVER_DEVICE_LOGINS,
     SILVER_IDENTITY,
+    SILVER_KEY_HISTORY,
     GOLD_PROFILE,
     GOLD_FEATURES,
     GOLD_KPIS,

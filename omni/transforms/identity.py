@@ -111,3 +111,52 @@ def resolve_identities(nodes: DataFrame, edges: DataFrame, run_id: str) -> DataF
         F.substring(F.sha2("label", 256), 1, KEY_LENGTH).alias("customer_key"),
         F.lit(run_id).alias("updated_run_id"),
     )
+
+
+def retired_keys(old: DataFrame, new: DataFrame) -> DataFrame:
+    """(retired_key, merged_into_key): keys of ``old`` identity rows that ``new`` no longer has,
+    each with the new key that now holds most of its identifiers (ties: the smaller key)."""
+    live = new.select(F.col("customer_key").alias("retired_key")).distinct()
+    moved = (
+        old.select("identifier_type", "identifier", F.col("customer_key").alias("retired_key"))
+        .join(live, "retired_key", "left_anti")
+        .join(
+            new.select("identifier_type", "identifier", F.col("customer_key").alias("into")),
+            ["identifier_type", "identifier"],
+        )
+        .groupBy("retired_key", "into")
+        .agg(F.count("*").alias("identifiers"))
+    )
+    return moved.groupBy("retired_key").agg(
+        F.min_by("into", F.struct(-F.col("identifiers"), F.col("into"))).alias("merged_into_key")
+    )
+
+
+def key_history(
+    history: DataFrame, retired: DataFrame, live: DataFrame, retired_on, run_id: str
+) -> DataFrame:
+    """``silver.customer_key_history`` after a night: its rows, with survivors that were
+    retired tonight followed to their new key, plus tonight's retired keys; a key that is live
+    again (its customers were told apart) leaves the history."""
+    tonight = retired.select(
+        "retired_key",
+        F.col("merged_into_key").alias("surviving_key"),
+        "merged_into_key",
+        F.lit(retired_on).cast("date").alias("retired_on"),
+        F.lit(run_id).alias("retired_run_id"),
+    )
+    follow = retired.select(
+        F.col("retired_key").alias("surviving_key"), F.col("merged_into_key").alias("_now")
+    )
+    earlier = (
+        history.join(tonight.select("retired_key"), "retired_key", "left_anti")
+        .join(follow, "surviving_key", "left")
+        .withColumn("surviving_key", F.coalesce("_now", "surviving_key"))
+        .drop("_now")
+    )
+    keys = live.select(F.col("customer_key").alias("retired_key")).distinct()
+    return (
+        earlier.unionByName(tonight)
+        .join(keys, "retired_key", "left_anti")
+        .select("retired_key", "surviving_key", "merged_into_key", "retired_on", "retired_run_id")
+    )
