@@ -62,14 +62,18 @@ def resolve_customer(
         ).first()
         if match is None:
             raise UnknownCustomerError(
-                f"{identifier_type} {identifier!r} is not in silver.customer_identity"
+                f"the {identifier_type} of the request is not in silver.customer_identity "
+                "(nothing erased; the value is not repeated here)"
             )
         key = match["customer_key"]
     linked: dict[str, set[str]] = defaultdict(set)
     for row in identity.where(F.col("customer_key") == key).collect():
         linked[row["identifier_type"]].add(row["identifier"])
     if not linked and identifier_type == "customer_key":
-        raise UnknownCustomerError(f"customer_key {key!r} is not in silver.customer_identity")
+        raise UnknownCustomerError(
+            "the customer_key of the request is not in silver.customer_identity (nothing erased; "
+            "the value is not repeated here)"
+        )
     linked["customer_key"].add(key)
     # Keys the customer had before merges: rows written under them are the customer's too.
     for row in (

@@ -7,14 +7,20 @@ import json
 import logging
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from omni.config import Settings, load_settings, parse_date
+from omni.redact import describe_error, redact
 
 log = logging.getLogger("omni")
+
+
+class JobFailedError(RuntimeError):
+    """A job failed; its message is the original error's, with identifiers redacted."""
 
 
 def job_parser(description: str) -> argparse.ArgumentParser:
@@ -47,6 +53,9 @@ def run_job(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # GX logs every function it registers at import, at INFO: hundreds of lines per task.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # PySpark logs every failed query with its full, unredacted message as JSON: the job logs
+    # the error itself, redacted (below).
+    logging.getLogger("SQLQueryContextLogger").disabled = True
     args = parser.parse_args(argv)
     args.run_id = args.run_id or f"manual__{uuid.uuid4().hex[:12]}"
     settings = load_settings()
@@ -55,6 +64,13 @@ def run_job(
     spark.sparkContext.setLogLevel("WARN")
     try:
         counts = body(spark, settings, args)
+    except Exception as error:
+        # The message may quote the data it failed on: the log gets it redacted, with the
+        # stack (files and lines, no values), and the job fails with the redacted message.
+        stack = redact("".join(traceback.format_tb(error.__traceback__)))
+        message = describe_error(error)
+        log.error("job %s failed: %s\n%s", name, message, stack)
+        raise JobFailedError(f"job {name} failed: {message}") from None
     finally:
         spark.stop()
     counts = {"job": name, "date": str(args.date), "run_id": args.run_id, **counts}

@@ -25,7 +25,8 @@ from airflow.sdk import Asset, CronTriggerTimetable, Param
 
 from omni import tables
 from omni.config import REPO_ROOT, Settings, parse_date
-from omni.sparkconf import spark_conf
+from omni.redact import describe_error
+from omni.sparkconf import job_jars, spark_conf
 
 log = logging.getLogger("omni.orchestration")
 
@@ -178,6 +179,20 @@ def publish_dates(context: dict[str, Any], result: Any) -> None:
         context["outlet_events"][asset].extra = extra
 
 
+class DeltaSparkSubmitOperator(SparkSubmitOperator):
+    """``spark-submit`` whose Delta JARs are found when the task runs, on the worker.
+
+    Parsing the DAG folder needs neither the JAR cache nor the lakehouse: a DAG processor on
+    another host parses the same files. A worker without the cache fails the task, naming it.
+    """
+
+    def execute(self, context: Any) -> None:
+        from omni.config import load_settings
+
+        self.jars = job_jars(load_settings())
+        return super().execute(context)
+
+
 def spark_job(
     settings: Settings,
     task_id: str,
@@ -190,17 +205,16 @@ def spark_job(
     """``spark-submit`` of a job of the repository through the ``spark_default`` connection.
 
     Delta and the catalog are configured and the cached Delta JARs are shipped with the job
-    (``--jars``), so the same task runs on ``local[*]``, a standalone cluster, YARN or
-    Kubernetes: only the connection changes. Jobs get the run's dates and id as arguments.
+    (``--jars``, found when the task runs), so the same task runs on ``local[*]``, a
+    standalone cluster, YARN or Kubernetes: only the connection changes. Jobs get the run's
+    dates and id as arguments.
     """
-    conf = spark_conf(settings)
-    jars = conf.pop("spark.jars")
-    return SparkSubmitOperator(
+    conf = spark_conf(settings, with_jars=False)
+    return DeltaSparkSubmitOperator(
         task_id=task_id,
         application=str(REPO_ROOT / script),
         name=f"omni.{task_id}",
         conn_id=SPARK_CONN_ID,
-        jars=jars,
         conf=conf,
         env_vars={**job_environment(), **(env or {})},
         application_args=["--date", date_arg, "--run-id", "{{ run_id }}", *args],
@@ -234,7 +248,7 @@ def failure_summary(context: dict[str, Any]) -> str:
         f"run: {context['run_id']}",
         f"business dates: {dates.get('start_date', '?')} to {dates.get('end_date', '?')}",
         f"try: {ti.try_number} of {ti.max_tries + 1}",
-        f"error: {context.get('exception')!r}",
+        f"error: {describe_error(context.get('exception'))}",
     ]
     return "\n".join(lines)
 
@@ -267,12 +281,12 @@ def on_task_failure(context: dict[str, Any]) -> None:
 def on_task_retry(context: dict[str, Any]) -> None:
     ti = context["ti"]
     log.warning(
-        "OMNI TASK RETRY: %s.%s try %s of %s failed: %r",
+        "OMNI TASK RETRY: %s.%s try %s of %s failed: %s",
         ti.dag_id,
         ti.task_id,
         ti.try_number,
         ti.max_tries + 1,
-        context.get("exception"),
+        describe_error(context.get("exception")),
     )
 
 

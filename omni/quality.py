@@ -462,12 +462,20 @@ class TableValidation:
 
 
 def describe(failures: list[tuple[str, dict[str, Any]]]) -> str:
-    """One line per failed expectation: table, expectation, arguments, observed, sample."""
+    """One line per failed expectation: table, expectation, arguments, observed value.
+
+    It goes to task logs and alert e-mails, so the offending rows, which can hold customer
+    identifiers, are not in it: they are in ``quality.validation_results`` (its
+    ``unexpected_sample``).
+    """
+    from omni.redact import redact
+
     return "\n".join(
         f"  [{r['severity']}] {table}: {r['expectation_type']} {r['kwargs']} failed "
-        f"(observed {r['observed_value']}, unexpected {r['unexpected_count']}, "
-        f"e.g. {(r['unexpected_sample'] or '[]')[:300]})"
-        + (f" error: {r['exception']}" if r["exception"] else "")
+        f"(observed {r['observed_value']}, unexpected {r['unexpected_count']}"
+        + (", sample rows in quality.validation_results" if r["unexpected_sample"] else "")
+        + ")"
+        + (f" error: {redact(r['exception'])}" if r["exception"] else "")
         for table, r in failures
     )
 

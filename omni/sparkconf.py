@@ -32,10 +32,20 @@ def delta_jars(settings: Settings) -> list[Path]:
     return jars
 
 
-def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, str]:
-    """Spark properties for a Delta session whose tables are registered by name."""
+def job_jars(settings: Settings) -> str:
+    """Every JAR a job ships, comma-separated: Delta's from the cache, then the extra ones."""
+    return ",".join(str(jar) for jar in (*delta_jars(settings), *settings.extra_jars))
+
+
+def spark_conf(
+    settings: Settings, *, hive_catalog: bool = True, with_jars: bool = True
+) -> dict[str, str]:
+    """Spark properties for a Delta session whose tables are registered by name.
+
+    ``with_jars=False`` leaves out ``spark.jars``, which needs the JAR cache (the DAGs find
+    the JARs when a task runs, not when the files are parsed).
+    """
     conf = {
-        "spark.jars": ",".join(str(jar) for jar in (*delta_jars(settings), *settings.extra_jars)),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
@@ -67,6 +77,8 @@ def spark_conf(settings: Settings, *, hive_catalog: bool = True) -> dict[str, st
         conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
             f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
         )
+    if with_jars:
+        conf["spark.jars"] = job_jars(settings)
     conf.update(settings.spark_properties)  # last: an operator's word wins over the defaults
     return conf
 

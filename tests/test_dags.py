@@ -134,9 +134,9 @@ def test_every_job_is_a_delta_spark_submit_through_spark_default(dag_bag):
     jobs = [t for d in dag_bag.dags.values() for t in d.tasks if t.task_id != "business_dates"]
     assert len(jobs) == 13
     for task in jobs:
-        assert type(task).__name__ == "SparkSubmitOperator"
         assert task._conn_id == "spark_default"
-        assert "delta-spark" in task.jars and "delta-storage" in task.jars
+        assert isinstance(task, orchestration.DeltaSparkSubmitOperator)
+        assert task.jars is None  # found when the task runs, on the worker
         assert task.conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
         assert Path(task.application).exists()
         assert task.application_args[0] == "--date"
@@ -158,6 +158,24 @@ def test_the_nightly_hour_and_time_zone_come_from_the_environment():
         OMNI_TASK_RETRIES="3",
     )
     assert got == ["30 2 * * *", "Europe/Paris", "15 23 * * 0", 3]
+
+
+def test_parsing_the_dag_folder_needs_neither_the_jar_cache_nor_the_lakehouse(tmp_path):
+    """A DAG processor on another host has the repository but not the JARs or the data."""
+    code = "print(json.dumps({'errors': list(bag.import_errors), 'dags': sorted(bag.dag_ids)}))"
+    result = _parse_in_subprocess(
+        code,
+        OMNI_JAR_DIR=str(tmp_path / "no-jars"),
+        OMNI_LAKEHOUSE_DIR=str(tmp_path / "no-lakehouse"),
+        OMNI_LANDING_DIR=str(tmp_path / "no-landing"),
+    )
+    assert result == {"errors": [], "dags": sorted(DAG_IDS)}
+    assert not (tmp_path / "no-lakehouse").exists()
+    # When the task runs, the worker's JARs are named; without them, the cache is.
+    jars = orchestration.job_jars(load_settings({}))
+    assert "delta-spark" in jars and "delta-storage" in jars
+    with pytest.raises(FileNotFoundError, match="no Delta JARs under .*no-jars: run 'make setup'"):
+        orchestration.job_jars(load_settings({"OMNI_JAR_DIR": str(tmp_path / "no-jars")}))
 
 
 def test_parsing_the_dag_folder_imports_no_heavy_library():
