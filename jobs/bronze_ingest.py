@@ -159,8 +159,8 @@ def record_delivery_folders(
 ) -> list[dict]:
     """Merge the scanned folders into ``bronze.landing_folders``; return the waiting ones.
 
-    A folder keeps the time a run first saw it (``waiting_since``) and first found it complete,
-    so a retried run changes only the last-checked stamps.
+    A folder keeps the time a run first saw it (``first_seen_at``: waiting since) and first
+    found it complete, so a retried run changes only the last-checked stamps.
     """
     table = tables.LANDING_FOLDERS
     known = {
@@ -182,7 +182,7 @@ def record_delivery_folders(
                 "store_id": folder.store_id,
                 "status": folder.status,
                 "data_files": len(folder.data_files),
-                "waiting_since": before["waiting_since"] if before is not None else now,
+                "first_seen_at": before["first_seen_at"] if before is not None else now,
                 "completed_at": (completed or now) if folder.complete else None,
                 "first_run_id": before["first_run_id"] if before is not None else run_id,
                 "checked_run_id": run_id,
@@ -196,13 +196,13 @@ def record_delivery_folders(
         lakehouse.merge(spark, settings, table, frame)
     waiting = [row for row in rows if row["status"] == "waiting"]
     for row in waiting:
-        hours = (now - row["waiting_since"]).total_seconds() / 3600
+        hours = (now - row["first_seen_at"]).total_seconds() / 3600
         log.warning(
             "LANDING FOLDER WAITING: %s %s has no _SUCCESS yet: not read; waiting since %s "
             "(%.1f h)",
             source.name,
             row["folder"],
-            row["waiting_since"].isoformat(sep=" ", timespec="seconds"),
+            row["first_seen_at"].isoformat(sep=" ", timespec="seconds"),
             hours,
         )
     return waiting

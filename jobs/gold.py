@@ -3,7 +3,8 @@
 Profiles describe the customers as of the date. Features are written for the date and
 recomputed for every earlier day that already has features and that the run's records touched
 (late records), replacing those days' rows; KPIs are recomputed for every touched day. With
-``--start-date`` one run backfills features for every day of the range, on one Spark session.
+``--start-date`` one run backfills features for every day of the range: all of them in one
+pass over the history and one Delta commit (a year of days does not cost a year of jobs).
 """
 
 from __future__ import annotations
@@ -100,24 +101,26 @@ def _write_gold(
     base = lakehouse.materialize(gold.customer_base(population, transactions, activity, as_of))
     try:
         days = touched_dates(spark, settings, run_id, as_of)
-        written = 0
         as_of_dates = feature_dates(spark, settings, days, as_of, start)
-        for day in as_of_dates:
-            features = gold.build_customer_features(
-                population,
-                transactions,
-                activity,
-                day,
-                settings.profile_window_days,
-                base=base if day == as_of else None,
+        # The date's features share the profile's base; every other date (a backfill, days
+        # late records touched) is built in one pass over the history and written at once.
+        features = gold.build_customer_features(
+            population, transactions, activity, as_of, settings.profile_window_days, base=base
+        )
+        earlier = [day for day in as_of_dates if day != as_of]
+        if earlier:
+            features = features.unionByName(
+                gold.build_customer_features_over(
+                    population, transactions, activity, earlier, settings.profile_window_days
+                )
             )
-            written += lakehouse.replace_where(
-                spark,
-                settings,
-                tables.GOLD_FEATURES,
-                features,
-                lakehouse.sql_in("as_of_date", [day]),
-            )
+        written = lakehouse.replace_where(
+            spark,
+            settings,
+            tables.GOLD_FEATURES,
+            features,
+            lakehouse.sql_in("as_of_date", as_of_dates),
+        )
         profile = gold.build_customer_profile(population, transactions, activity, as_of, base=base)
         profiles = lakehouse.overwrite(spark, settings, tables.GOLD_PROFILE, profile)
     finally:

@@ -287,7 +287,12 @@ LANDING_FOLDERS = Table(
         _c("store_id", _s, "Store of a store's own folder (store_id=), null for a dt= folder"),
         _c("status", _s, "complete (has _SUCCESS: read) or waiting (not yet: never read)", False),
         _c("data_files", "int", "Data files in the folder (0: a day with no records)", False),
-        _c("waiting_since", "timestamp", "When a run first saw the folder (UTC)", False),
+        _c(
+            "first_seen_at",
+            "timestamp",
+            "When a run first saw the folder (UTC): a waiting folder waits since then",
+            False,
+        ),
         _c("completed_at", "timestamp", "When a run first found it complete (UTC)"),
         _c("first_run_id", _s, "Pipeline run that first saw the folder", False),
         _c("checked_run_id", _s, "Pipeline run that last looked at the folder", False),

@@ -218,7 +218,7 @@ def test_stores_that_export_on_their_own_are_read_when_their_marker_arrives(
         .first()
     )
     assert now_complete["status"] == "complete"
-    assert now_complete["waiting_since"] == waited["waiting_since"]
+    assert now_complete["first_seen_at"] == waited["first_seen_at"]
     assert now_complete["first_run_id"] == "night-1"
     assert now_complete["checked_run_id"] == "night-2"
 

@@ -312,3 +312,40 @@ def test_no_blocking_expectation_puts_a_floor_under_a_net_of_returns_value():
                 and item.get("severity") != "warning"
             ):
                 assert "min_value" not in item["kwargs"], (table.name, item)
+
+
+def test_features_of_many_dates_in_one_pass_equal_the_day_by_day_ones(
+    spark, population, transactions, activity
+):
+    # A session that runs past midnight, and a second order the same day.
+    activity = activity.unionByName(
+        _events(
+            spark,
+            [
+                ("K1", "2026-06-29", "2026-06-29 23:59:00", "page_view", "s5", None, None),
+                ("K1", "2026-06-30", "2026-06-30 00:01:00", "add_to_cart", "s5", None, "S1"),
+            ],
+        )
+    )
+    transactions = transactions.unionByName(
+        _tx(spark, [("K1", "online", None, "O2", "2026-06-20", "S1", 1, 5, 5, 0, None)])
+    )
+    days = [date(2025, 12, 31), date(2026, 3, 1), date(2026, 5, 31), date(2026, 6, 29), AS_OF]
+    days.append(date(2027, 6, 25))  # more than a year after K3's only receipt
+    args = (population, transactions, activity)
+    one_pass = {
+        (r["customer_key"], r["as_of_date"]): r.asDict()
+        for r in gold.build_customer_features_over(*args, days).collect()
+    }
+    by_day = {
+        (r["customer_key"], r["as_of_date"]): r.asDict()
+        for day in days
+        for r in gold.build_customer_features(*args, day).collect()
+    }
+    assert one_pass.keys() == by_day.keys()
+    for key, row in by_day.items():
+        assert {c: v for c, v in one_pass[key].items() if v != row[c]} == {}, (key, row)
+    assert ("K1", AS_OF) in one_pass and ("K2", date(2026, 5, 31)) not in one_pass
+    assert one_pass[("K3", date(2027, 6, 25))]["frequency_365d"] == 0.0
+    with pytest.raises(ValueError, match="expected at least one as-of date"):
+        gold.build_customer_features_over(*args, [])

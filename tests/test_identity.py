@@ -1,10 +1,13 @@
 """Identity resolution: chains, merges of two clusters, shared devices, stable keys."""
 
 import hashlib
+from datetime import date
 
 import pytest
 
+from omni import tables
 from omni.transforms import identity
+from tests.conftest import rows
 
 
 def _frames(spark, customers, logins, cards=()):
@@ -78,3 +81,23 @@ def test_keys_are_stable_when_new_links_arrive(spark):
 def test_threshold_must_be_positive(spark):
     with pytest.raises(ValueError, match="max_customers_per_device=0: expected 1 or more"):
         identity.identity_links(*_frames(spark, [], []), 0)
+
+
+def test_a_key_retired_twice_points_at_the_key_that_survives_now(spark):
+    schema = "retired_key string, merged_into_key string"
+    history = spark.createDataFrame(
+        [("A", "B", "B", date(2026, 1, 1), "n1"), ("X", "Y", "Y", date(2026, 1, 1), "n1")],
+        ", ".join(c.name + " " + c.type for c in tables.SILVER_KEY_HISTORY.columns),
+    )
+    # Tonight B merges into C, and Y is told apart from X again (X is live once more).
+    retired = spark.createDataFrame([("B", "C")], schema)
+    live = spark.createDataFrame([("C",), ("X",), ("Y",)], "customer_key string")
+    got = identity.key_history(history, retired, live, date(2026, 1, 2), "n2")
+    assert rows(got) == [
+        ("A", "C", "B", date(2026, 1, 1), "n1"),
+        ("B", "C", "C", date(2026, 1, 2), "n2"),
+    ]
+    # A quiet night retires nothing: the trail stays as it was.
+    nothing = spark.createDataFrame([], schema)
+    quiet = identity.key_history(got, nothing, live, date(2026, 1, 3), "n3")
+    assert rows(quiet) == rows(got)

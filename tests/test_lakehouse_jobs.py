@@ -16,8 +16,9 @@ from jobs.maintenance import maintain_tables
 from jobs.silver import record_device_logins, run_silver
 from omni import lakehouse, tables
 from omni.sample import SampleSpec, generate_sample
+from omni.tables import CRM_COLUMNS, POS_COLUMNS
 from omni.transforms import gold, identity
-from tests.conftest import readers_rows
+from tests.conftest import readers_rows, rows
 
 RUN_DATE = date(2026, 3, 31)
 FIRST_NIGHT = RUN_DATE - timedelta(days=1)
@@ -27,13 +28,34 @@ NIGHTS: dict[str, dict] = {}
 def _night(spark, settings, day, run_id, start=None):
     NIGHTS[run_id] = {
         "bronze": ingest_all(spark, settings, day, run_id),
-        "silver": run_silver(spark, settings, run_id),
+        "silver": run_silver(spark, settings, run_id, day),
         "identity": {
             (r["identifier_type"], r["identifier"]): r["customer_key"]
             for r in lakehouse.read_table(spark, settings, tables.SILVER_IDENTITY).collect()
         },
     }
     NIGHTS[run_id]["gold"] = build_gold(spark, settings, day, run_id, start)
+
+
+PLANTED_CARD, PLANTED_CUSTOMER = "L-PLANTED", "C9000001"
+# The first day night 1 builds features for: too early for night 2's late records to rebuild.
+PLANTED_DAY = FIRST_NIGHT - timedelta(days=4)
+
+
+def _plant_a_merge(landing):
+    """Night 1: a receipt with a loyalty card no CRM record knows (a customer of its own, keyed
+    by the card). Night 2: a new CRM record holds that card: two customers found to be one."""
+    receipt = f"T-PLANTED,1,S001,R1,{PLANTED_DAY} 11:00:00,SKU-APP-000,1,20.00,0.00,card,"
+    store = landing / "instore" / "pos" / f"dt={PLANTED_DAY}" / "store_id=S001"
+    (store / "part-00001.csv").write_text(f"{','.join(POS_COLUMNS)}\n{receipt}{PLANTED_CARD},EUR\n")
+    crm = landing / "crm" / "customers" / f"dt={RUN_DATE}"
+    crm.mkdir(parents=True, exist_ok=True)
+    record = (
+        f"{PLANTED_CUSTOMER},{PLANTED_CARD},planted@example.com,+351900000000,Ana,Silva,1980,"
+        f"1000,2025-01-01 10:00:00,true,false,{RUN_DATE} 09:00:00"
+    )
+    (crm / "part-00001.csv").write_text(f"{','.join(CRM_COLUMNS)}\n{record}\n")
+    (crm / "_SUCCESS").touch()
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +67,7 @@ def lake(spark, settings, tmp_path_factory):
         local.landing_dir,
         SampleSpec(customers=40, days=20, end_date=RUN_DATE, seed=3, late_rate=0.2),
     )
+    _plant_a_merge(local.landing_dir)
     _night(spark, local, FIRST_NIGHT, "night-1", start=FIRST_NIGHT - timedelta(days=4))
     _night(spark, local, RUN_DATE, "night-2")
     return local
@@ -66,7 +89,7 @@ def test_counts_reconcile_per_source_and_date_over_both_nights(spark, lake):
     bronze = {
         t.name.split(".")[1]: _read(spark, lake, t).count()
         for t in tables.ALL_TABLES
-        if t.layer == "bronze" and t is not tables.INGESTED_FILES
+        if t.layer == "bronze" and t not in (tables.INGESTED_FILES, tables.LANDING_FOLDERS)
     }
     got = {r["source"]: (r["read"], r["placed"]) for r in recon.collect()}
     assert got == {name: (n, n) for name, n in bronze.items()}
@@ -84,9 +107,11 @@ def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
     # ... its own key unless it merged with another, and then the key of one of the two.
     survivors = {key for key, new in moved.items() if new == {key}}
     assert len(survivors) >= 0.9 * len(moved)
+    # (a customer new tonight can take in an older one: a CRM record for a known loyalty card)
+    new_tonight = {second[identifier] for identifier in set(second) - set(first)}
     for key, (new,) in moved.items():
         if new != key:
-            assert new in moved, f"{key} became {new}, a key that was not there on night 1"
+            assert new in moved or new in new_tonight, f"{key} became {new}, a key from nowhere"
     # Profiles follow the keys: only tonight's keys, one row each.
     profile_keys = [r["customer_key"] for r in _read(spark, lake, tables.GOLD_PROFILE).collect()]
     assert len(profile_keys) == len(set(profile_keys))
@@ -95,6 +120,37 @@ def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
 
 def _same_rows(left, right) -> bool:
     return left.exceptAll(right).count() == 0 and right.exceptAll(left).count() == 0
+
+
+def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(spark, lake):
+    first, second = NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"]
+    card = first[("loyalty_card_id", PLANTED_CARD)]
+    customer = second[("customer_id", PLANTED_CUSTOMER)]
+    assert second[("loyalty_card_id", PLANTED_CARD)] == customer != card
+    assert NIGHTS["night-2"]["silver"]["retired_keys"] >= 1
+    history = _read(spark, lake, tables.SILVER_KEY_HISTORY)
+    assert rows(
+        history.where(F.col("retired_key") == card), *tables.SILVER_KEY_HISTORY.column_names
+    ) == [(card, customer, customer, RUN_DATE, "night-2")]
+    # Every retired key was a key on night 1 and is none tonight; its survivor is a key tonight.
+    retired = {r["retired_key"]: r["surviving_key"] for r in history.collect()}
+    assert set(retired) <= set(first.values()) - set(second.values())
+    assert set(retired.values()) <= set(second.values())
+    # Night 1's features of the card's purchase (a day night 2 did not rebuild) join today's
+    # customer through the history.
+    yesterday = _read(spark, lake, tables.GOLD_FEATURES).where(
+        (F.col("as_of_date") == F.lit(str(PLANTED_DAY)).cast("date"))
+        & (F.col("customer_key") == card)
+    )
+    today = _read(spark, lake, tables.SILVER_IDENTITY).where(
+        F.col("identifier_type") == "customer_id"
+    )
+    joined = (
+        yesterday.join(history, yesterday.customer_key == history.retired_key)
+        .join(today, F.col("surviving_key") == today.customer_key)
+        .select("identifier", "monetary_365d")
+    )
+    assert rows(joined) == [(PLANTED_CUSTOMER, 20.0)]
 
 
 def test_identity_read_from_device_logins_equals_identity_from_the_event_history(spark, lake):
@@ -157,6 +213,37 @@ def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake)
         assert stored.count() > 0
         assert stored.exceptAll(expected).count() == 0
         assert expected.exceptAll(stored).count() == 0
+
+
+def _rounded(df):
+    kinds = dict(df.dtypes)
+    return sorted(
+        tuple(
+            round(v, 9) if kinds[c] == "double" and v is not None else v
+            for c, v in r.asDict().items()
+        )
+        for r in df.collect()
+    )
+
+
+def test_features_of_many_dates_in_one_pass_equal_those_built_day_by_day(spark, lake):
+    """The backfill's one-pass features are the nightly ones, for every day of the sample (late
+    records, returns, sessions across days, customers not yet known, a day before any data)."""
+    inputs = load_inputs(spark, lake)
+    days = [RUN_DATE - timedelta(days=n) for n in range(21)]
+    args = (inputs["population"], inputs["transactions"], inputs["activity"])
+    one_pass = gold.build_customer_features_over(*args, days)
+    by_day = [gold.build_customer_features(*args, day) for day in days]
+    expected = by_day[0]
+    for frame in by_day[1:]:
+        expected = expected.unionByName(frame)
+    assert one_pass.columns == expected.columns
+    assert one_pass.schema == expected.schema
+    got, want = _rounded(one_pass), _rounded(expected)
+    assert len(want) > 20 * 30
+    assert got == want
+    for frame in inputs.values():
+        frame.unpersist()
 
 
 def test_a_backfill_builds_every_day_of_the_range_in_one_run(spark, lake):

@@ -235,9 +235,13 @@ def build_customer_features(
 
     ``base``: the day's ``customer_base``, when the caller has it already.
     """
-    as_of_col = _lit_date(as_of)
     if base is None:
         base = customer_base(population, transactions, activity, as_of)
+    return _features(base, _lit_date(as_of), window_days)
+
+
+def _features(base: DataFrame, as_of_col: Column, window_days: int) -> DataFrame:
+    """The feature columns of ``base`` rows (one customer, one as-of date ``as_of_col``)."""
     last_visit = F.greatest("last_purchase_date", "last_event_date")
     first_seen = F.least("first_purchase_date", "signup_date")
     features = {
@@ -279,6 +283,190 @@ def build_customer_features(
         F.col("last_purchase_date").isNotNull().alias("has_purchase"),
         as_of_col.alias("as_of_date"),
     )
+
+
+def _within(column: str, as_of: Column, start: int, end: int = 0) -> Column:
+    """Rows dated in ``(as_of - start, as_of - end]`` days, for an as-of date column."""
+    return (F.col(column) > F.date_sub(as_of, start)) & (F.col(column) <= F.date_sub(as_of, end))
+
+
+def _latest_on_or_before(days: DataFrame, dates: DataFrame, column: str, alias: str) -> DataFrame:
+    """(customer_key, as_of_date, alias): each customer's latest ``column`` day on or before each
+    as-of date. Each day row covers the as-of dates up to its next day: one match per date."""
+    spans = (
+        days.select("customer_key", column)
+        .distinct()
+        .withColumn(
+            "_next", F.lead(column).over(Window.partitionBy("customer_key").orderBy(column))
+        )
+    )
+    return spans.join(
+        F.broadcast(dates),
+        (F.col(column) <= F.col("as_of_date"))
+        & (F.col("_next").isNull() | (F.col("_next") > F.col("as_of_date"))),
+    ).select("customer_key", "as_of_date", F.col(column).alias(alias))
+
+
+def _in_windows(daily: DataFrame, dates: DataFrame, column: str, days: int) -> DataFrame:
+    """Each daily row joined to every as-of date whose ``days``-day window holds it."""
+    return daily.join(
+        F.broadcast(dates),
+        (F.col(column) <= F.col("as_of_date"))
+        & (F.col(column) > F.date_sub(F.col("as_of_date"), days)),
+    )
+
+
+def customer_base_over(
+    population: DataFrame, transactions: DataFrame, activity: DataFrame, dates: list[date]
+) -> DataFrame:
+    """``customer_base`` for every date of ``dates`` at once, with an ``as_of_date`` column.
+
+    One pass over the history instead of one per date: daily summaries per customer, each
+    joined to the as-of dates whose windows hold it. Counts of orders add up per day because an
+    order or receipt has one date; sessions and categories are counted distinct over the days
+    in the window. ``customer_base`` of each date gives the same rows (tested).
+    """
+    if not dates:
+        raise ValueError("dates: expected at least one as-of date")
+    spark = population.sparkSession
+    as_of = F.col("as_of_date")
+    calendar = spark.createDataFrame([(d,) for d in sorted(set(dates))], "as_of_date date")
+    tx = transactions.where(F.col("customer_key").isNotNull())
+    bought = F.col("quantity") > 0
+    online, store = F.col("channel") == ONLINE, F.col("channel") == STORE
+    daily = tx.groupBy("customer_key", "date").agg(
+        F.countDistinct("transaction_id").alias("orders"),
+        F.countDistinct(F.when(online, F.col("transaction_id"))).alias("online_orders"),
+        F.countDistinct(F.when(store, F.col("transaction_id"))).alias("store_orders"),
+        F.sum("net_amount").alias("net"),
+        F.sum(F.when(online & bought, F.col("gross_amount")).otherwise(0)).alias("online_gross"),
+        F.sum(F.when(F.col("quantity") < 0, -F.col("quantity")).otherwise(0)).alias("returned"),
+        F.sum(F.when(bought, F.col("quantity")).otherwise(0)).alias("bought"),
+        F.sum(F.when(bought, F.col("discount_amount")).otherwise(0)).alias("discount"),
+        F.sum(F.when(bought, F.col("gross_amount")).otherwise(0)).alias("gross"),
+    )
+
+    # The types one-date sums of the amounts have (Spark's sum widens a decimal by 10 digits),
+    # so that ratios of them divide with the same scale as in ``customer_base``.
+    amounts = {
+        "net": "decimal(24,2)",
+        "online_gross": "decimal(24,2)",
+        "gross": "decimal(24,2)",
+        "discount": "decimal(22,2)",
+    }
+
+    def total(name: str, start: int, end: int = 0) -> Column:
+        summed = F.sum(F.when(_within("date", as_of, start, end), F.col(name)))
+        return summed.cast(amounts[name]) if name in amounts else summed
+
+    purchases = (
+        _in_windows(daily, calendar, "date", 365)
+        .groupBy("customer_key", "as_of_date")
+        .agg(
+            total("orders", 30).alias("frequency_30d"),
+            total("orders", 60, 30).alias("frequency_prev_30d"),
+            total("orders", 90).alias("frequency_90d"),
+            total("orders", 365).alias("frequency_365d"),
+            total("online_orders", 365).alias("online_orders_365d"),
+            total("store_orders", 365).alias("store_orders_365d"),
+            total("net", 90).alias("monetary_90d"),
+            total("net", 365).alias("monetary_365d"),
+            total("online_gross", 365).alias("online_gross_365d"),
+            total("returned", 365).alias("returned_units_365d"),
+            total("bought", 365).alias("bought_units_365d"),
+            total("discount", 365).alias("discount_365d"),
+            total("gross", 365).alias("gross_365d"),
+        )
+    )
+    categories = (
+        _in_windows(
+            tx.where(bought & F.col("category").isNotNull())
+            .select("customer_key", "date", "category")
+            .distinct(),
+            calendar,
+            "date",
+            365,
+        )
+        .groupBy("customer_key", "as_of_date")
+        .agg(F.countDistinct("category").alias("category_breadth_365d"))
+    )
+    firsts = tx.groupBy("customer_key").agg(F.min("date").alias("first_purchase_date"))
+    events = activity.where(F.col("customer_key").isNotNull())
+    sessions = (
+        _in_windows(
+            events.select("customer_key", "session_id", "event_date").distinct(),
+            calendar,
+            "event_date",
+            60,
+        )
+        .groupBy("customer_key", "as_of_date")
+        .agg(
+            *(
+                F.countDistinct(
+                    F.when(_within("event_date", as_of, start, end), F.col("session_id"))
+                ).alias(name)
+                for name, start, end in (
+                    ("sessions_30d", 30, 0),
+                    ("sessions_7d", 7, 0),
+                    ("sessions_14d", 14, 0),
+                    ("sessions_prev_30d", 60, 30),
+                )
+            )
+        )
+    )
+    kinds = {
+        "product_views_30d": "product_view",
+        "searches_30d": "search",
+        "cart_adds_30d": "add_to_cart",
+    }
+    counts = (
+        _in_windows(
+            events.groupBy("customer_key", "event_date").agg(
+                *(
+                    F.sum(F.when(F.col("event_type") == kind, 1).otherwise(0)).alias(name)
+                    for name, kind in kinds.items()
+                )
+            ),
+            calendar,
+            "event_date",
+            30,
+        )
+        .groupBy("customer_key", "as_of_date")
+        .agg(*(F.sum(name).alias(name) for name in kinds))
+    )
+    keys = ["customer_key", "as_of_date"]
+    base = population.crossJoin(F.broadcast(calendar))
+    for part in (
+        _latest_on_or_before(tx, calendar, "date", "last_purchase_date"),
+        _latest_on_or_before(events, calendar, "event_date", "last_event_date"),
+        purchases,
+        categories,
+        sessions,
+        counts,
+    ):
+        base = base.join(part, keys, "left")
+    base = base.join(firsts, "customer_key", "left").withColumn(
+        "first_purchase_date",
+        F.when(F.col("last_purchase_date").isNotNull(), F.col("first_purchase_date")),
+    )
+    seen = (
+        (F.col("signup_date") <= as_of)
+        | F.col("last_purchase_date").isNotNull()
+        | F.col("last_event_date").isNotNull()
+    )
+    return base.where(seen)
+
+
+def build_customer_features_over(
+    population: DataFrame,
+    transactions: DataFrame,
+    activity: DataFrame,
+    dates: list[date],
+    window_days: int = 365,
+) -> DataFrame:
+    """``build_customer_features`` of every date of ``dates``, in one pass (a backfill)."""
+    base = customer_base_over(population, transactions, activity, dates)
+    return _features(base, F.col("as_of_date"), window_days)
 
 
 def _top_values(df: DataFrame, value: str, order_by: Column, top: int, alias: str) -> DataFrame:
