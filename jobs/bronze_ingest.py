@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
-from omni.landing import DeliveryFolder, scan_source
+from omni.landing import DeliveryFolder, complete_files, scan_source
 from omni.sources import SOURCES, Source
 
 log = logging.getLogger("omni.bronze")
@@ -213,12 +213,7 @@ def ingest_source(
 ) -> dict:
     folders = scan_source(settings.landing_dir, source, up_to)
     waiting = record_delivery_folders(spark, settings, source, folders, run_id)
-    candidates = {
-        path: folder.business_date
-        for folder in folders
-        if folder.complete
-        for path in folder.data_files
-    }
+    candidates = complete_files(folders)
     done = already_ingested(spark, settings, source, candidates) if candidates else set()
     new_files = {path: day for path, day in candidates.items() if path not in done}
     counts = {

@@ -108,14 +108,19 @@ def scan_source(
     return found
 
 
-def ready_files(landing_dir: Path, source: Source, up_to: date) -> dict[str, date]:
-    """Data files of complete folders on or before ``up_to``, relative path -> business date."""
+def complete_files(folders: list[DeliveryFolder]) -> dict[str, date]:
+    """Data files of the complete ``folders``, relative path -> business date."""
     return {
         path: folder.business_date
-        for folder in scan_source(landing_dir, source, up_to)
+        for folder in folders
         if folder.complete
         for path in folder.data_files
     }
+
+
+def ready_files(landing_dir: Path, source: Source, up_to: date) -> dict[str, date]:
+    """Data files of complete folders on or before ``up_to``, relative path -> business date."""
+    return complete_files(scan_source(landing_dir, source, up_to))
 
 
 def channels(landing_dir: Path) -> dict[str, bool]:

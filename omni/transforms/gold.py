@@ -204,6 +204,15 @@ def _ratio(numerator: str, denominator: str) -> Column:
     return F.when(F.col(denominator) > 0, F.col(numerator) / F.col(denominator)).otherwise(0.0)
 
 
+def _known_by(as_of: Column) -> Column:
+    """A customer of the as-of date: signed up, bought or seen online by then."""
+    return (
+        (F.col("signup_date") <= as_of)
+        | F.col("last_purchase_date").isNotNull()
+        | F.col("last_event_date").isNotNull()
+    )
+
+
 def customer_base(
     population: DataFrame, transactions: DataFrame, activity: DataFrame, as_of: date
 ) -> DataFrame:
@@ -215,12 +224,7 @@ def customer_base(
     purchases = _purchase_aggregates(transactions, as_of)
     events = _activity_aggregates(activity, as_of, 30)
     base = population.join(purchases, "customer_key", "left").join(events, "customer_key", "left")
-    seen = (
-        (F.col("signup_date") <= _lit_date(as_of))
-        | F.col("last_purchase_date").isNotNull()
-        | F.col("last_event_date").isNotNull()
-    )
-    return base.where(seen)
+    return base.where(_known_by(_lit_date(as_of)))
 
 
 def build_customer_features(
@@ -449,12 +453,7 @@ def customer_base_over(
         "first_purchase_date",
         F.when(F.col("last_purchase_date").isNotNull(), F.col("first_purchase_date")),
     )
-    seen = (
-        (F.col("signup_date") <= as_of)
-        | F.col("last_purchase_date").isNotNull()
-        | F.col("last_event_date").isNotNull()
-    )
-    return base.where(seen)
+    return base.where(_known_by(as_of))
 
 
 def build_customer_features_over(
