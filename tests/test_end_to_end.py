@@ -608,7 +608,9 @@ def test_bi_tools_query_the_gold_tables_by_name_over_jdbc(spark, nightly_run, sq
     described = {
         r["col_name"]: r["comment"] for r in _beeline(port, "DESCRIBE gold.customer_scores")
     }
-    assert described["churn_probability"] == "P(no purchase within the horizon)"
+    registered = {c.name: c.comment for c in tables.GOLD_SCORES.columns}
+    assert described["churn_probability"] == registered["churn_probability"]
+    assert described["churn_probability"].startswith("P(no purchase within the horizon)")
 
 
 def test_delta_rs_reads_every_gold_table(spark, nightly_run):
