@@ -28,7 +28,7 @@ export DO_NOT_TRACK := 1
 # OpenMP threads (a nightly training task beside a test, say) slow each other down fiftyfold.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration bench-history spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -79,6 +79,10 @@ bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backf
 ORCHESTRATION_BENCH_ARGS ?=
 bench-orchestration: setup ## Nightly DAGs on local[*] vs a local standalone cluster; spark-submit overhead
 	$(BIN)/python -m bench.orchestration $(ORCHESTRATION_BENCH_ARGS)
+
+HISTORY_BENCH_ARGS ?=
+bench-history: setup ## A year backfilled in one omni_nightly run, then nights, through Airflow (HISTORY_BENCH_ARGS=...)
+	$(BIN)/python -m bench.history $(HISTORY_BENCH_ARGS)
 
 spark-cluster: setup ## Start a Spark standalone master and worker on 127.0.0.1 (Ctrl-C stops them)
 	$(BIN)/python -m omni.standalone

@@ -48,7 +48,7 @@ HORIZON = 30
 
 
 def synthetic_inputs(spark: SparkSession, customers: int, seed: int = 7) -> dict:
-    """Population, transactions and activity shaped as ``jobs.gold.load_inputs`` returns them."""
+    """Population, transactions and activity shaped as ``omni.history.load_inputs`` returns them."""
     start = AS_OF - timedelta(days=DAYS)
     people = (
         spark.range(customers)

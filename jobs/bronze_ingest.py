@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
@@ -55,8 +56,11 @@ def parse_records(lines: DataFrame, source: Source) -> DataFrame:
     )
 
 
-def read_lines(spark: SparkSession, settings: Settings, source: Source, files: list[str]):
-    """Every line of ``files`` with its landing-relative file and 1-based line number.
+def read_lines(
+    spark: SparkSession, settings: Settings, source: Source, files: list[str]
+) -> tuple[DataFrame, dict[str, int]]:
+    """Every line of ``files`` with its landing-relative file and 1-based line number, and the
+    records of each file (its lines, a CSV header left out).
 
     A file may be split over several tasks. A split's lines are consecutive in its task, so
     ``monotonically_increasing_id`` numbers them in file order; a first, cheap pass counts the
@@ -74,34 +78,68 @@ def read_lines(spark: SparkSession, settings: Settings, source: Source, files: l
     )
     splits = (
         lines.groupBy("_source_file", "_block")
-        .agg(F.count("*").alias("n"), F.min("_position").alias("first"))
+        .agg(
+            F.count("*").alias("n"),
+            F.min("_position").alias("first"),
+            F.min_by("value", "_position").alias("first_line"),
+        )
         .collect()
     )
     before: dict[str, int] = {}
     offsets = []
+    header = ",".join(source.header) if source.format == "csv" else None
+    records: dict[str, int] = {path: 0 for path in files}
     for split in sorted(splits, key=lambda r: (r["_source_file"], r["_block"])):
-        earlier = before.get(split["_source_file"], 0)
-        offsets.append((split["_source_file"], split["_block"], earlier + 1 - split["first"]))
-        before[split["_source_file"]] = earlier + split["n"]
+        path = split["_source_file"]
+        earlier = before.get(path, 0)
+        offsets.append((path, split["_block"], earlier + 1 - split["first"]))
+        before[path] = earlier + split["n"]
+        # parse_records drops a CSV file's first line when it is the header
+        skipped = earlier == 0 and header is not None and split["first_line"] == header
+        records[path] = records.get(path, 0) + split["n"] - skipped
     if not offsets:
-        return lines.select("value", "_source_file", F.lit(None).cast("long").alias("_source_line"))
+        empty = lines.select(
+            "value", "_source_file", F.lit(None).cast("long").alias("_source_line")
+        )
+        return empty, records
     offset = spark.createDataFrame(offsets, "_source_file string, _block long, _offset long")
-    return lines.join(F.broadcast(offset), ["_source_file", "_block"]).select(
+    numbered = lines.join(F.broadcast(offset), ["_source_file", "_block"]).select(
         "value", "_source_file", (F.col("_position") + F.col("_offset")).alias("_source_line")
     )
+    return numbered, records
+
+
+@dataclass(frozen=True)
+class Known:
+    """What bronze knew before the run, read once for every source: the files of the ingest
+    log and the delivery folders already seen, by source."""
+
+    logged: dict[str, frozenset[str]]
+    folders: dict[str, dict[str, Row]]
+
+    @classmethod
+    def read(cls, spark: SparkSession, settings: Settings) -> Known:
+        logged: dict[str, set[str]] = {}
+        for row in (
+            lakehouse.read_table(spark, settings, tables.INGESTED_FILES)
+            .select("source", "source_file")
+            .collect()
+        ):
+            logged.setdefault(row["source"], set()).add(row["source_file"])
+        folders: dict[str, dict[str, Row]] = {}
+        for row in lakehouse.read_table(spark, settings, tables.LANDING_FOLDERS).collect():
+            folders.setdefault(row["source"], {})[row["folder"]] = row
+        return cls({k: frozenset(v) for k, v in logged.items()}, folders)
 
 
 def already_ingested(
-    spark: SparkSession, settings: Settings, source: Source, candidates: dict[str, date]
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    candidates: dict[str, date],
+    logged: frozenset[str],
 ) -> set[str]:
     """Candidate files in the ingest log; files in bronze but not yet logged are logged now."""
-    logged = {
-        row["source_file"]
-        for row in lakehouse.read_table(spark, settings, tables.INGESTED_FILES)
-        .where(F.col("source") == source.name)
-        .select("source_file")
-        .collect()
-    }
     unlogged = {path: day for path, day in candidates.items() if path not in logged}
     if not unlogged:
         return set(candidates)
@@ -156,23 +194,26 @@ def record_delivery_folders(
     source: Source,
     folders: list[DeliveryFolder],
     run_id: str,
+    known: dict[str, Row],
 ) -> list[dict]:
     """Merge the scanned folders into ``bronze.landing_folders``; return the waiting ones.
 
     A folder keeps the time a run first saw it (``first_seen_at``: waiting since) and first
-    found it complete, so a retried run changes only the last-checked stamps.
+    found it complete. Only folders that are new, still waiting or changed (a marker or a file
+    arrived) are written: a year of complete folders is not rewritten every night.
     """
     table = tables.LANDING_FOLDERS
-    known = {
-        row["folder"]: row
-        for row in lakehouse.read_table(spark, settings, table)
-        .where(F.col("source") == source.name)
-        .collect()
-    }
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = []
     for folder in folders:
         before = known.get(folder.folder)
+        if (
+            before is not None
+            and folder.complete
+            and before["status"] == folder.status
+            and before["data_files"] == len(folder.data_files)
+        ):
+            continue  # complete before, and nothing came since
         completed = before["completed_at"] if before is not None else None
         rows.append(
             {
@@ -209,12 +250,23 @@ def record_delivery_folders(
 
 
 def ingest_source(
-    spark: SparkSession, settings: Settings, source: Source, up_to: date, run_id: str
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    up_to: date,
+    run_id: str,
+    known: Known | None = None,
 ) -> dict:
+    """Ingest ``source``'s new complete files up to ``up_to``; ``known``: what bronze knew
+    before the run (read here when not given)."""
+    known = known or Known.read(spark, settings)
     folders = scan_source(settings.landing_dir, source, up_to)
-    waiting = record_delivery_folders(spark, settings, source, folders, run_id)
+    waiting = record_delivery_folders(
+        spark, settings, source, folders, run_id, known.folders.get(source.name, {})
+    )
     candidates = complete_files(folders)
-    done = already_ingested(spark, settings, source, candidates) if candidates else set()
+    logged = known.logged.get(source.name, frozenset())
+    done = already_ingested(spark, settings, source, candidates, logged) if candidates else set()
     new_files = {path: day for path, day in candidates.items() if path not in done}
     counts = {
         "files": len(new_files),
@@ -225,7 +277,7 @@ def ingest_source(
     }
     if not new_files:
         return counts
-    lines = read_lines(spark, settings, source, sorted(new_files))
+    lines, per_file = read_lines(spark, settings, source, sorted(new_files))
     records = parse_records(lines, source).select(
         "*",
         F.current_timestamp().alias("_ingested_at"),
@@ -235,14 +287,21 @@ def ingest_source(
         ),
     )
     written = lakehouse.append(spark, settings, source.bronze, records)
-    files = bronze_file_counts(spark, settings, source, new_files, run_id)
+    if written != sum(per_file.values()):
+        raise RuntimeError(
+            f"{source.bronze.name}: {written} rows written for {sum(per_file.values())} records "
+            f"counted in {len(per_file)} files: expected every line but CSV headers as a row"
+        )
+    files = {path: (run_id, n) for path, n in per_file.items() if n}
     log_files(spark, settings, source, new_files, files, run_id)
     return {**counts, "records": written}
 
 
 def ingest_all(spark: SparkSession, settings: Settings, up_to: date, run_id: str) -> dict:
+    known = Known.read(spark, settings)
     return {
-        source.name: ingest_source(spark, settings, source, up_to, run_id) for source in SOURCES
+        source.name: ingest_source(spark, settings, source, up_to, run_id, known)
+        for source in SOURCES
     }
 
 
@@ -250,8 +309,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return ingest_all(spark, settings, args.date, args.run_id)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("bronze_ingest", _body, job_parser(__doc__.splitlines()[0]), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("bronze_ingest", _body, job_parser(__doc__.splitlines()[0]), argv, session)
 
 
 if __name__ == "__main__":

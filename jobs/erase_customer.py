@@ -206,8 +206,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return erase_customer(spark, settings, args.identifier_type, identifier, args.run_id)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("erase_customer", _body, _parser(), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("erase_customer", _body, _parser(), argv, session)
 
 
 if __name__ == "__main__":

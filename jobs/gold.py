@@ -2,7 +2,8 @@
 
 Profiles describe the customers as of the date. Features are written for the date and
 recomputed for every earlier day that already has features and that the run's records touched
-(late records), replacing those days' rows; KPIs are recomputed for every touched day. With
+(late records), replacing those days' rows; KPIs are recomputed for every touched day, one row
+for every channel day delivered complete (zeros on a closed store's or a holiday's). With
 ``--start-date`` one run backfills features for every day of the range: all of them in one
 pass over the history and one Delta commit (a year of days does not cost a year of jobs).
 """
@@ -17,30 +18,8 @@ from pyspark.sql import functions as F
 from omni import lakehouse, tables
 from omni.cli import date_arg, job_parser, run_job
 from omni.config import Settings
+from omni.history import customer_history
 from omni.transforms import gold
-
-
-def load_inputs(spark: SparkSession, settings: Settings) -> dict:
-    """Silver inputs, resolved to customer keys, shared by gold and model training."""
-    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
-    identity = lakehouse.materialize(read(tables.SILVER_IDENTITY))
-    events = read(tables.SILVER_EVENTS)
-    return {
-        "identity": identity,
-        "population": lakehouse.materialize(
-            gold.customer_population(identity, read(tables.SILVER_CUSTOMERS))
-        ),
-        "transactions": lakehouse.materialize(
-            gold.customer_transactions(
-                read(tables.SILVER_ORDER_LINES),
-                read(tables.SILVER_POS),
-                identity,
-                read(tables.SILVER_PRODUCTS),
-            )
-        ),
-        "activity": lakehouse.materialize(gold.customer_activity(events, identity)),
-        "events": events,
-    }
 
 
 def touched_dates(spark: SparkSession, settings: Settings, run_id: str, as_of: date) -> list[date]:
@@ -81,12 +60,8 @@ def build_gold(
     start = start or as_of
     if start > as_of:
         raise ValueError(f"--start-date {start} is after --date {as_of}: expected start <= date")
-    inputs = load_inputs(spark, settings)
-    try:
+    with customer_history(spark, settings) as inputs:
         return _write_gold(spark, settings, inputs, as_of, run_id, start)
-    finally:
-        for frame in inputs.values():
-            frame.unpersist()
 
 
 def _write_gold(
@@ -126,7 +101,11 @@ def _write_gold(
     finally:
         base.unpersist()
     kpi_days = sorted(set(days) | set(as_of_dates))
-    kpis = gold.build_daily_channel_kpis(transactions, inputs["events"], kpi_days)
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    delivered = gold.delivered_channel_days(
+        read(tables.LANDING_FOLDERS), read(tables.SILVER_STORES), kpi_days
+    )
+    kpis = gold.build_daily_channel_kpis(transactions, inputs["events"], kpi_days, delivered)
     return {
         "customer_profile": profiles,
         "customer_features": written,
@@ -153,8 +132,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return build_gold(spark, settings, args.date, args.run_id, args.start_date)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("gold", _body, _parser(), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("gold", _body, _parser(), argv, session)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return {"tables": maintain_tables(spark, settings, hours), "retention_hours": hours}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("maintenance", _body, _parser(), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("maintenance", _body, _parser(), argv, session)
 
 
 if __name__ == "__main__":

@@ -323,8 +323,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return run_silver(spark, settings, args.run_id, args.date)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("silver", _body, job_parser(__doc__.splitlines()[0]), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("silver", _body, job_parser(__doc__.splitlines()[0]), argv, session)
 
 
 if __name__ == "__main__":

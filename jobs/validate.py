@@ -15,7 +15,7 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
-from omni import lakehouse, quality, tables
+from omni import lakehouse, quality, suites, tables
 from omni.cli import date_arg, job_parser, run_job
 from omni.config import Settings
 
@@ -32,18 +32,17 @@ def suite_tables(layers: list[str], table_names: list[str] | None = None) -> lis
         table
         for layer in layers
         for table in tables.layer_tables(layer)
-        if quality.suite_path(table.name).exists()
-        and (not table_names or table.name in table_names)
+        if suites.suite_path(table.name).exists() and (not table_names or table.name in table_names)
     ]
     unknown = sorted(set(table_names or ()) - {t.name for t in found})
     if unknown:
         raise ValueError(
             f"no suite for {unknown} in layers {layers}: expected tables with a file under "
-            f"{quality.EXPECTATIONS_DIR}"
+            f"{suites.EXPECTATIONS_DIR}"
         )
     if not found:
         raise ValueError(
-            f"layers {layers} have no expectation suites under {quality.EXPECTATIONS_DIR}"
+            f"layers {layers} have no expectation suites under {suites.EXPECTATIONS_DIR}"
         )
     return found
 
@@ -62,9 +61,9 @@ def validate(
         raise ValueError(f"--start-date {start_date} is after --date {business_date}")
     frames = {}
     for table in suite_tables(layers, table_names):
-        spec = quality.load_suite(table.name)
+        spec = suites.load_suite(table.name)
         df = lakehouse.read_table(spark, settings, table)
-        condition = quality.scope_filter(spec.scope, run_id, business_date, df.columns, start_date)
+        condition = suites.scope_filter(spec.scope, run_id, business_date, df.columns, start_date)
         frames[table.name] = df.where(condition) if condition else df
     validations = quality.validate_tables(spark, settings, frames, run_id, business_date)
     summary = {v.table: v.summary() for v in validations}
@@ -109,8 +108,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("validate", _body, _parser(), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("validate", _body, _parser(), argv, session)
 
 
 if __name__ == "__main__":

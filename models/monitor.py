@@ -260,8 +260,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return monitor_models(spark, settings, args.date, args.run_id)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("monitor_models", _body, job_parser(__doc__.splitlines()[0]), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("monitor_models", _body, job_parser(__doc__.splitlines()[0]), argv, session)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from datetime import date
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.gold import load_inputs
 from models import recommend
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+from omni.history import customer_history
 
 CHANNELS = {"email": "email_opt_in", "push": "push_opt_in"}
 
@@ -77,20 +77,20 @@ def build_feed(spark: SparkSession, settings: Settings, as_of: date) -> dict:
         raise LookupError(
             f"gold.customer_scores has no rows for {as_of}: run models/score.py first"
         )
-    inputs = load_inputs(spark, settings)
-    feed = feed_rows(
-        scores,
-        inputs["population"],
-        inputs["transactions"],
-        inputs["activity"],
-        lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS),
-        as_of,
-        settings.profile_window_days,
-        settings.recommendation_count,
-    )
-    written = lakehouse.replace_where(
-        spark, settings, tables.GOLD_FEED, feed, lakehouse.sql_in("as_of_date", [as_of])
-    )
+    with customer_history(spark, settings) as inputs:
+        feed = feed_rows(
+            scores,
+            inputs["population"],
+            inputs["transactions"],
+            inputs["activity"],
+            lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS),
+            as_of,
+            settings.profile_window_days,
+            settings.recommendation_count,
+        )
+        written = lakehouse.replace_where(
+            spark, settings, tables.GOLD_FEED, feed, lakehouse.sql_in("as_of_date", [as_of])
+        )
     summary = (
         lakehouse.read_table(spark, settings, tables.GOLD_FEED)
         .where(F.col("as_of_date") == day)
@@ -113,8 +113,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return build_feed(spark, settings, args.date)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("personalize", _body, job_parser(__doc__.splitlines()[0]), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("personalize", _body, job_parser(__doc__.splitlines()[0]), argv, session)
 
 
 if __name__ == "__main__":

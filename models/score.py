@@ -129,8 +129,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return score_customers(spark, settings, args.date)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("score_customers", _body, job_parser(__doc__.splitlines()[0]), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("score_customers", _body, job_parser(__doc__.splitlines()[0]), argv, session)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from mlflow.models import infer_signature
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.gold import load_inputs
 from models import monitor, plots, registry
 from models.churn import TRUSTED_TYPES, evaluate, train_churn
 from models.features import (
@@ -41,9 +40,11 @@ from models.features import (
     churn_training_set,
 )
 from models.segmentation import train_segmentation
-from omni import lakehouse, quality, tables
+from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import REPO_ROOT, Settings
+from omni.gates import gate_status
+from omni.history import customer_history
 
 log = logging.getLogger("omni.train")
 # What each model reads: logged as dataset inputs with their Delta versions.
@@ -378,7 +379,7 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
             f"gold.customer_features has no customer with a purchase for {as_of}: expected the "
             "features of the date (run jobs/gold.py first) and at least one buyer"
         )
-    gates = quality.gate_status(spark, settings, as_of, tables.GOLD_FEATURES.name)
+    gates = gate_status(spark, settings, as_of, tables.GOLD_FEATURES.name)
     if not gates.passed:
         log.warning("no model will be promoted: %s", gates.reason)
     windows = ChurnWindows.for_date(
@@ -387,19 +388,26 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
         settings.churn_training_snapshots,
         settings.churn_snapshot_step_days,
     )
-    inputs = load_inputs(spark, settings)
-    training = (
-        churn_training_set(
-            inputs,
-            as_of,
-            settings.churn_horizon_days,
-            settings.profile_window_days,
-            settings.churn_training_snapshots,
-            settings.churn_snapshot_step_days,
+
+    def train_churn_on_history() -> dict:
+        # Built only when the run has not registered its churn version yet (a retry has).
+        with customer_history(spark, settings) as inputs:
+            training = (
+                churn_training_set(
+                    inputs,
+                    as_of,
+                    settings.churn_horizon_days,
+                    settings.profile_window_days,
+                    settings.churn_training_snapshots,
+                    settings.churn_snapshot_step_days,
+                )
+                .orderBy("split", "snapshot_date", "customer_key")
+                .toPandas()
+            )
+        return train_churn_model(
+            spark, settings, client, training, gates, windows, as_of, run_id, versions
         )
-        .orderBy("split", "snapshot_date", "customer_key")
-        .toPandas()
-    )
+
     return {
         "gates": gates.reason,
         "segmentation": once_per_run(
@@ -416,9 +424,7 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
             registry.CHURN_MODEL,
             run_id,
             as_of,
-            lambda: train_churn_model(
-                spark, settings, client, training, gates, windows, as_of, run_id, versions
-            ),
+            train_churn_on_history,
         ),
     }
 
@@ -427,8 +433,8 @@ def _body(spark: SparkSession, settings: Settings, args) -> dict:
     return train_models(spark, settings, args.date, args.run_id)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    return run_job("train_models", _body, job_parser(__doc__.splitlines()[0]), argv)
+def main(argv: list[str] | None = None, session=None) -> dict:
+    return run_job("train_models", _body, job_parser(__doc__.splitlines()[0]), argv, session)
 
 
 if __name__ == "__main__":

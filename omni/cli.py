@@ -46,8 +46,12 @@ def run_job(
     body: Callable[[Any, Settings, argparse.Namespace], dict[str, Any]],
     parser: argparse.ArgumentParser,
     argv: list[str] | None = None,
+    session: tuple[Any, Settings] | None = None,
 ) -> dict[str, Any]:
-    """Parse arguments, build settings and the Spark session, run ``body``, print its counts."""
+    """Parse arguments, build settings and the Spark session, run ``body``, print its counts.
+
+    With ``session`` (a Spark session and its settings) the job runs in it and leaves it open:
+    a DAG's tasks one after the other in one process (``tests/dag_runner.py``)."""
     from omni.spark import get_spark
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -58,10 +62,13 @@ def run_job(
     logging.getLogger("SQLQueryContextLogger").disabled = True
     args = parser.parse_args(argv)
     args.run_id = args.run_id or f"manual__{uuid.uuid4().hex[:12]}"
-    settings = load_settings()
     started = time.monotonic()
-    spark = get_spark(settings, app_name=f"omni.{name}")
-    spark.sparkContext.setLogLevel("WARN")
+    if session is None:
+        settings = load_settings()
+        spark = get_spark(settings, app_name=f"omni.{name}")
+        spark.sparkContext.setLogLevel("WARN")
+    else:
+        spark, settings = session
     try:
         counts = body(spark, settings, args)
     except Exception as error:
@@ -72,7 +79,8 @@ def run_job(
         log.error("job %s failed: %s\n%s", name, message, stack)
         raise JobFailedError(f"job {name} failed: {message}") from None
     finally:
-        spark.stop()
+        if session is None:
+            spark.stop()
     counts = {"job": name, "date": str(args.date), "run_id": args.run_id, **counts}
     counts["seconds"] = round(time.monotonic() - started, 1)
     print(json.dumps(counts, default=str, sort_keys=True), file=sys.stdout, flush=True)

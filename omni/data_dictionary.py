@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from omni.config import REPO_ROOT
-from omni.quality import suite_path
 from omni.sources import SOURCES
+from omni.suites import suite_path
 from omni.tables import ALL_TABLES, Table
 
 DOCS_DIR = REPO_ROOT / "docs"

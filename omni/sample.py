@@ -184,12 +184,19 @@ class SampleSpec:
         return self.start_date + timedelta(days=self.days // 2) if self.new_store else None
 
     def store_open(self, store_id: str, day: date) -> bool:
-        """Whether the store trades (and exports a folder) that day."""
-        if self.new_store_opens and store_id == STORES[-1][0] and day < self.new_store_opens:
+        """Whether the store trades that day."""
+        if not self.store_exists(store_id, day):
             return False
         if self.holidays and store_id == HOLIDAY_STORE:
             return (day.month, day.day) not in PUBLIC_HOLIDAYS
         return True
+
+    def store_exists(self, store_id: str, day: date) -> bool:
+        """Whether the store has opened by that day: it then exports a folder every day, an
+        empty complete one when it is closed (a holiday), as ``raw-landing.md`` has it."""
+        return not (
+            self.new_store_opens and store_id == STORES[-1][0] and day < self.new_store_opens
+        )
 
     def validate(self) -> None:
         if self.customers < 10:
@@ -631,7 +638,7 @@ class SampleGenerator:
     def _deliver_receipt(self, lines: list[list[str]], day: date, store: int) -> None:
         store_id = STORES[store][0]
         folder = self._folder_for(day)
-        while not self.spec.store_open(store_id, folder):  # a closed store exports nothing
+        while not self.spec.store_open(store_id, folder):  # a closed store exports no receipt
             folder += timedelta(days=1)
         for line in lines:
             self.landing.pos[(folder, store_id)].append(line)
@@ -798,9 +805,9 @@ def _write(path: Path, text: str, compress: bool = False) -> None:
 def write_landing(landing: Landing, root: Path, spec: SampleSpec) -> dict[str, int]:
     """Write every folder; days after the end date stay without ``_SUCCESS`` (not ready).
 
-    The clickstream has a complete folder every day. Every store open on a day exports its
-    own folder with its own marker, empty on a day without a receipt; ``late_store``'s folder
-    of the end date waits for its marker.
+    The clickstream has a complete folder every day. Every store opened by a day exports its
+    own folder with its own marker, empty on a day without a receipt (closed on a holiday);
+    ``late_store``'s folder of the end date waits for its marker.
     """
     counts: dict[str, int] = defaultdict(int)
     folders: set[Path] = set()
@@ -823,7 +830,7 @@ def write_landing(landing: Landing, root: Path, spec: SampleSpec) -> dict[str, i
     store_folders: set[Path] = set()
     for day in days if spec.in_store else ():
         for store in STORES:
-            if spec.store_open(store[0], day):
+            if spec.store_exists(store[0], day):
                 store_folders.add(root / "instore/pos" / f"dt={day}" / f"store_id={store[0]}")
     for (day, store_id), rows in sorted(landing.pos.items()):
         path = root / "instore/pos" / f"dt={day}" / f"store_id={store_id}"

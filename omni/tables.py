@@ -295,8 +295,13 @@ LANDING_FOLDERS = Table(
         ),
         _c("completed_at", "timestamp", "When a run first found it complete (UTC)"),
         _c("first_run_id", _s, "Pipeline run that first saw the folder", False),
-        _c("checked_run_id", _s, "Pipeline run that last looked at the folder", False),
-        _c("checked_at", "timestamp", "When a run last looked at the folder (UTC)", False),
+        _c(
+            "checked_run_id",
+            _s,
+            "Pipeline run that last found the folder new, waiting or changed",
+            False,
+        ),
+        _c("checked_at", "timestamp", "When that run looked at the folder (UTC)", False),
     ),
     keys=("source", "folder"),
     grain="one row per delivery folder",
@@ -532,7 +537,7 @@ SILVER_KEY_HISTORY = Table(
     erase_by=(("retired_key", "customer_key"), ("surviving_key", "customer_key")),
 )
 
-# What jobs/gold.py reads (load_inputs): the customer history behind every gold table.
+# What omni/history.py reads (load_inputs): the customer history behind every gold table.
 GOLD_INPUTS = (
     "silver.customer_identity",
     "silver.customers",
@@ -630,7 +635,8 @@ GOLD_FEATURES = Table(
 
 GOLD_KPIS = Table(
     "gold.daily_channel_kpis",
-    "One row per day per channel (online, and store per store).",
+    "One row per day per channel (online, and store per store): every channel day delivered "
+    "complete has its row, with zeros when nothing was sold (a closed store, a holiday).",
     (
         _c("date", "date", "Calendar day (UTC online, store-local in store)", False),
         _c("channel", _s, "online or store", False),
@@ -650,7 +656,11 @@ GOLD_KPIS = Table(
             "Customers whose first purchase in the channel was this day",
             False,
         ),
-        _c("sessions", "bigint", "Online sessions (null for store)"),
+        _c(
+            "sessions",
+            "bigint",
+            "Online sessions (0 on a delivered day without any; null for store)",
+        ),
         _c("online_conversion_rate", "double", "Sessions with a purchase over sessions (online)"),
     ),
     keys=("date", "channel", "store_id"),
@@ -662,6 +672,8 @@ GOLD_KPIS = Table(
         "silver.pos_lines",
         "silver.products",
         "silver.ecommerce_events",
+        "silver.stores",
+        "bronze.landing_folders",
     ),
     producer="jobs/gold.py",
 )

@@ -133,6 +133,36 @@ def rows(df, *columns, order_by=None):
     )
 
 
+def _sort_key(row: tuple) -> tuple:
+    return tuple((value is not None, value) for value in row)
+
+
+def assert_frame_equal(actual, expected, *, order_by=None) -> None:
+    """``actual`` equals ``expected`` (chispa style): the same column names and types, in
+    order, then the same rows, order-free unless ``order_by``; a failure prints both schemas or
+    the rows that differ, marked ``-`` (expected only) and ``+`` (actual only)."""
+    types = lambda df: [(f.name, f.dataType.simpleString()) for f in df.schema.fields]  # noqa: E731
+    assert types(actual) == types(expected), (
+        f"schemas differ:\n  actual:   {types(actual)}\n  expected: {types(expected)}"
+    )
+
+    def collected(df):
+        found = [tuple(r) for r in (df.orderBy(*order_by) if order_by else df).collect()]
+        return found if order_by else sorted(found, key=_sort_key)
+
+    got, want = collected(actual), collected(expected)
+    if got != want:
+        header = " | ".join(actual.columns)
+        lines = [f"- {row}" for row in want if row not in got]
+        lines += [f"+ {row}" for row in got if row not in want]
+        if not lines:  # the same rows in another order, or a row twice
+            lines = [f"- {row}" for row in want] + [f"+ {row}" for row in got]
+        raise AssertionError(
+            f"rows differ ({len(got)} actual, {len(want)} expected):\n  {header}\n"
+            + "\n".join(lines)
+        )
+
+
 # The modules that take longest, longest first; the rest follow in file order. ``make test``
 # hands whole files to two xdist workers in this order, one file at a time as a worker runs
 # low: the end-to-end module (17-18 min) then keeps one worker, the cluster module (8-11 min)

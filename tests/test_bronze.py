@@ -221,6 +221,13 @@ def test_stores_that_export_on_their_own_are_read_when_their_marker_arrives(
     assert now_complete["first_seen_at"] == waited["first_seen_at"]
     assert now_complete["first_run_id"] == "night-1"
     assert now_complete["checked_run_id"] == "night-2"
+    # A folder complete before and unchanged since is not written again.
+    unchanged = (
+        lakehouse.read_table(spark, local, tables.LANDING_FOLDERS)
+        .where(F.col("folder") == "instore/pos/dt=2026-01-01/store_id=S1")
+        .first()
+    )
+    assert unchanged["checked_run_id"] == "night-1"
 
 
 def test_a_source_with_no_folder_is_a_channel_the_retailer_lacks(spark, settings, tmp_path):

@@ -33,7 +33,7 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
-from omni import quality, tables
+from omni import quality, suites, tables
 from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
 from tests.conftest import readers_rows
@@ -495,7 +495,7 @@ def test_gold_tables_and_data_docs(spark, nightly_run):
     per_day = features.groupBy("as_of_date").count().collect()
     assert min(r["count"] for r in per_day) >= 190
     page = quality.data_docs_index(nightly_run).read_text()
-    for path in sorted(quality.EXPECTATIONS_DIR.glob("*/*.json")):
+    for path in sorted(suites.EXPECTATIONS_DIR.glob("*/*.json")):
         suite = f"{path.parent.name}.{path.stem}"
         assert f"{suite}.html" in page or suite in page, f"Data Docs index lacks {suite}"
 
@@ -504,8 +504,8 @@ def test_the_sample_passes_every_suite_but_the_planted_warning(spark, nightly_ru
     """The run finished (the fixture asserts it) with one warning recorded, and only that."""
     results = _results(spark, nightly_run, RUN_DATE)
     validated = {r["table_name"] for r in results.select("table_name").distinct().collect()}
-    suites = {f"{p.parent.name}.{p.stem}" for p in quality.EXPECTATIONS_DIR.glob("*/*.json")}
-    assert validated == suites
+    every = {f"{p.parent.name}.{p.stem}" for p in suites.EXPECTATIONS_DIR.glob("*/*.json")}
+    assert validated == every
     failed = results.where(~F.col("success")).collect()
     assert [
         (r["table_name"], r["expectation_type"], r["severity"], r["observed_value"]) for r in failed

@@ -1,13 +1,14 @@
 """Gold transforms on hand-built frames: point-in-time features, profile, labels, KPIs."""
 
 from datetime import date, timedelta
+from decimal import Decimal
 
 import pytest
 from pyspark.sql import functions as F
 
 from omni.tables import FEATURE_COLUMNS
 from omni.transforms import gold
-from tests.conftest import rows
+from tests.conftest import assert_frame_equal, rows
 
 AS_OF = date(2026, 6, 30)
 TX_SCHEMA = (
@@ -226,6 +227,55 @@ def test_daily_kpis(spark):
     ]
 
 
+KPI_SCHEMA = (
+    "date date, channel string, store_id string, orders bigint, net_revenue decimal(16,2), "
+    "units bigint, active_customers bigint, new_customers bigint, sessions bigint, "
+    "online_conversion_rate double"
+)
+
+
+def test_every_delivered_channel_day_has_a_kpi_row_with_zeros_when_nothing_sold(spark):
+    """S01 is closed on the 2nd (its complete folder holds no file), the site is quiet on the
+    3rd, and on the 3rd the receipts come as one dt= folder for all stores opened by then (not
+    S03, opened on the 4th). S03's folder of the 2nd waits: no row until it is complete."""
+    d2, d3 = date(2026, 6, 2), date(2026, 6, 3)
+    folders = spark.createDataFrame(
+        [
+            ("ecommerce_events", d2, None, "complete"),
+            ("ecommerce_events", d3, None, "complete"),
+            ("pos_lines", d2, "S01", "complete"),
+            ("pos_lines", d2, "S02", "complete"),
+            ("pos_lines", d2, "S03", "waiting"),
+            ("pos_lines", d3, None, "complete"),
+            ("crm_customers", d3, None, "complete"),
+        ],
+        "source string, business_date date, store_id string, status string",
+    )
+    stores = spark.createDataFrame(
+        [("S01", date(2020, 1, 1)), ("S02", None), ("S03", date(2026, 6, 4))],
+        "store_id string, opened_on date",
+    )
+    tx = _tx(spark, [("K1", "store", "S02", "T1", "2026-06-02", "S", 2, 8, 8, 0, "c")])
+    events = _events(
+        spark, [("K1", "2026-06-02", "2026-06-02 10:00:00", "page_view", "s1", None, "S")]
+    )
+    delivered = gold.delivered_channel_days(folders, stores, [d2, d3])
+    kpis = gold.build_daily_channel_kpis(tx, events, [d2, d3], delivered)
+    zero = Decimal("0.00")
+    expected = spark.createDataFrame(
+        [
+            (d2, "online", None, 0, zero, 0, 0, 0, 1, 0.0),
+            (d2, "store", "S01", 0, zero, 0, 0, 0, None, None),
+            (d2, "store", "S02", 1, Decimal("8.00"), 2, 1, 1, None, None),
+            (d3, "online", None, 0, zero, 0, 0, 0, 0, None),
+            (d3, "store", "S01", 0, zero, 0, 0, 0, None, None),
+            (d3, "store", "S02", 0, zero, 0, 0, 0, None, None),
+        ],
+        KPI_SCHEMA,
+    )
+    assert_frame_equal(kpis.select(*expected.columns), expected)
+
+
 def test_top_categories_rank_by_spend_and_keep_three(spark):
     tx = _tx(
         spark,
@@ -296,7 +346,7 @@ NET_OF_RETURNS = {"monetary_90d", "monetary_365d", "avg_order_value_365d", "net_
 
 
 def test_no_blocking_expectation_puts_a_floor_under_a_net_of_returns_value():
-    from omni import quality, tables
+    from omni import suites, tables
 
     for table in tables.ALL_TABLES:
         if table.layer != "gold":
@@ -304,7 +354,7 @@ def test_no_blocking_expectation_puts_a_floor_under_a_net_of_returns_value():
         for name in NET_OF_RETURNS & set(table.column_names):
             comment = next(c.comment for c in table.columns if c.name == name)
             assert "negative" in comment, (table.name, name)
-        for item in quality.load_suite(table.name).expectations:
+        for item in suites.load_suite(table.name).expectations:
             bounds_values = item["type"] == "expect_column_values_to_be_between"
             if (
                 bounds_values

@@ -14,7 +14,7 @@ from models.baseline import fit_bgnbd, p_alive, p_no_purchase
 from models.churn import TRUSTED_TYPES, lift_at_top_decile, train_churn
 from models.features import CHURN_FEATURES, LABEL, SEGMENT_FEATURES, training_cutoff
 from models.segmentation import name_segment, name_segments, train_segmentation
-from omni.quality import GateStatus
+from omni.gates import GateStatus
 
 PASSED = GateStatus(True, "gates passed")
 

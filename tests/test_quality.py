@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 from pyspark.sql import functions as F
 
-from omni import lakehouse, quality, tables
+from omni import gates, lakehouse, quality, suites, tables
 
 DAY = date(2026, 3, 31)
 HASH = "ab" * 32
@@ -302,17 +302,17 @@ def test_a_retried_validation_replaces_its_own_results(spark, gated):
 def test_model_promotion_gate_reads_the_latest_validation_of_each_table(spark, gated):
     local = gated[0]
     # Run r2 came last for silver.pos_lines and failed a blocking referential check there.
-    status = quality.gate_status(spark, local, DAY, "gold.customer_features")
+    status = gates.gate_status(spark, local, DAY, "gold.customer_features")
     assert not status.passed
     assert status.reason.startswith(f"blocking expectations failed for {DAY} on ")
     assert "silver.pos_lines" in status.reason and "gold.customer_features" not in status.reason
     # The table a model learns from must have been validated for the date at all.
-    missing = quality.gate_status(spark, local, DAY, "gold.customer_scores")
-    assert missing == quality.GateStatus(
+    missing = gates.gate_status(spark, local, DAY, "gold.customer_scores")
+    assert missing == gates.GateStatus(
         False, f"gold.customer_scores has no validation results for {DAY}"
     )
     later = DAY + timedelta(days=1)
-    assert not quality.gate_status(spark, local, later, "gold.customer_features").passed
+    assert not gates.gate_status(spark, local, later, "gold.customer_features").passed
 
 
 def test_data_docs_name_the_validated_suites(gated):
@@ -325,12 +325,12 @@ def test_data_docs_name_the_validated_suites(gated):
 def test_every_bronze_silver_and_gold_table_has_a_suite():
     for table in tables.ALL_TABLES:
         if table.layer in ("bronze", "silver", "gold"):
-            spec = quality.load_suite(table.name)
+            spec = suites.load_suite(table.name)
             assert spec.table == table.name
 
 
 def test_volume_bounds_follow_the_median_of_recent_runs_per_day():
-    volume = quality.Volume(min_ratio=0.5, max_ratio=2.0, lookback_runs=3)
+    volume = suites.Volume(min_ratio=0.5, max_ratio=2.0, lookback_runs=3)
     assert volume.bounds([], days=1) == (0, None)
     assert volume.bounds([100], days=0) == (0, 0)  # nothing delivered: no row expected
     # Newest first; zero-row runs and runs past the lookback are ignored.
@@ -357,9 +357,9 @@ def test_malformed_suites_are_refused_with_the_bad_value(tmp_path, monkeypatch, 
     folder.mkdir()
     spec = {"table": "silver.stores", "scope": "all", "expectations": [{"type": "x"}], **change}
     (folder / "stores.json").write_text(json.dumps(spec))
-    monkeypatch.setattr(quality, "EXPECTATIONS_DIR", tmp_path)
+    monkeypatch.setattr(suites, "EXPECTATIONS_DIR", tmp_path)
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        quality.load_suite("silver.stores")
+        suites.load_suite("silver.stores")
 
 
 QUIET_LAYERS = ("bronze", "silver", "quarantine")
@@ -372,7 +372,7 @@ def _empty_batches(spark):
     return {
         table.name: batch(spark, table.name, 0)
         for table in suite_tables(list(QUIET_LAYERS))
-        if quality.load_suite(table.name).scope == "run"
+        if suites.load_suite(table.name).scope == "run"
     }
 
 

@@ -151,9 +151,12 @@ def test_a_year_with_holidays_a_store_that_opens_and_a_store_that_is_late(tmp_pa
     folders = {(f.business_date, f.store_id): f for f in scan_source(tmp_path, POS)}
     christmas = folders[(date(2025, 12, 25), "S001")]
     assert christmas.complete
-    # The holiday store exports nothing on public holidays: no folder, no receipt.
-    assert (date(2025, 12, 25), HOLIDAY_STORE) not in folders
-    assert (date(2025, 12, 24), HOLIDAY_STORE) in folders
+    # The holiday store is closed on public holidays: a complete folder with no receipt.
+    closed = folders[(date(2025, 12, 25), HOLIDAY_STORE)]
+    assert closed.complete and not closed.data_files
+    assert any(f.data_files for (_, store), f in folders.items() if store == HOLIDAY_STORE)
+    receipts_of = {r[4][:10] for r in _csv_rows(tmp_path, "instore/pos") if r[2] == HOLIDAY_STORE}
+    assert not {"2025-12-25", "2025-12-26", "2026-01-01"} & receipts_of
     # Every open store exports every day, an empty complete folder when nobody came.
     assert any(f.complete and not f.data_files for f in folders.values())
     new_store, opens = STORES[-1][0], YEAR.new_store_opens

@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from omni.sources import EVENTS, POS
 from omni.tables import FEATURE_COLUMNS
 
 ONLINE, STORE = "online", "store"
@@ -580,10 +581,47 @@ def churn_labels(transactions: DataFrame, as_of: date, horizon_days: int) -> Dat
     )
 
 
+def delivered_channel_days(folders: DataFrame, stores: DataFrame, dates: list[date]) -> DataFrame:
+    """The (date, channel, store_id) that a complete delivery stands for, among ``dates``.
+
+    ``folders`` is ``bronze.landing_folders``. A complete clickstream folder is the online
+    channel's day; a store's own complete receipts folder is that store's day; a complete
+    receipts ``dt=`` folder is the day of every store opened by then (``stores``). A closed
+    store or a holiday (a complete folder with no data file) is a delivered day all the same.
+    """
+    complete = folders.where(
+        (F.col("status") == "complete") & F.col("business_date").isin([_lit_date(d) for d in dates])
+    ).select(F.col("business_date").alias("date"), "source", "store_id")
+    online = complete.where(F.col("source") == EVENTS.name).select(
+        "date", F.lit(ONLINE).alias("channel"), F.lit(None).cast("string").alias("store_id")
+    )
+    pos = complete.where(F.col("source") == POS.name)
+    own = pos.where(F.col("store_id").isNotNull()).select(
+        "date", F.lit(STORE).alias("channel"), "store_id"
+    )
+    opened = stores.select("store_id", "opened_on")
+    whole_day = (
+        pos.where(F.col("store_id").isNull())
+        .select("date")
+        .join(opened, F.col("opened_on").isNull() | (F.col("opened_on") <= F.col("date")))
+        .select("date", F.lit(STORE).alias("channel"), "store_id")
+    )
+    return online.unionByName(own).unionByName(whole_day).distinct()
+
+
+KPI_COUNTS = ("orders", "units", "active_customers", "new_customers")
+
+
 def build_daily_channel_kpis(
-    transactions: DataFrame, events: DataFrame, dates: list[date]
+    transactions: DataFrame,
+    events: DataFrame,
+    dates: list[date],
+    delivered: DataFrame | None = None,
 ) -> DataFrame:
-    """KPIs per day for ``dates``: online, and per store; new = first purchase in the channel."""
+    """KPIs per day for ``dates``: online, and per store; new = first purchase in the channel.
+
+    With ``delivered`` (``delivered_channel_days``), every delivered channel day has its row,
+    with zeros when nothing was sold (a closed store, a holiday, a quiet site)."""
     wanted = [_lit_date(d) for d in dates]
     firsts = (
         transactions.where(F.col("customer_key").isNotNull() & (F.col("quantity") > 0))
@@ -614,10 +652,22 @@ def build_daily_channel_kpis(
         .withColumn("channel", F.lit(ONLINE))
     )
     # Sessions are online only, so they join on day and channel (an online row has no store).
+    kpis = sales.join(sessions, ["date", "channel"], "full_outer")
+    if delivered is not None:
+        # One row per key (grouping matches the online rows' null store): sold or not.
+        keys = ["date", "channel", "store_id"]
+        kpis = (
+            kpis.unionByName(delivered, allowMissingColumns=True)
+            .groupBy(*keys)
+            .agg(*(F.max(c).alias(c) for c in kpis.columns if c not in keys))
+        )
     return (
-        sales.join(sessions, ["date", "channel"], "full_outer")
-        .fillna(0, subset=["orders", "units", "active_customers", "new_customers"])
-        .withColumn("net_revenue", F.coalesce("net_revenue", F.lit(0).cast("decimal(16,2)")))
+        kpis.fillna(0, subset=list(KPI_COUNTS))
+        .withColumn(
+            "sessions",
+            F.when(F.col("channel") == ONLINE, F.coalesce("sessions", F.lit(0))).cast("bigint"),
+        )
+        .withColumn("net_revenue", F.coalesce("net_revenue", F.lit(0)).cast("decimal(16,2)"))
         .withColumn(
             "online_conversion_rate",
             F.when(F.col("sessions") > 0, F.col("converted_sessions") / F.col("sessions")),

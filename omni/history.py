@@ -1,0 +1,52 @@
+"""The customer history every gold table and model reads: silver resolved to customer keys.
+
+Shared by ``jobs/gold.py`` (profiles, features, KPIs), ``models/train.py`` (the churn training
+set) and ``models/personalize.py`` (recommendations), so each reads the same thing the same way.
+The frames are cached; ``customer_history`` releases them when the block ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyspark.sql import SparkSession
+
+from omni import lakehouse, tables
+from omni.config import Settings
+from omni.transforms import gold
+
+
+def load_inputs(spark: SparkSession, settings: Settings) -> dict:
+    """Silver inputs (``tables.GOLD_INPUTS``), resolved to customer keys: identity,
+    population, transactions, activity (cached) and events (read lazily)."""
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    identity = lakehouse.materialize(read(tables.SILVER_IDENTITY))
+    events = read(tables.SILVER_EVENTS)
+    return {
+        "identity": identity,
+        "population": lakehouse.materialize(
+            gold.customer_population(identity, read(tables.SILVER_CUSTOMERS))
+        ),
+        "transactions": lakehouse.materialize(
+            gold.customer_transactions(
+                read(tables.SILVER_ORDER_LINES),
+                read(tables.SILVER_POS),
+                identity,
+                read(tables.SILVER_PRODUCTS),
+            )
+        ),
+        "activity": lakehouse.materialize(gold.customer_activity(events, identity)),
+        "events": events,
+    }
+
+
+@contextmanager
+def customer_history(spark: SparkSession, settings: Settings) -> Iterator[dict]:
+    """``load_inputs`` for the block, its cached frames released after it."""
+    inputs = load_inputs(spark, settings)
+    try:
+        yield inputs
+    finally:
+        for frame in inputs.values():
+            frame.unpersist()
