@@ -28,7 +28,7 @@ export DO_NOT_TRACK := 1
 # OpenMP threads (a nightly training task beside a test, say) slow each other down fiftyfold.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration bench-history spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration bench-history test-year spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ airflow: sample airflow-db ## Start Airflow standalone (UI, scheduler) on localh
 PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-year: lint ## A retailer's year backfilled in one run, then three nights (the DAGs' tasks in-process; 17 min)
+	$(BIN)/pytest -m year tests/test_year.py $(YEAR_PYTEST_ARGS)
 
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)

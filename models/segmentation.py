@@ -143,6 +143,9 @@ def _silhouette(transformed: np.ndarray, labels: np.ndarray, sample_size: int, s
     )
 
 
+MIN_PER_SEGMENT = 5
+
+
 def train_segmentation(
     frame: pd.DataFrame,
     k_range: range = range(3, 7),
@@ -151,19 +154,26 @@ def train_segmentation(
     previous: np.ndarray | None = None,
     next_id: int | None = None,
 ) -> SegmentationResult:
-    """Fit k-means for every k in ``k_range``; keep the best silhouette.
+    """Fit k-means for every k in ``k_range`` that leaves ``MIN_PER_SEGMENT`` customers a
+    segment on average; keep the best silhouette.
 
     ``previous``: the champion's stable segment id for every row of ``frame``, to keep ids
     stable and to score the champion's segmentation on the same data (``next_id``: the first
     id the champion never used).
     """
-    if len(frame) < max(k_range) * 5:
-        raise ValueError(f"{len(frame)} customers to segment: expected at least {max(k_range) * 5}")
+    # A small shop gets fewer segments, never one of under MIN_PER_SEGMENT customers.
+    usable = range(min(k_range), min(max(k_range), len(frame) // MIN_PER_SEGMENT) + 1)
+    if not usable:
+        raise ValueError(
+            f"{len(frame)} customers to segment: expected at least "
+            f"{min(k_range) * MIN_PER_SEGMENT} ({MIN_PER_SEGMENT} for each of {min(k_range)} "
+            "segments)"
+        )
     X = frame[list(SEGMENT_FEATURES)].astype(float).reset_index(drop=True)
     scores: dict[int, float] = {}
     fitted: dict[int, Pipeline] = {}
     spaces: dict[int, np.ndarray] = {}
-    for k in k_range:
+    for k in usable:
         pipeline = build_pipeline(k, seed).fit(X)
         spaces[k] = pipeline[:-1].transform(X)
         scores[k] = _silhouette(spaces[k], pipeline[-1].labels_, sample_size, seed)

@@ -1,25 +1,12 @@
-"""A retailer's year, then three nights: the DAGs' jobs in-process on a generated history.
-
-The sample is a year shaped like a real retailer's: store S002 closes on public holidays (its
-folders complete and empty), S006 opens half-way, records arrive late, and S003's folder of the
-first night comes a night late. ``omni_nightly`` backfills the year in one DAG run
-(``start_date`` its first day) and ``omni_models`` models its last day; then three nights run
-``omni_nightly``, and the last one ``omni_models`` too. Every task is the DAG's own job with
-its own arguments, in this process (``tests/dag_runner.py``): real Spark, Delta, Great
-Expectations and an MLflow SQLite registry.
-On the last night a CRM record claims a loyalty card that had a customer of its own: two
-customers found to be one. Maintenance and erasure then run on the lake the nights left.
-"""
+"""Bronze, silver, gold, maintenance and erasure run in-process on a tiny generated sample."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from datetime import date, timedelta
 
 import deltalake
 import pytest
-from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from jobs.bronze_ingest import ingest_all
@@ -29,72 +16,36 @@ from jobs.maintenance import maintain_tables
 from jobs.silver import record_device_logins, run_silver
 from omni import lakehouse, tables
 from omni.history import load_inputs
-from omni.sample import (
-    HOLIDAY_STORE,
-    LATE_STORE,
-    PUBLIC_HOLIDAYS,
-    STORES,
-    SampleSpec,
-    generate_sample,
-)
+from omni.sample import SampleSpec, generate_sample
 from omni.tables import CRM_COLUMNS, POS_COLUMNS
 from omni.transforms import gold, identity
 from tests.conftest import readers_rows, rows
-from tests.dag_runner import run_dag
 
-RUN_DATE = date(2026, 11, 3)  # the last night
-NIGHT_DATES = [RUN_DATE - timedelta(days=n) for n in (2, 1, 0)]
-FIRST_NIGHT = NIGHT_DATES[1]  # the night before the last
-BACKFILL_END = NIGHT_DATES[0] - timedelta(days=1)
-YEAR = SampleSpec(
-    customers=60,
-    days=365 + len(NIGHT_DATES),
-    end_date=RUN_DATE,
-    seed=17,
-    late_rate=0.2,
-    holidays=True,
-    new_store=True,
-)
-FIRST_DAY = YEAR.start_date
-NEW_STORE = STORES[-1][0]
-MODELS = ("customer_segmentation", "customer_churn")
-# Run id -> its day, each DAG's task counts, the identity it left and (lakehouse, models) s.
+RUN_DATE = date(2026, 3, 31)
+FIRST_NIGHT = RUN_DATE - timedelta(days=1)
 NIGHTS: dict[str, dict] = {}
 
 
-def _night(
-    spark, settings, day: date, run_id: str, params: dict | None = None, models: bool = True
-) -> None:
-    started = time.monotonic()
-    nightly = run_dag("omni_nightly", spark, settings, day, run_id, params)
-    lakehouse_seconds = time.monotonic() - started
-    modelled = run_dag("omni_models", spark, settings, day, f"{run_id}-models") if models else None
+def _night(spark, settings, day, run_id, start=None):
     NIGHTS[run_id] = {
-        "day": day,
-        "bronze": nightly["bronze_ingest"],
-        "silver": nightly["silver"],
-        "gold": nightly["gold"],
-        "dates": nightly["business_dates"],
-        "models": modelled,
+        "bronze": ingest_all(spark, settings, day, run_id),
+        "silver": run_silver(spark, settings, run_id, day),
         "identity": {
             (r["identifier_type"], r["identifier"]): r["customer_key"]
             for r in lakehouse.read_table(spark, settings, tables.SILVER_IDENTITY).collect()
         },
-        "seconds": (
-            round(lakehouse_seconds),
-            round(time.monotonic() - started - lakehouse_seconds),
-        ),
     }
+    NIGHTS[run_id]["gold"] = build_gold(spark, settings, day, run_id, start)
 
 
 PLANTED_CARD, PLANTED_CUSTOMER = "L-PLANTED", "C9000001"
-# A day the backfill ingests and that no night's late records reach back to.
+# The first day night 1 builds features for: too early for night 2's late records to rebuild.
 PLANTED_DAY = FIRST_NIGHT - timedelta(days=4)
 
 
 def _plant_a_merge(landing):
-    """A receipt of the backfill's history with a loyalty card no CRM record knows (a customer
-    of its own, keyed by the card); on the last night a new CRM record holds that card."""
+    """Night 1: a receipt with a loyalty card no CRM record knows (a customer of its own, keyed
+    by the card). Night 2: a new CRM record holds that card: two customers found to be one."""
     receipt = f"T-PLANTED,1,S001,R1,{PLANTED_DAY} 11:00:00,SKU-APP-000,1,20.00,0.00,card,"
     store = landing / "instore" / "pos" / f"dt={PLANTED_DAY}" / "store_id=S001"
     (store / "part-00001.csv").write_text(f"{','.join(POS_COLUMNS)}\n{receipt}{PLANTED_CARD},EUR\n")
@@ -108,33 +59,18 @@ def _plant_a_merge(landing):
     (crm / "_SUCCESS").touch()
 
 
-def _late_folder(settings):
-    pos = settings.landing_dir / "instore" / "pos"
-    return pos / f"dt={NIGHT_DATES[0]}" / f"store_id={LATE_STORE}"
-
-
 @pytest.fixture(scope="module")
 def lake(spark, settings, tmp_path_factory):
-    """The year backfilled in one run, then three nights (both DAGs each time)."""
-    root = tmp_path_factory.mktemp("year")
-    local = replace(
-        settings,
-        landing_dir=root / "landing",
-        lakehouse_dir=root / "lakehouse",
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        mlflow_artifacts_dir=root / "artifacts",
+    """Two nights: a backfill of 19 days in one run (features for its last 5), then day 20."""
+    root = tmp_path_factory.mktemp("lake")
+    local = replace(settings, landing_dir=root / "landing", lakehouse_dir=root / "lakehouse")
+    generate_sample(
+        local.landing_dir,
+        SampleSpec(customers=40, days=20, end_date=RUN_DATE, seed=3, late_rate=0.2),
     )
-    generate_sample(local.landing_dir, YEAR)
     _plant_a_merge(local.landing_dir)
-    (_late_folder(local) / "_SUCCESS").unlink()  # S003's folder of night 1 comes a night late
-    _night(spark, local, BACKFILL_END, "backfill", {"start_date": str(FIRST_DAY)})
-    # The models run after the backfill and the last night: twice is what the registry checks
-    # need, and each run costs 1.5 minutes of the suite.
-    _night(spark, local, NIGHT_DATES[0], "night-1", models=False)
-    (_late_folder(local) / "_SUCCESS").touch()
-    _night(spark, local, NIGHT_DATES[1], "night-2", models=False)
-    _night(spark, local, NIGHT_DATES[2], "night-3")
-    print({run: night["seconds"] for run, night in NIGHTS.items()})  # (lakehouse s, models s)
+    _night(spark, local, FIRST_NIGHT, "night-1", start=FIRST_NIGHT - timedelta(days=4))
+    _night(spark, local, RUN_DATE, "night-2")
     return local
 
 
@@ -142,168 +78,7 @@ def _read(spark, settings, table):
     return lakehouse.read_table(spark, settings, table)
 
 
-def _client(settings):
-    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
-
-
-def _failed(spark, settings, run_id):
-    results = _read(spark, settings, tables.VALIDATION_RESULTS).where(F.col("run_id") == run_id)
-    return results, [
-        (r["table_name"], r["expectation_type"], r["severity"])
-        for r in results.where(~F.col("success")).collect()
-    ]
-
-
-def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake):
-    assert NIGHTS["backfill"]["dates"] == {
-        "start_date": str(FIRST_DAY),
-        "end_date": str(BACKFILL_END),
-    }
-    assert NIGHTS["backfill"]["gold"]["feature_dates"] == [
-        str(FIRST_DAY + timedelta(days=n)) for n in range(365)
-    ]
-    features = _read(spark, lake, tables.GOLD_FEATURES)
-    per_day = dict(
-        (r["as_of_date"], r["count"]) for r in features.groupBy("as_of_date").count().collect()
-    )
-    assert set(per_day) == {FIRST_DAY + timedelta(days=n) for n in range(365)} | set(NIGHT_DATES)
-    # Each day's population is who the CRM and the stores knew by then: it only grows.
-    counts = [per_day[day] for day in sorted(per_day)]
-    assert counts == sorted(counts) and counts[0] > 0 and counts[-1] >= YEAR.customers
-    # Every day of the year has its KPIs, online and in store.
-    kpi_days = (
-        _read(spark, lake, tables.GOLD_KPIS)
-        .groupBy("channel")
-        .agg(F.countDistinct("date").alias("days"))
-    )
-    assert {r["channel"]: r["days"] for r in kpi_days.collect()} == {
-        "online": 365 + 3,
-        "store": 365 + 3,
-    }
-
-
-def test_every_gate_of_the_year_passes(spark, lake):
-    for run_id in ("backfill", "backfill-models"):
-        results, failed = _failed(spark, lake, run_id)
-        assert results.count() > 50
-        assert failed == [], failed
-    kinds = {
-        r["check_kind"]
-        for r in _read(spark, lake, tables.VALIDATION_RESULTS)
-        .where(F.col("run_id") == "backfill")
-        .select("check_kind")
-        .distinct()
-        .collect()
-    }
-    assert {"schema", "rule", "freshness", "volume"} <= kinds
-
-
-def _days_in_year(month_days) -> set[date]:
-    return {
-        date(y, m, d)
-        for y in (FIRST_DAY.year, BACKFILL_END.year)
-        for m, d in month_days
-        if FIRST_DAY <= date(y, m, d) <= BACKFILL_END
-    }
-
-
-def test_a_store_closed_on_holidays_and_one_opened_mid_year_have_the_days_they_traded(spark, lake):
-    kpis = _read(spark, lake, tables.GOLD_KPIS).where(
-        (F.col("channel") == "store") & (F.col("date") <= F.lit(str(BACKFILL_END)).cast("date"))
-    )
-    holidays = _days_in_year(PUBLIC_HOLIDAYS)
-    assert len(holidays) == len(PUBLIC_HOLIDAYS)
-    closed = {
-        r["date"]: (r["orders"], float(r["net_revenue"]), r["units"], r["active_customers"])
-        for r in kpis.where(F.col("store_id") == HOLIDAY_STORE).collect()
-        if r["date"] in holidays
-    }
-    # A closed day is a delivered day with nothing sold: its row is there, with zeros.
-    assert closed == {day: (0, 0.0, 0, 0) for day in holidays}
-    opened = YEAR.new_store_opens
-    new_days = {r["date"] for r in kpis.where(F.col("store_id") == NEW_STORE).collect()}
-    assert min(new_days) == opened and len(new_days) == (BACKFILL_END - opened).days + 1
-    # Every other store has a row every day of the year.
-    per_store = kpis.groupBy("store_id").count().collect()
-    assert {r["store_id"]: r["count"] for r in per_store if r["store_id"] != NEW_STORE} == {
-        store[0]: 365 for store in STORES[:-1]
-    }
-
-
-def test_the_late_store_waits_one_night_and_is_read_the_next(spark, lake):
-    folder = str(_late_folder(lake).relative_to(lake.landing_dir))
-    [row] = _read(spark, lake, tables.LANDING_FOLDERS).where(F.col("folder") == folder).collect()
-    assert (row["status"], row["store_id"], row["first_run_id"], row["checked_run_id"]) == (
-        "complete",
-        LATE_STORE,
-        "night-1",
-        "night-2",
-    )
-    assert row["completed_at"] > row["first_seen_at"]
-    assert folder in NIGHTS["night-1"]["bronze"]["pos_lines"]["waiting_folders"]
-    assert NIGHTS["night-2"]["bronze"]["pos_lines"]["waiting_folders"] == []
-    bronze = _read(spark, lake, tables.BRONZE_POS).where(F.col("_source_file").contains(folder))
-    assert {r["_run_id"] for r in bronze.select("_run_id").distinct().collect()} == {"night-2"}
-    # Night 2 rebuilt the KPIs of the day it delivered: S003's row of night 1 is its sales.
-    day = F.lit(str(NIGHT_DATES[0])).cast("date")
-    [kpi] = (
-        _read(spark, lake, tables.GOLD_KPIS)
-        .where((F.col("date") == day) & (F.col("store_id") == LATE_STORE))
-        .collect()
-    )
-    receipts = (
-        _read(spark, lake, tables.SILVER_POS)
-        .where((F.col("store_id") == LATE_STORE) & (F.col("transaction_date") == day))
-        .select("transaction_id")
-        .distinct()
-        .count()
-    )
-    assert kpi["orders"] == receipts > 0
-
-
-def test_each_night_scores_every_customer_once_and_registers_one_version_per_model(spark, lake):
-    client = _client(lake)
-    scores = _read(spark, lake, tables.GOLD_SCORES)
-    features = _read(spark, lake, tables.GOLD_FEATURES)
-    registered = {model: client.search_model_versions(f"name='{model}'") for model in MODELS}
-    for run_id, night in NIGHTS.items():
-        if not night["models"]:
-            continue
-        day = F.lit(str(night["day"])).cast("date")
-        of_day = scores.where(F.col("as_of_date") == day)
-        customers = features.where(F.col("as_of_date") == day).count()
-        assert of_day.count() == of_day.select("customer_key").distinct().count() == customers
-        runs = {
-            r.info.run_id
-            for r in client.search_runs(
-                [e.experiment_id for e in client.search_experiments()],
-                filter_string=f"tags.pipeline_run_id = '{run_id}-models'",
-            )
-        }
-        for model in MODELS:
-            versions = [v for v in registered[model] if v.run_id in runs]
-            assert len(versions) == 1, (run_id, model, [v.version for v in versions])
-            assert versions[0].tags["promotion_decision"]
-    for model in MODELS:
-        decisions = {int(v.version): v.tags["promotion_decision"] for v in registered[model]}
-        assert sorted(decisions) == [1, 2]  # the backfill's, the last night's
-        # The champion is the last version promoted; every later one kept it.
-        champion = int(client.get_model_version_by_alias(model, "champion").version)
-        promoted = [v for v, reason in decisions.items() if reason.startswith("promoted")]
-        assert champion == max(promoted)
-        assert all(decisions[v].startswith("kept the champion") for v in decisions if v > champion)
-
-
-def test_each_night_passes_its_gates(spark, lake):
-    for run_id in ("night-1", "night-2", "night-3"):
-        for run in (run_id, f"{run_id}-models") if NIGHTS[run_id]["models"] else (run_id,):
-            results, failed = _failed(spark, lake, run)
-            assert results.count() > 50
-            # A small shop's night: one bad line among 20 can be a warning, never a block.
-            assert [f for f in failed if f[2] == "blocking"] == [], (run, failed)
-
-
-def test_counts_reconcile_per_source_and_date_over_every_night(spark, lake):
+def test_counts_reconcile_per_source_and_date_over_both_nights(spark, lake):
     recon = (
         _read(spark, lake, tables.RECONCILIATION)
         .groupBy("source")
@@ -324,7 +99,7 @@ def test_counts_reconcile_per_source_and_date_over_every_night(spark, lake):
 
 
 def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
-    first, second = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
+    first, second = NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"]
     moved: dict[str, set[str]] = {}
     for identifier, key in first.items():
         moved.setdefault(key, set()).add(second[identifier])
@@ -349,20 +124,20 @@ def _same_rows(left, right) -> bool:
 
 
 def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(spark, lake):
-    first, second = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
+    first, second = NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"]
     card = first[("loyalty_card_id", PLANTED_CARD)]
     customer = second[("customer_id", PLANTED_CUSTOMER)]
     assert second[("loyalty_card_id", PLANTED_CARD)] == customer != card
-    assert NIGHTS["night-3"]["silver"]["retired_keys"] >= 1
+    assert NIGHTS["night-2"]["silver"]["retired_keys"] >= 1
     history = _read(spark, lake, tables.SILVER_KEY_HISTORY)
     assert rows(
         history.where(F.col("retired_key") == card), *tables.SILVER_KEY_HISTORY.column_names
-    ) == [(card, customer, customer, RUN_DATE, "night-3")]
-    # Every retired key was a key the night before and is none tonight; its survivor is one.
+    ) == [(card, customer, customer, RUN_DATE, "night-2")]
+    # Every retired key was a key on night 1 and is none tonight; its survivor is a key tonight.
     retired = {r["retired_key"]: r["surviving_key"] for r in history.collect()}
     assert set(retired) <= set(first.values()) - set(second.values())
     assert set(retired.values()) <= set(second.values())
-    # The backfill's features of the card's purchase (a day no night rebuilt) join today's
+    # Night 1's features of the card's purchase (a day night 2 did not rebuild) join today's
     # customer through the history.
     yesterday = _read(spark, lake, tables.GOLD_FEATURES).where(
         (F.col("as_of_date") == F.lit(str(PLANTED_DAY)).cast("date"))
@@ -418,11 +193,10 @@ def test_device_logins_adds_each_pair_once_anonymous_ones_included(spark, settin
 
 
 def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake):
-    night = NIGHTS["night-3"]["gold"]
-    late_days = [day for day in night["touched_dates"] if day != str(RUN_DATE)]
-    assert late_days, f"the sample should hold late records for the nights before: {night}"
-    # Every day that has features (the backfill's year, the nights) and that late records
-    # touched is built again, with the night's own date.
+    night = NIGHTS["night-2"]["gold"]
+    built_on_night_1 = NIGHTS["night-1"]["gold"]["feature_dates"]
+    late_days = sorted(set(night["touched_dates"]) & set(built_on_night_1))
+    assert late_days, f"the sample should hold late records for {built_on_night_1}: {night}"
     assert night["feature_dates"] == [*late_days, str(RUN_DATE)]
     inputs = load_inputs(spark, lake)
     for day in late_days:
@@ -473,19 +247,28 @@ def test_features_of_many_dates_in_one_pass_equal_those_built_day_by_day(spark, 
         frame.unpersist()
 
 
-def test_a_backfill_that_ends_before_it_starts_is_refused(spark, lake):
+def test_a_backfill_builds_every_day_of_the_range_in_one_run(spark, lake):
+    summary = build_gold(spark, lake, RUN_DATE, "backfill", start=RUN_DATE - timedelta(days=4))
+    assert summary["feature_dates"] == [str(RUN_DATE - timedelta(days=n)) for n in range(4, -1, -1)]
+    per_day = (
+        _read(spark, lake, tables.GOLD_FEATURES)
+        .groupBy("as_of_date")
+        .count()
+        .where(F.col("as_of_date") >= F.lit(str(RUN_DATE - timedelta(days=4))).cast("date"))
+    )
+    assert per_day.count() == 5
     with pytest.raises(ValueError, match="is after --date"):
         build_gold(spark, lake, FIRST_NIGHT, "bad", start=RUN_DATE)
 
 
-def test_a_rerun_with_no_new_files_changes_nothing(spark, lake):
+def test_a_third_night_with_no_new_files_changes_nothing(spark, lake):
     before = {
         t.name: _read(spark, lake, t).count()
         for t in tables.ALL_TABLES
         if t.layer in ("bronze", "silver", "quarantine")
     }
-    assert ingest_all(spark, lake, RUN_DATE, "rerun")["ecommerce_events"]["records"] == 0
-    summary = run_silver(spark, lake, "rerun")
+    assert ingest_all(spark, lake, RUN_DATE, "night-3")["ecommerce_events"]["records"] == 0
+    summary = run_silver(spark, lake, "night-3")
     assert summary["ecommerce_events"] == {
         "read": 0,
         "accepted": 0,

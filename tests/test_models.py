@@ -189,6 +189,14 @@ def test_segments_of_one_name_are_told_apart_by_value_and_every_name_is_unique(
     assert not any(name[-1].isdigit() for name in got.values())
 
 
+def test_a_small_shop_gets_fewer_segments_and_too_few_buyers_a_clear_error():
+    frame = _customers(300)[list(SEGMENT_FEATURES)]
+    result = train_segmentation(frame.head(29), k_range=range(3, 7))
+    assert result.k in (3, 4, 5) and set(result.silhouettes) == {3, 4, 5}
+    with pytest.raises(ValueError, match="14 customers to segment: expected at least 15"):
+        train_segmentation(frame.head(14), k_range=range(3, 7))
+
+
 def test_segmentation_picks_k_in_range_and_names_every_segment():
     frame = _customers(300)[list(SEGMENT_FEATURES)]
     result = train_segmentation(frame, k_range=range(3, 5))

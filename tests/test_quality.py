@@ -430,6 +430,22 @@ def test_a_quiet_night_passes_every_gate_and_a_source_that_stops_fails(
     }
 
 
+def test_a_shop_without_stores_needs_no_store_list(spark, settings, tmp_path):
+    """An online-only retailer delivers no stores file, so silver.stores is empty: that passes.
+    The same empty list with receipts landing blocks, as receipts name stores."""
+    local = replace(
+        settings, landing_dir=tmp_path / "landing", lakehouse_dir=tmp_path / "lakehouse"
+    )
+    (local.landing_dir / "ecommerce" / "events").mkdir(parents=True)
+    empty = {"silver.stores": batch(spark, "silver.stores", 0)}
+    assert _outcome(quality.validate_tables(spark, local, empty, "online-only", DAY)) == {}
+    (local.landing_dir / "instore" / "pos").mkdir(parents=True)
+    with_stores = _outcome(quality.validate_tables(spark, local, empty, "with-stores", DAY))
+    assert [kind for kind, _, severity in with_stores["silver.stores"]] == [
+        "expect_table_row_count_to_be_between"
+    ]
+
+
 def test_volume_counts_rows_per_open_store_day(spark, settings, tmp_path_factory):
     """A store closed for a regional holiday halves the receipts of the night, not the rows per
     store that delivered: no warning. Half the rows from every store still warns."""

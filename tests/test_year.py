@@ -1,0 +1,401 @@
+"""A retailer's year, then three nights: the DAGs' jobs in-process on a generated history.
+
+The sample is a year shaped like a real retailer's: store S002 closes on public holidays (its
+folders complete and empty), S006 opens half-way, records arrive late, and S003's folder of the
+first night comes a night late. ``omni_nightly`` backfills the year in one DAG run
+(``start_date`` its first day) and ``omni_models`` models its last day; then each of three nights
+runs both. Every task is the DAG's own job with
+its own arguments, in this process (``tests/dag_runner.py``): real Spark, Delta, Great
+Expectations and an MLflow SQLite registry.
+On the last night a CRM record claims a loyalty card that had a customer of its own: two
+customers found to be one.
+
+It takes about 17 minutes on 2 cores, more than the suite's budget allows, so ``make test``
+leaves it out (marker ``year``) and ``make test-year`` runs it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import date, timedelta
+
+import pytest
+from mlflow import MlflowClient
+from pyspark.sql import functions as F
+
+from omni import lakehouse, tables
+from omni.history import load_inputs
+from omni.sample import (
+    HOLIDAY_STORE,
+    LATE_STORE,
+    PUBLIC_HOLIDAYS,
+    STORES,
+    SampleSpec,
+    generate_sample,
+)
+from omni.tables import CRM_COLUMNS, POS_COLUMNS
+from omni.transforms import gold
+from tests.conftest import rows
+from tests.dag_runner import run_dag
+
+RUN_DATE = date(2026, 11, 3)  # the last night
+NIGHT_DATES = [RUN_DATE - timedelta(days=n) for n in (2, 1, 0)]
+FIRST_NIGHT = NIGHT_DATES[1]  # the night before the last
+BACKFILL_END = NIGHT_DATES[0] - timedelta(days=1)
+YEAR = SampleSpec(
+    customers=60,
+    days=365 + len(NIGHT_DATES),
+    end_date=RUN_DATE,
+    seed=17,
+    late_rate=0.2,
+    holidays=True,
+    new_store=True,
+)
+FIRST_DAY = YEAR.start_date
+NEW_STORE = STORES[-1][0]
+MODELS = ("customer_segmentation", "customer_churn")
+pytestmark = pytest.mark.year
+# Run id -> its day, each DAG's task counts, the identity it left and (lakehouse, models) s.
+NIGHTS: dict[str, dict] = {}
+
+
+def _night(
+    spark, settings, day: date, run_id: str, params: dict | None = None, models: bool = True
+) -> None:
+    started = time.monotonic()
+    nightly = run_dag("omni_nightly", spark, settings, day, run_id, params)
+    lakehouse_seconds = time.monotonic() - started
+    modelled = run_dag("omni_models", spark, settings, day, f"{run_id}-models") if models else None
+    NIGHTS[run_id] = {
+        "day": day,
+        "bronze": nightly["bronze_ingest"],
+        "silver": nightly["silver"],
+        "gold": nightly["gold"],
+        "dates": nightly["business_dates"],
+        "models": modelled,
+        "identity": {
+            (r["identifier_type"], r["identifier"]): r["customer_key"]
+            for r in lakehouse.read_table(spark, settings, tables.SILVER_IDENTITY).collect()
+        },
+        "seconds": (
+            round(lakehouse_seconds),
+            round(time.monotonic() - started - lakehouse_seconds),
+        ),
+    }
+
+
+PLANTED_CARD, PLANTED_CUSTOMER = "L-PLANTED", "C9000001"
+# A day the backfill ingests and that no night's late records reach back to.
+PLANTED_DAY = FIRST_NIGHT - timedelta(days=4)
+
+
+def _plant_a_merge(landing):
+    """A receipt of the backfill's history with a loyalty card no CRM record knows (a customer
+    of its own, keyed by the card); on the last night a new CRM record holds that card."""
+    receipt = f"T-PLANTED,1,S001,R1,{PLANTED_DAY} 11:00:00,SKU-APP-000,1,20.00,0.00,card,"
+    store = landing / "instore" / "pos" / f"dt={PLANTED_DAY}" / "store_id=S001"
+    (store / "part-00001.csv").write_text(f"{','.join(POS_COLUMNS)}\n{receipt}{PLANTED_CARD},EUR\n")
+    crm = landing / "crm" / "customers" / f"dt={RUN_DATE}"
+    crm.mkdir(parents=True, exist_ok=True)
+    record = (
+        f"{PLANTED_CUSTOMER},{PLANTED_CARD},planted@example.com,+351900000000,Ana,Silva,1980,"
+        f"1000,2025-01-01 10:00:00,true,false,{RUN_DATE} 09:00:00"
+    )
+    (crm / "part-00001.csv").write_text(f"{','.join(CRM_COLUMNS)}\n{record}\n")
+    (crm / "_SUCCESS").touch()
+
+
+def _late_folder(settings):
+    pos = settings.landing_dir / "instore" / "pos"
+    return pos / f"dt={NIGHT_DATES[0]}" / f"store_id={LATE_STORE}"
+
+
+@pytest.fixture(scope="module")
+def lake(spark, settings, tmp_path_factory):
+    """The year backfilled in one run, then three nights (both DAGs each time)."""
+    root = tmp_path_factory.mktemp("year")
+    local = replace(
+        settings,
+        landing_dir=root / "landing",
+        lakehouse_dir=root / "lakehouse",
+        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        mlflow_artifacts_dir=root / "artifacts",
+    )
+    generate_sample(local.landing_dir, YEAR)
+    _plant_a_merge(local.landing_dir)
+    late = _late_folder(local)
+    (late / "_SUCCESS").unlink()  # S003's folder of night 1 comes a night late, with a receipt
+    receipt = (
+        f"T-LATE,1,{LATE_STORE},R1,{NIGHT_DATES[0]} 12:00:00,SKU-APP-000,1,20.00,0.00,card,,EUR"
+    )
+    (late / "part-00009.csv").write_text(f"{','.join(POS_COLUMNS)}\n{receipt}\n")
+    _night(spark, local, BACKFILL_END, "backfill", {"start_date": str(FIRST_DAY)})
+    _night(spark, local, NIGHT_DATES[0], "night-1")
+    (_late_folder(local) / "_SUCCESS").touch()  # S003's folder of night 1 arrives
+    _night(spark, local, NIGHT_DATES[1], "night-2")
+    _night(spark, local, NIGHT_DATES[2], "night-3")
+    print({run: night["seconds"] for run, night in NIGHTS.items()})  # (lakehouse s, models s)
+    return local
+
+
+def _read(spark, settings, table):
+    return lakehouse.read_table(spark, settings, table)
+
+
+def _client(settings):
+    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+
+
+def _failed(spark, settings, run_id):
+    results = _read(spark, settings, tables.VALIDATION_RESULTS).where(F.col("run_id") == run_id)
+    return results, [
+        (r["table_name"], r["expectation_type"], r["severity"])
+        for r in results.where(~F.col("success")).collect()
+    ]
+
+
+def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake):
+    assert NIGHTS["backfill"]["dates"] == {
+        "start_date": str(FIRST_DAY),
+        "end_date": str(BACKFILL_END),
+    }
+    assert NIGHTS["backfill"]["gold"]["feature_dates"] == [
+        str(FIRST_DAY + timedelta(days=n)) for n in range(365)
+    ]
+    features = _read(spark, lake, tables.GOLD_FEATURES)
+    per_day = dict(
+        (r["as_of_date"], r["count"]) for r in features.groupBy("as_of_date").count().collect()
+    )
+    assert set(per_day) == {FIRST_DAY + timedelta(days=n) for n in range(365)} | set(NIGHT_DATES)
+    # Each day's population is who the CRM and the stores knew by then: it only grows.
+    counts = [per_day[day] for day in sorted(per_day)]
+    assert counts == sorted(counts) and counts[0] > 0 and counts[-1] >= YEAR.customers
+    # Every day of the year has its KPIs, online and in store.
+    kpi_days = (
+        _read(spark, lake, tables.GOLD_KPIS)
+        .groupBy("channel")
+        .agg(F.countDistinct("date").alias("days"))
+    )
+    assert {r["channel"]: r["days"] for r in kpi_days.collect()} == {
+        "online": 365 + 3,
+        "store": 365 + 3,
+    }
+
+
+def test_every_gate_of_the_year_passes(spark, lake):
+    for run_id in ("backfill", "backfill-models"):
+        results, failed = _failed(spark, lake, run_id)
+        assert results.count() > 50
+        assert failed == [], failed
+    kinds = {
+        r["check_kind"]
+        for r in _read(spark, lake, tables.VALIDATION_RESULTS)
+        .where(F.col("run_id") == "backfill")
+        .select("check_kind")
+        .distinct()
+        .collect()
+    }
+    assert {"schema", "rule", "freshness", "volume"} <= kinds
+
+
+def _days_in_year(month_days) -> set[date]:
+    return {
+        date(y, m, d)
+        for y in (FIRST_DAY.year, BACKFILL_END.year)
+        for m, d in month_days
+        if FIRST_DAY <= date(y, m, d) <= BACKFILL_END
+    }
+
+
+def test_a_store_closed_on_holidays_and_one_opened_mid_year_have_the_days_they_traded(spark, lake):
+    kpis = _read(spark, lake, tables.GOLD_KPIS).where(
+        (F.col("channel") == "store") & (F.col("date") <= F.lit(str(BACKFILL_END)).cast("date"))
+    )
+    holidays = _days_in_year(PUBLIC_HOLIDAYS)
+    assert len(holidays) == len(PUBLIC_HOLIDAYS)
+    closed = {
+        r["date"]: (r["orders"], float(r["net_revenue"]), r["units"], r["active_customers"])
+        for r in kpis.where(F.col("store_id") == HOLIDAY_STORE).collect()
+        if r["date"] in holidays
+    }
+    # A closed day is a delivered day with nothing sold: its row is there, with zeros.
+    assert closed == {day: (0, 0.0, 0, 0) for day in holidays}
+    opened = YEAR.new_store_opens
+    new_days = {r["date"] for r in kpis.where(F.col("store_id") == NEW_STORE).collect()}
+    assert min(new_days) == opened and len(new_days) == (BACKFILL_END - opened).days + 1
+    # Every other store has a row every day of the year.
+    per_store = kpis.groupBy("store_id").count().collect()
+    assert {r["store_id"]: r["count"] for r in per_store if r["store_id"] != NEW_STORE} == {
+        store[0]: 365 for store in STORES[:-1]
+    }
+
+
+def test_the_late_store_waits_one_night_and_is_read_the_next(spark, lake):
+    folder = str(_late_folder(lake).relative_to(lake.landing_dir))
+    [row] = _read(spark, lake, tables.LANDING_FOLDERS).where(F.col("folder") == folder).collect()
+    assert (row["status"], row["store_id"], row["first_run_id"], row["checked_run_id"]) == (
+        "complete",
+        LATE_STORE,
+        "night-1",
+        "night-2",
+    )
+    assert row["completed_at"] > row["first_seen_at"]
+    assert folder in NIGHTS["night-1"]["bronze"]["pos_lines"]["waiting_folders"]
+    assert NIGHTS["night-2"]["bronze"]["pos_lines"]["waiting_folders"] == []
+    bronze = _read(spark, lake, tables.BRONZE_POS).where(F.col("_source_file").contains(folder))
+    assert {r["_run_id"] for r in bronze.select("_run_id").distinct().collect()} == {"night-2"}
+    # Night 2 rebuilt the KPIs of the day it delivered: S003's row of night 1 is its sales.
+    day = F.lit(str(NIGHT_DATES[0])).cast("date")
+    [kpi] = (
+        _read(spark, lake, tables.GOLD_KPIS)
+        .where((F.col("date") == day) & (F.col("store_id") == LATE_STORE))
+        .collect()
+    )
+    receipts = (
+        _read(spark, lake, tables.SILVER_POS)
+        .where((F.col("store_id") == LATE_STORE) & (F.col("transaction_date") == day))
+        .select("transaction_id")
+        .distinct()
+        .count()
+    )
+    assert kpi["orders"] == receipts > 0
+
+
+def test_each_night_scores_every_customer_once_and_registers_one_version_per_model(spark, lake):
+    client = _client(lake)
+    scores = _read(spark, lake, tables.GOLD_SCORES)
+    features = _read(spark, lake, tables.GOLD_FEATURES)
+    registered = {model: client.search_model_versions(f"name='{model}'") for model in MODELS}
+    for run_id, night in NIGHTS.items():
+        if not night["models"]:
+            continue
+        day = F.lit(str(night["day"])).cast("date")
+        of_day = scores.where(F.col("as_of_date") == day)
+        customers = features.where(F.col("as_of_date") == day).count()
+        assert of_day.count() == of_day.select("customer_key").distinct().count() == customers
+        runs = {
+            r.info.run_id
+            for r in client.search_runs(
+                [e.experiment_id for e in client.search_experiments()],
+                filter_string=f"tags.pipeline_run_id = '{run_id}-models'",
+            )
+        }
+        for model in MODELS:
+            versions = [v for v in registered[model] if v.run_id in runs]
+            assert len(versions) == 1, (run_id, model, [v.version for v in versions])
+            assert versions[0].tags["promotion_decision"]
+    for model in MODELS:
+        decisions = {int(v.version): v.tags["promotion_decision"] for v in registered[model]}
+        assert sorted(decisions) == [1, 2, 3, 4]  # the backfill's, then one a night
+        # The champion is the last version promoted; every later one kept it.
+        champion = int(client.get_model_version_by_alias(model, "champion").version)
+        promoted = [v for v, reason in decisions.items() if reason.startswith("promoted")]
+        assert champion == max(promoted)
+        assert all(decisions[v].startswith("kept the champion") for v in decisions if v > champion)
+
+
+def test_each_night_passes_its_gates(spark, lake):
+    for run_id in ("night-1", "night-2", "night-3"):
+        for run in (run_id, f"{run_id}-models") if NIGHTS[run_id]["models"] else (run_id,):
+            results, failed = _failed(spark, lake, run)
+            assert results.count() > 50
+            # A small shop's night: one bad line among 20 can be a warning, never a block.
+            assert [f for f in failed if f[2] == "blocking"] == [], (run, failed)
+
+
+def test_counts_reconcile_per_source_and_date_over_every_night(spark, lake):
+    recon = (
+        _read(spark, lake, tables.RECONCILIATION)
+        .groupBy("source")
+        .agg(
+            F.sum("read").alias("read"),
+            F.sum(F.col("accepted") + F.col("quarantined") + F.col("duplicates")).alias("placed"),
+        )
+    )
+    bronze = {
+        t.name.split(".")[1]: _read(spark, lake, t).count()
+        for t in tables.ALL_TABLES
+        if t.layer == "bronze" and t not in (tables.INGESTED_FILES, tables.LANDING_FOLDERS)
+    }
+    got = {r["source"]: (r["read"], r["placed"]) for r in recon.collect()}
+    assert got == {name: (n, n) for name, n in bronze.items()}
+    log = _read(spark, lake, tables.INGESTED_FILES)
+    assert log.agg(F.sum("records")).first()[0] == sum(bronze.values())
+
+
+def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
+    first, second = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
+    moved: dict[str, set[str]] = {}
+    for identifier, key in first.items():
+        moved.setdefault(key, set()).add(second[identifier])
+    # A night-1 customer is still one customer, under one key ...
+    assert all(len(new) == 1 for new in moved.values())
+    # ... its own key unless it merged with another, and then the key of one of the two.
+    survivors = {key for key, new in moved.items() if new == {key}}
+    assert len(survivors) >= 0.9 * len(moved)
+    # (a customer new tonight can take in an older one: a CRM record for a known loyalty card)
+    new_tonight = {second[identifier] for identifier in set(second) - set(first)}
+    for key, (new,) in moved.items():
+        if new != key:
+            assert new in moved or new in new_tonight, f"{key} became {new}, a key from nowhere"
+    # Profiles follow the keys: only tonight's keys, one row each.
+    profile_keys = [r["customer_key"] for r in _read(spark, lake, tables.GOLD_PROFILE).collect()]
+    assert len(profile_keys) == len(set(profile_keys))
+    assert set(profile_keys) <= set(second.values())
+
+
+def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(spark, lake):
+    first, second = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
+    card = first[("loyalty_card_id", PLANTED_CARD)]
+    customer = second[("customer_id", PLANTED_CUSTOMER)]
+    assert second[("loyalty_card_id", PLANTED_CARD)] == customer != card
+    assert NIGHTS["night-3"]["silver"]["retired_keys"] >= 1
+    history = _read(spark, lake, tables.SILVER_KEY_HISTORY)
+    assert rows(
+        history.where(F.col("retired_key") == card), *tables.SILVER_KEY_HISTORY.column_names
+    ) == [(card, customer, customer, RUN_DATE, "night-3")]
+    # Every retired key was a key the night before and is none tonight; its survivor is one.
+    retired = {r["retired_key"]: r["surviving_key"] for r in history.collect()}
+    assert set(retired) <= set(first.values()) - set(second.values())
+    assert set(retired.values()) <= set(second.values())
+    # The backfill's features of the card's purchase (a day no night rebuilt) join today's
+    # customer through the history.
+    yesterday = _read(spark, lake, tables.GOLD_FEATURES).where(
+        (F.col("as_of_date") == F.lit(str(PLANTED_DAY)).cast("date"))
+        & (F.col("customer_key") == card)
+    )
+    today = _read(spark, lake, tables.SILVER_IDENTITY).where(
+        F.col("identifier_type") == "customer_id"
+    )
+    joined = (
+        yesterday.join(history, yesterday.customer_key == history.retired_key)
+        .join(today, F.col("surviving_key") == today.customer_key)
+        .select("identifier", "monetary_365d")
+    )
+    assert rows(joined) == [(PLANTED_CUSTOMER, 20.0)]
+
+
+def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake):
+    night = NIGHTS["night-3"]["gold"]
+    late_days = [day for day in night["touched_dates"] if day != str(RUN_DATE)]
+    assert late_days, f"the sample should hold late records for the nights before: {night}"
+    # Every day that has features (the backfill's year, the nights) and that late records
+    # touched is built again, with the night's own date.
+    assert night["feature_dates"] == [*late_days, str(RUN_DATE)]
+    inputs = load_inputs(spark, lake)
+    for day in late_days:
+        expected = gold.build_customer_features(
+            inputs["population"],
+            inputs["transactions"],
+            inputs["activity"],
+            date.fromisoformat(day),
+            lake.profile_window_days,
+        )
+        stored = _read(spark, lake, tables.GOLD_FEATURES).where(
+            F.col("as_of_date") == F.lit(day).cast("date")
+        )
+        expected = lakehouse.conform(expected, tables.GOLD_FEATURES).select(stored.columns)
+        assert stored.count() > 0
+        assert stored.exceptAll(expected).count() == 0
+        assert expected.exceptAll(stored).count() == 0
