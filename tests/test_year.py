@@ -38,6 +38,7 @@ from omni.tables import CRM_COLUMNS, POS_COLUMNS
 from omni.transforms import gold
 from tests.conftest import rows
 from tests.dag_runner import run_dag
+from tests.lake_checks import assert_counts_reconcile, assert_keys_stable
 
 RUN_DATE = date(2026, 11, 3)  # the last night
 NIGHT_DATES = [RUN_DATE - timedelta(days=n) for n in (2, 1, 0)]
@@ -305,44 +306,11 @@ def test_each_night_passes_its_gates(spark, lake):
 
 
 def test_counts_reconcile_per_source_and_date_over_every_night(spark, lake):
-    recon = (
-        _read(spark, lake, tables.RECONCILIATION)
-        .groupBy("source")
-        .agg(
-            F.sum("read").alias("read"),
-            F.sum(F.col("accepted") + F.col("quarantined") + F.col("duplicates")).alias("placed"),
-        )
-    )
-    bronze = {
-        t.name.split(".")[1]: _read(spark, lake, t).count()
-        for t in tables.ALL_TABLES
-        if t.layer == "bronze" and t not in (tables.INGESTED_FILES, tables.LANDING_FOLDERS)
-    }
-    got = {r["source"]: (r["read"], r["placed"]) for r in recon.collect()}
-    assert got == {name: (n, n) for name, n in bronze.items()}
-    log = _read(spark, lake, tables.INGESTED_FILES)
-    assert log.agg(F.sum("records")).first()[0] == sum(bronze.values())
+    assert_counts_reconcile(spark, lake)
 
 
 def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
-    first, second = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
-    moved: dict[str, set[str]] = {}
-    for identifier, key in first.items():
-        moved.setdefault(key, set()).add(second[identifier])
-    # A night-1 customer is still one customer, under one key ...
-    assert all(len(new) == 1 for new in moved.values())
-    # ... its own key unless it merged with another, and then the key of one of the two.
-    survivors = {key for key, new in moved.items() if new == {key}}
-    assert len(survivors) >= 0.9 * len(moved)
-    # (a customer new tonight can take in an older one: a CRM record for a known loyalty card)
-    new_tonight = {second[identifier] for identifier in set(second) - set(first)}
-    for key, (new,) in moved.items():
-        if new != key:
-            assert new in moved or new in new_tonight, f"{key} became {new}, a key from nowhere"
-    # Profiles follow the keys: only tonight's keys, one row each.
-    profile_keys = [r["customer_key"] for r in _read(spark, lake, tables.GOLD_PROFILE).collect()]
-    assert len(profile_keys) == len(set(profile_keys))
-    assert set(profile_keys) <= set(second.values())
+    assert_keys_stable(spark, lake, NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"])
 
 
 def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(spark, lake):
