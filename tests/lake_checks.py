@@ -51,3 +51,82 @@ def assert_keys_stable(spark, settings, first: dict, second: dict) -> None:
     profile_keys = [r["customer_key"] for r in profile.collect()]
     assert len(profile_keys) == len(set(profile_keys))
     assert set(profile_keys) <= set(second.values())
+
+
+PLANTED_CARD, PLANTED_CUSTOMER = "L-PLANTED", "C9000001"
+
+
+def plant_a_merge(landing, receipt_day, merge_day) -> None:
+    """A receipt of ``receipt_day`` with a loyalty card no CRM record knows (a customer of its
+    own, keyed by the card); in the CRM folder of ``merge_day`` a new record holds that card:
+    two customers found to be one that night."""
+    from omni.tables import CRM_COLUMNS, POS_COLUMNS
+
+    receipt = f"T-PLANTED,1,S001,R1,{receipt_day} 11:00:00,SKU-APP-000,1,20.00,0.00,card,"
+    store = landing / "instore" / "pos" / f"dt={receipt_day}" / "store_id=S001"
+    (store / "part-00001.csv").write_text(f"{','.join(POS_COLUMNS)}\n{receipt}{PLANTED_CARD},EUR\n")
+    crm = landing / "crm" / "customers" / f"dt={merge_day}"
+    crm.mkdir(parents=True, exist_ok=True)
+    record = (
+        f"{PLANTED_CUSTOMER},{PLANTED_CARD},planted@example.com,+351900000000,Ana,Silva,1980,"
+        f"1000,2025-01-01 10:00:00,true,false,{merge_day} 09:00:00"
+    )
+    (crm / "part-00001.csv").write_text(f"{','.join(CRM_COLUMNS)}\n{record}\n")
+    (crm / "_SUCCESS").touch()
+
+
+def assert_merge_trail(spark, settings, before: dict, after: dict, run_id: str, day, receipt_day):
+    """The planted merge of night ``run_id`` (``day``): the card's key is retired into the CRM
+    customer's, and the features of ``receipt_day`` (never rebuilt since) join today's
+    customer through ``silver.customer_key_history``. ``before``/``after``: the identities
+    (identifier -> key) of the night before and of that night."""
+    from tests.conftest import rows
+
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    card = before[("loyalty_card_id", PLANTED_CARD)]
+    customer = after[("customer_id", PLANTED_CUSTOMER)]
+    assert after[("loyalty_card_id", PLANTED_CARD)] == customer != card
+    history = read(tables.SILVER_KEY_HISTORY)
+    assert rows(
+        history.where(F.col("retired_key") == card), *tables.SILVER_KEY_HISTORY.column_names
+    ) == [(card, customer, customer, day, run_id)]
+    # Every retired key was a key the night before and is none tonight; its survivor is one.
+    retired = {r["retired_key"]: r["surviving_key"] for r in history.collect()}
+    assert set(retired) <= set(before.values()) - set(after.values())
+    assert set(retired.values()) <= set(after.values())
+    yesterday = read(tables.GOLD_FEATURES).where(
+        (F.col("as_of_date") == F.lit(str(receipt_day)).cast("date"))
+        & (F.col("customer_key") == card)
+    )
+    today = read(tables.SILVER_IDENTITY).where(F.col("identifier_type") == "customer_id")
+    joined = (
+        yesterday.join(history, yesterday.customer_key == history.retired_key)
+        .join(today, F.col("surviving_key") == today.customer_key)
+        .select("identifier", "monetary_365d")
+    )
+    assert rows(joined) == [(PLANTED_CUSTOMER, 20.0)]
+
+
+def assert_features_as_built_today(spark, settings, days: list[str]) -> None:
+    """The stored features of each of ``days`` are those built now from the whole history:
+    the rebuild late records caused left nothing stale."""
+    from datetime import date
+
+    from omni.history import customer_history
+    from omni.transforms import gold
+
+    stored_all = lakehouse.read_table(spark, settings, tables.GOLD_FEATURES)
+    with customer_history(spark, settings) as inputs:
+        for day in days:
+            expected = gold.build_customer_features(
+                inputs["population"],
+                inputs["transactions"],
+                inputs["activity"],
+                date.fromisoformat(day),
+                settings.profile_window_days,
+            )
+            stored = stored_all.where(F.col("as_of_date") == F.lit(day).cast("date"))
+            expected = lakehouse.conform(expected, tables.GOLD_FEATURES).select(stored.columns)
+            assert stored.count() > 0
+            assert stored.exceptAll(expected).count() == 0, day
+            assert expected.exceptAll(stored).count() == 0, day

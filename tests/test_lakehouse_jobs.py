@@ -17,10 +17,15 @@ from jobs.silver import record_device_logins, run_silver
 from omni import lakehouse, tables
 from omni.history import load_inputs
 from omni.sample import SampleSpec, generate_sample
-from omni.tables import CRM_COLUMNS, POS_COLUMNS
 from omni.transforms import gold, identity
-from tests.conftest import readers_rows, rows
-from tests.lake_checks import assert_counts_reconcile, assert_keys_stable
+from tests.conftest import readers_rows
+from tests.lake_checks import (
+    assert_counts_reconcile,
+    assert_features_as_built_today,
+    assert_keys_stable,
+    assert_merge_trail,
+    plant_a_merge,
+)
 
 RUN_DATE = date(2026, 3, 31)
 FIRST_NIGHT = RUN_DATE - timedelta(days=1)
@@ -39,25 +44,8 @@ def _night(spark, settings, day, run_id, start=None):
     NIGHTS[run_id]["gold"] = build_gold(spark, settings, day, run_id, start)
 
 
-PLANTED_CARD, PLANTED_CUSTOMER = "L-PLANTED", "C9000001"
 # The first day night 1 builds features for: too early for night 2's late records to rebuild.
 PLANTED_DAY = FIRST_NIGHT - timedelta(days=4)
-
-
-def _plant_a_merge(landing):
-    """Night 1: a receipt with a loyalty card no CRM record knows (a customer of its own, keyed
-    by the card). Night 2: a new CRM record holds that card: two customers found to be one."""
-    receipt = f"T-PLANTED,1,S001,R1,{PLANTED_DAY} 11:00:00,SKU-APP-000,1,20.00,0.00,card,"
-    store = landing / "instore" / "pos" / f"dt={PLANTED_DAY}" / "store_id=S001"
-    (store / "part-00001.csv").write_text(f"{','.join(POS_COLUMNS)}\n{receipt}{PLANTED_CARD},EUR\n")
-    crm = landing / "crm" / "customers" / f"dt={RUN_DATE}"
-    crm.mkdir(parents=True, exist_ok=True)
-    record = (
-        f"{PLANTED_CUSTOMER},{PLANTED_CARD},planted@example.com,+351900000000,Ana,Silva,1980,"
-        f"1000,2025-01-01 10:00:00,true,false,{RUN_DATE} 09:00:00"
-    )
-    (crm / "part-00001.csv").write_text(f"{','.join(CRM_COLUMNS)}\n{record}\n")
-    (crm / "_SUCCESS").touch()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +57,7 @@ def lake(spark, settings, tmp_path_factory):
         local.landing_dir,
         SampleSpec(customers=40, days=20, end_date=RUN_DATE, seed=3, late_rate=0.2),
     )
-    _plant_a_merge(local.landing_dir)
+    plant_a_merge(local.landing_dir, PLANTED_DAY, RUN_DATE)
     _night(spark, local, FIRST_NIGHT, "night-1", start=FIRST_NIGHT - timedelta(days=4))
     _night(spark, local, RUN_DATE, "night-2")
     return local
@@ -92,34 +80,9 @@ def _same_rows(left, right) -> bool:
 
 
 def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(spark, lake):
-    first, second = NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"]
-    card = first[("loyalty_card_id", PLANTED_CARD)]
-    customer = second[("customer_id", PLANTED_CUSTOMER)]
-    assert second[("loyalty_card_id", PLANTED_CARD)] == customer != card
     assert NIGHTS["night-2"]["silver"]["retired_keys"] >= 1
-    history = _read(spark, lake, tables.SILVER_KEY_HISTORY)
-    assert rows(
-        history.where(F.col("retired_key") == card), *tables.SILVER_KEY_HISTORY.column_names
-    ) == [(card, customer, customer, RUN_DATE, "night-2")]
-    # Every retired key was a key on night 1 and is none tonight; its survivor is a key tonight.
-    retired = {r["retired_key"]: r["surviving_key"] for r in history.collect()}
-    assert set(retired) <= set(first.values()) - set(second.values())
-    assert set(retired.values()) <= set(second.values())
-    # Night 1's features of the card's purchase (a day night 2 did not rebuild) join today's
-    # customer through the history.
-    yesterday = _read(spark, lake, tables.GOLD_FEATURES).where(
-        (F.col("as_of_date") == F.lit(str(PLANTED_DAY)).cast("date"))
-        & (F.col("customer_key") == card)
-    )
-    today = _read(spark, lake, tables.SILVER_IDENTITY).where(
-        F.col("identifier_type") == "customer_id"
-    )
-    joined = (
-        yesterday.join(history, yesterday.customer_key == history.retired_key)
-        .join(today, F.col("surviving_key") == today.customer_key)
-        .select("identifier", "monetary_365d")
-    )
-    assert rows(joined) == [(PLANTED_CUSTOMER, 20.0)]
+    before, after = NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"]
+    assert_merge_trail(spark, lake, before, after, "night-2", RUN_DATE, PLANTED_DAY)
 
 
 def test_identity_read_from_device_logins_equals_identity_from_the_event_history(spark, lake):
@@ -166,22 +129,7 @@ def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake)
     late_days = sorted(set(night["touched_dates"]) & set(built_on_night_1))
     assert late_days, f"the sample should hold late records for {built_on_night_1}: {night}"
     assert night["feature_dates"] == [*late_days, str(RUN_DATE)]
-    inputs = load_inputs(spark, lake)
-    for day in late_days:
-        expected = gold.build_customer_features(
-            inputs["population"],
-            inputs["transactions"],
-            inputs["activity"],
-            date.fromisoformat(day),
-            lake.profile_window_days,
-        )
-        stored = _read(spark, lake, tables.GOLD_FEATURES).where(
-            F.col("as_of_date") == F.lit(day).cast("date")
-        )
-        expected = lakehouse.conform(expected, tables.GOLD_FEATURES).select(stored.columns)
-        assert stored.count() > 0
-        assert stored.exceptAll(expected).count() == 0
-        assert expected.exceptAll(stored).count() == 0
+    assert_features_as_built_today(spark, lake, late_days)
 
 
 def _rounded(df):

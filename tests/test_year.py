@@ -25,7 +25,6 @@ from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
-from omni.history import load_inputs
 from omni.sample import (
     HOLIDAY_STORE,
     LATE_STORE,
@@ -34,11 +33,15 @@ from omni.sample import (
     SampleSpec,
     generate_sample,
 )
-from omni.tables import CRM_COLUMNS, POS_COLUMNS
-from omni.transforms import gold
-from tests.conftest import rows
+from omni.tables import POS_COLUMNS
 from tests.dag_runner import run_dag
-from tests.lake_checks import assert_counts_reconcile, assert_keys_stable
+from tests.lake_checks import (
+    assert_counts_reconcile,
+    assert_features_as_built_today,
+    assert_keys_stable,
+    assert_merge_trail,
+    plant_a_merge,
+)
 
 RUN_DATE = date(2026, 11, 3)  # the last night
 NIGHT_DATES = [RUN_DATE - timedelta(days=n) for n in (2, 1, 0)]
@@ -86,25 +89,8 @@ def _night(
     }
 
 
-PLANTED_CARD, PLANTED_CUSTOMER = "L-PLANTED", "C9000001"
 # A day the backfill ingests and that no night's late records reach back to.
 PLANTED_DAY = FIRST_NIGHT - timedelta(days=4)
-
-
-def _plant_a_merge(landing):
-    """A receipt of the backfill's history with a loyalty card no CRM record knows (a customer
-    of its own, keyed by the card); on the last night a new CRM record holds that card."""
-    receipt = f"T-PLANTED,1,S001,R1,{PLANTED_DAY} 11:00:00,SKU-APP-000,1,20.00,0.00,card,"
-    store = landing / "instore" / "pos" / f"dt={PLANTED_DAY}" / "store_id=S001"
-    (store / "part-00001.csv").write_text(f"{','.join(POS_COLUMNS)}\n{receipt}{PLANTED_CARD},EUR\n")
-    crm = landing / "crm" / "customers" / f"dt={RUN_DATE}"
-    crm.mkdir(parents=True, exist_ok=True)
-    record = (
-        f"{PLANTED_CUSTOMER},{PLANTED_CARD},planted@example.com,+351900000000,Ana,Silva,1980,"
-        f"1000,2025-01-01 10:00:00,true,false,{RUN_DATE} 09:00:00"
-    )
-    (crm / "part-00001.csv").write_text(f"{','.join(CRM_COLUMNS)}\n{record}\n")
-    (crm / "_SUCCESS").touch()
 
 
 def _late_folder(settings):
@@ -124,7 +110,7 @@ def lake(spark, settings, tmp_path_factory):
         mlflow_artifacts_dir=root / "artifacts",
     )
     generate_sample(local.landing_dir, YEAR)
-    _plant_a_merge(local.landing_dir)
+    plant_a_merge(local.landing_dir, PLANTED_DAY, RUN_DATE)
     late = _late_folder(local)
     (late / "_SUCCESS").unlink()  # S003's folder of night 1 comes a night late, with a receipt
     receipt = (
@@ -314,34 +300,9 @@ def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
 
 
 def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(spark, lake):
-    first, second = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
-    card = first[("loyalty_card_id", PLANTED_CARD)]
-    customer = second[("customer_id", PLANTED_CUSTOMER)]
-    assert second[("loyalty_card_id", PLANTED_CARD)] == customer != card
     assert NIGHTS["night-3"]["silver"]["retired_keys"] >= 1
-    history = _read(spark, lake, tables.SILVER_KEY_HISTORY)
-    assert rows(
-        history.where(F.col("retired_key") == card), *tables.SILVER_KEY_HISTORY.column_names
-    ) == [(card, customer, customer, RUN_DATE, "night-3")]
-    # Every retired key was a key the night before and is none tonight; its survivor is one.
-    retired = {r["retired_key"]: r["surviving_key"] for r in history.collect()}
-    assert set(retired) <= set(first.values()) - set(second.values())
-    assert set(retired.values()) <= set(second.values())
-    # The backfill's features of the card's purchase (a day no night rebuilt) join today's
-    # customer through the history.
-    yesterday = _read(spark, lake, tables.GOLD_FEATURES).where(
-        (F.col("as_of_date") == F.lit(str(PLANTED_DAY)).cast("date"))
-        & (F.col("customer_key") == card)
-    )
-    today = _read(spark, lake, tables.SILVER_IDENTITY).where(
-        F.col("identifier_type") == "customer_id"
-    )
-    joined = (
-        yesterday.join(history, yesterday.customer_key == history.retired_key)
-        .join(today, F.col("surviving_key") == today.customer_key)
-        .select("identifier", "monetary_365d")
-    )
-    assert rows(joined) == [(PLANTED_CUSTOMER, 20.0)]
+    before, after = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
+    assert_merge_trail(spark, lake, before, after, "night-3", RUN_DATE, PLANTED_DAY)
 
 
 def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake):
@@ -351,19 +312,4 @@ def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake)
     # Every day that has features (the backfill's year, the nights) and that late records
     # touched is built again, with the night's own date.
     assert night["feature_dates"] == [*late_days, str(RUN_DATE)]
-    inputs = load_inputs(spark, lake)
-    for day in late_days:
-        expected = gold.build_customer_features(
-            inputs["population"],
-            inputs["transactions"],
-            inputs["activity"],
-            date.fromisoformat(day),
-            lake.profile_window_days,
-        )
-        stored = _read(spark, lake, tables.GOLD_FEATURES).where(
-            F.col("as_of_date") == F.lit(day).cast("date")
-        )
-        expected = lakehouse.conform(expected, tables.GOLD_FEATURES).select(stored.columns)
-        assert stored.count() > 0
-        assert stored.exceptAll(expected).count() == 0
-        assert expected.exceptAll(stored).count() == 0
+    assert_features_as_built_today(spark, lake, late_days)
