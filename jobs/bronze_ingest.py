@@ -143,7 +143,7 @@ def already_ingested(
     unlogged = {path: day for path, day in candidates.items() if path not in logged}
     if not unlogged:
         return set(candidates)
-    found = bronze_file_counts(spark, settings, source, unlogged, run_id=None)
+    found = bronze_file_counts(spark, settings, source, unlogged)
     log_files(spark, settings, source, unlogged, found)
     return (set(candidates) - set(unlogged)) | set(found)
 
@@ -153,15 +153,12 @@ def bronze_file_counts(
     settings: Settings,
     source: Source,
     files: dict[str, date],
-    run_id: str | None,
 ) -> dict[str, tuple[str, int]]:
     """Of ``files``, those in bronze: path -> (ingest run, records); reads their dates only."""
     bronze = lakehouse.read_table(spark, settings, source.bronze).where(
         lakehouse.date_literal("_business_date", set(files.values()))
         & F.col("_source_file").isin(sorted(files))
     )
-    if run_id is not None:
-        bronze = bronze.where(F.col("_run_id") == run_id)
     counts = bronze.groupBy("_source_file", "_run_id").agg(F.count("*").alias("n")).collect()
     return {row["_source_file"]: (row["_run_id"], row["n"]) for row in counts}
 

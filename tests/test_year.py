@@ -64,13 +64,11 @@ pytestmark = pytest.mark.year
 NIGHTS: dict[str, dict] = {}
 
 
-def _night(
-    spark, settings, day: date, run_id: str, params: dict | None = None, models: bool = True
-) -> None:
+def _night(spark, settings, day: date, run_id: str, params: dict | None = None) -> None:
     started = time.monotonic()
     nightly = run_dag("omni_nightly", spark, settings, day, run_id, params)
     lakehouse_seconds = time.monotonic() - started
-    modelled = run_dag("omni_models", spark, settings, day, f"{run_id}-models") if models else None
+    modelled = run_dag("omni_models", spark, settings, day, f"{run_id}-models")
     NIGHTS[run_id] = {
         "day": day,
         "bronze": nightly["bronze_ingest"],
@@ -255,8 +253,6 @@ def test_each_night_scores_every_customer_once_and_registers_one_version_per_mod
     features = _read(spark, lake, tables.GOLD_FEATURES)
     registered = {model: client.search_model_versions(f"name='{model}'") for model in MODELS}
     for run_id, night in NIGHTS.items():
-        if not night["models"]:
-            continue
         day = F.lit(str(night["day"])).cast("date")
         of_day = scores.where(F.col("as_of_date") == day)
         customers = features.where(F.col("as_of_date") == day).count()
@@ -284,7 +280,7 @@ def test_each_night_scores_every_customer_once_and_registers_one_version_per_mod
 
 def test_each_night_passes_its_gates(spark, lake):
     for run_id in ("night-1", "night-2", "night-3"):
-        for run in (run_id, f"{run_id}-models") if NIGHTS[run_id]["models"] else (run_id,):
+        for run in (run_id, f"{run_id}-models"):
             results, failed = _failed(spark, lake, run)
             assert results.count() > 50
             # A small shop's night: one bad line among 20 can be a warning, never a block.
