@@ -72,8 +72,10 @@ PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-year: lint ## A retailer's year backfilled in one run, then three nights (the DAGs' tasks in-process; 17 min)
-	$(BIN)/pytest -m year tests/test_year.py $(YEAR_PYTEST_ARGS)
+# The long histories: the year on one worker, the two shops with one channel on the other.
+YEAR_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
+test-year: lint ## A retailer's year, then three nights; shops with one channel (in-process; 29 min; .ci/run runs it after make test)
+	$(BIN)/pytest -m year tests/test_year.py tests/test_one_channel.py $(YEAR_PYTEST_ARGS)
 
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)

@@ -123,6 +123,20 @@ def spark(settings):
     session.stop()
 
 
+def settings_under(settings, root: Path, *, landing: bool = True):
+    """``settings`` with a lakehouse, an MLflow store (SQLite, artifacts) and, unless
+    ``landing`` is False, a landing zone of their own under ``root``."""
+    from dataclasses import replace
+
+    return replace(
+        settings,
+        **({"landing_dir": root / "landing"} if landing else {}),
+        lakehouse_dir=root / "lakehouse",
+        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        mlflow_artifacts_dir=root / "artifacts",
+    )
+
+
 def rows(df, *columns, order_by=None):
     """A frame's rows as sorted tuples, for whole-content comparisons."""
     selected = df.select(*columns) if columns else df
@@ -177,6 +191,24 @@ def pytest_collection_modifyitems(config, items):
     """Longest modules first (``LONGEST_FIRST``), so the workers end close together."""
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+FIGURES = "figures"  # a user property: what a test measured, printed after the run
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figures tests recorded (``record_property(FIGURES, ...)``), from every worker."""
+    figures = [
+        (report.nodeid, value)
+        for report in terminalreporter.stats.get("passed", [])
+        + terminalreporter.stats.get("failed", [])
+        for name, value in report.user_properties
+        if name == FIGURES
+    ]
+    if figures:
+        terminalreporter.section("figures")
+        for nodeid, value in figures:
+            terminalreporter.write_line(f"{nodeid}: {value}")
 
 
 # Columns that stamp when or by which run a row was written: they differ between two runs that

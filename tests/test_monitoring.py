@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import date, timedelta
 
 import mlflow
@@ -14,6 +13,7 @@ from sklearn.dummy import DummyClassifier
 
 from models import monitor, registry
 from omni import lakehouse, tables
+from tests.conftest import settings_under
 from tests.test_quality import batch
 
 AS_OF = date(2026, 6, 30)
@@ -117,12 +117,7 @@ def _champion_with_reference(settings, recency) -> str:
 def test_nightly_monitoring_flags_a_retrain_only_when_the_population_drifts(
     spark, settings, tmp_path, caplog, request
 ):
-    local = replace(
-        settings,
-        lakehouse_dir=tmp_path / "lakehouse",
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        mlflow_artifacts_dir=tmp_path / "artifacts",
-    )
+    local = settings_under(settings, tmp_path, landing=False)
     client = registry.configure_tracking(local)
     request.addfinalizer(lambda: registry.configure_tracking(settings))
     rng = np.random.default_rng(5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import date
 
 import mlflow
@@ -19,6 +18,7 @@ from models.features import CHURN_FEATURES, SEGMENT_FEATURES
 from models.score import NO_PURCHASE_BAND, score_customers
 from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID, train_segmentation
 from omni import lakehouse, tables
+from tests.conftest import settings_under
 from tests.test_quality import batch
 
 AS_OF = date(2026, 6, 30)
@@ -58,12 +58,7 @@ def _features(spark, keys, buyer):
 @pytest.fixture(scope="module")
 def scored(spark, settings, tmp_path_factory):
     root = tmp_path_factory.mktemp("scoring")
-    local = replace(
-        settings,
-        lakehouse_dir=root / "lakehouse",
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        mlflow_artifacts_dir=root / "artifacts",
-    )
+    local = settings_under(settings, root, landing=False)
     registry.configure_tracking(local)
     keys = [f"K{i:03d}" for i in range(BUYERS + NEVER_BOUGHT)]
     features = _features(spark, keys, lambda i: i < BUYERS)

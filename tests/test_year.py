@@ -10,14 +10,14 @@ Expectations and an MLflow SQLite registry.
 On the last night a CRM record claims a loyalty card that had a customer of its own: two
 customers found to be one.
 
-It takes about 17 minutes on 2 cores, more than the suite's budget allows, so ``make test``
-leaves it out (marker ``year``) and ``make test-year`` runs it.
+It takes about 19 minutes on 2 cores alone (27 beside ``tests/test_one_channel.py``), more
+than the suite's budget allows, so ``make test`` leaves it out (marker ``year``) and
+``make test-year`` runs it; ``.ci/run`` runs both.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -34,12 +34,14 @@ from omni.sample import (
     generate_sample,
 )
 from omni.tables import POS_COLUMNS
+from tests.conftest import FIGURES, settings_under
 from tests.dag_runner import run_dag
 from tests.lake_checks import (
     assert_counts_reconcile,
     assert_features_as_built_today,
     assert_keys_stable,
     assert_merge_trail,
+    failed_checks,
     plant_a_merge,
 )
 
@@ -60,7 +62,8 @@ FIRST_DAY = YEAR.start_date
 NEW_STORE = STORES[-1][0]
 MODELS = ("customer_segmentation", "customer_churn")
 pytestmark = pytest.mark.year
-# Run id -> its day, each DAG's task counts, the identity it left and (lakehouse, models) s.
+# Run id -> its day, each DAG's task counts, the identity it left and the wall time of each DAG
+# run, (omni_nightly s, omni_models s), printed under "figures" after the tests.
 NIGHTS: dict[str, dict] = {}
 
 
@@ -100,13 +103,7 @@ def _late_folder(settings):
 def lake(spark, settings, tmp_path_factory):
     """The year backfilled in one run, then three nights (both DAGs each time)."""
     root = tmp_path_factory.mktemp("year")
-    local = replace(
-        settings,
-        landing_dir=root / "landing",
-        lakehouse_dir=root / "lakehouse",
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        mlflow_artifacts_dir=root / "artifacts",
-    )
+    local = settings_under(settings, root)
     generate_sample(local.landing_dir, YEAR)
     plant_a_merge(local.landing_dir, PLANTED_DAY, RUN_DATE)
     late = _late_folder(local)
@@ -120,7 +117,6 @@ def lake(spark, settings, tmp_path_factory):
     (_late_folder(local) / "_SUCCESS").touch()  # S003's folder of night 1 arrives
     _night(spark, local, NIGHT_DATES[1], "night-2")
     _night(spark, local, NIGHT_DATES[2], "night-3")
-    print({run: night["seconds"] for run, night in NIGHTS.items()})  # (lakehouse s, models s)
     return local
 
 
@@ -132,15 +128,8 @@ def _client(settings):
     return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
 
-def _failed(spark, settings, run_id):
-    results = _read(spark, settings, tables.VALIDATION_RESULTS).where(F.col("run_id") == run_id)
-    return results, [
-        (r["table_name"], r["expectation_type"], r["severity"])
-        for r in results.where(~F.col("success")).collect()
-    ]
-
-
-def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake):
+def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake, record_property):
+    record_property(FIGURES, {run: night["seconds"] for run, night in NIGHTS.items()})
     assert NIGHTS["backfill"]["dates"] == {
         "start_date": str(FIRST_DAY),
         "end_date": str(BACKFILL_END),
@@ -170,7 +159,7 @@ def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake):
 
 def test_every_gate_of_the_year_passes(spark, lake):
     for run_id in ("backfill", "backfill-models"):
-        results, failed = _failed(spark, lake, run_id)
+        results, failed = failed_checks(spark, lake, run_id)
         assert results.count() > 50
         assert failed == [], failed
     kinds = {
@@ -281,7 +270,7 @@ def test_each_night_scores_every_customer_once_and_registers_one_version_per_mod
 def test_each_night_passes_its_gates(spark, lake):
     for run_id in ("night-1", "night-2", "night-3"):
         for run in (run_id, f"{run_id}-models"):
-            results, failed = _failed(spark, lake, run)
+            results, failed = failed_checks(spark, lake, run)
             assert results.count() > 50
             # A small shop's night: one bad line among 20 can be a warning, never a block.
             assert [f for f in failed if f[2] == "blocking"] == [], (run, failed)
