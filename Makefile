@@ -74,7 +74,7 @@ test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... t
 
 # The long histories: the year on one worker, the two shops with one channel on the other.
 YEAR_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
-test-year: lint ## A retailer's year, then three nights; shops with one channel (in-process; 29 min; .ci/run runs it after make test)
+test-year: lint ## A retailer's year, then three nights; shops with one channel (in-process; 25-29 min; .ci/run runs it after make test)
 	$(BIN)/pytest -m year tests/test_year.py tests/test_one_channel.py $(YEAR_PYTEST_ARGS)
 
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
