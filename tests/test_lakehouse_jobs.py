@@ -63,10 +63,6 @@ def lake(spark, settings, tmp_path_factory):
     return local
 
 
-def _read(spark, settings, table):
-    return lakehouse.read_table(spark, settings, table)
-
-
 def test_counts_reconcile_per_source_and_date_over_both_nights(spark, lake):
     assert_counts_reconcile(spark, lake)
 
@@ -86,19 +82,19 @@ def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(
 
 
 def test_identity_read_from_device_logins_equals_identity_from_the_event_history(spark, lake):
-    events = _read(spark, lake, tables.SILVER_EVENTS)
+    events = lakehouse.read_table(spark, lake, tables.SILVER_EVENTS)
     pairs = events.select("anonymous_id", "customer_id").distinct()
-    logins = _read(spark, lake, tables.SILVER_DEVICE_LOGINS)
+    logins = lakehouse.read_table(spark, lake, tables.SILVER_DEVICE_LOGINS)
     assert logins.count() == pairs.count() > 0  # one row per pair, anonymous visits included
     assert _same_rows(logins.select("anonymous_id", "customer_id"), pairs)
     nodes, edges = identity.identity_links(
-        _read(spark, lake, tables.SILVER_CUSTOMERS),
+        lakehouse.read_table(spark, lake, tables.SILVER_CUSTOMERS),
         events.select("anonymous_id", "customer_id"),
-        _read(spark, lake, tables.SILVER_POS).select("loyalty_card_id"),
+        lakehouse.read_table(spark, lake, tables.SILVER_POS).select("loyalty_card_id"),
         lake.max_customers_per_device,
     )
     from_history = identity.resolve_identities(nodes, edges, "check").drop("updated_run_id")
-    stored = _read(spark, lake, tables.SILVER_IDENTITY).drop("updated_run_id")
+    stored = lakehouse.read_table(spark, lake, tables.SILVER_IDENTITY).drop("updated_run_id")
     assert _same_rows(stored, from_history)
 
 
@@ -113,7 +109,7 @@ def test_device_logins_adds_each_pair_once_anonymous_ones_included(spark, settin
     assert record_device_logins(spark, fresh, first) == 0  # a retried run adds nothing
     later = first.union(spark.createDataFrame([("d3", None, day, "r2")], schema))
     assert record_device_logins(spark, fresh, later) == 1
-    stored = _read(spark, fresh, tables.SILVER_DEVICE_LOGINS)
+    stored = lakehouse.read_table(spark, fresh, tables.SILVER_DEVICE_LOGINS)
     pairs = [(r["anonymous_id"], r["customer_id"]) for r in stored.collect()]
     assert sorted(pairs, key=lambda pair: (pair[0], pair[1] or "")) == [
         ("d1", None),
@@ -167,7 +163,7 @@ def test_a_backfill_builds_every_day_of_the_range_in_one_run(spark, lake):
     summary = build_gold(spark, lake, RUN_DATE, "backfill", start=RUN_DATE - timedelta(days=4))
     assert summary["feature_dates"] == [str(RUN_DATE - timedelta(days=n)) for n in range(4, -1, -1)]
     per_day = (
-        _read(spark, lake, tables.GOLD_FEATURES)
+        lakehouse.read_table(spark, lake, tables.GOLD_FEATURES)
         .groupBy("as_of_date")
         .count()
         .where(F.col("as_of_date") >= F.lit(str(RUN_DATE - timedelta(days=4))).cast("date"))
@@ -179,7 +175,7 @@ def test_a_backfill_builds_every_day_of_the_range_in_one_run(spark, lake):
 
 def test_a_third_night_with_no_new_files_changes_nothing(spark, lake):
     before = {
-        t.name: _read(spark, lake, t).count()
+        t.name: lakehouse.read_table(spark, lake, t).count()
         for t in tables.ALL_TABLES
         if t.layer in ("bronze", "silver", "quarantine")
     }
@@ -192,7 +188,7 @@ def test_a_third_night_with_no_new_files_changes_nothing(spark, lake):
         "duplicates": 0,
     }
     after = {
-        t.name: _read(spark, lake, t).count()
+        t.name: lakehouse.read_table(spark, lake, t).count()
         for t in tables.ALL_TABLES
         if t.layer in ("bronze", "silver", "quarantine")
     }
@@ -202,18 +198,21 @@ def test_a_third_night_with_no_new_files_changes_nothing(spark, lake):
 def test_tables_are_registered_by_name_at_their_paths(spark, lake):
     detail = spark.sql("DESCRIBE DETAIL silver.pos_lines").first()
     assert detail["location"].endswith(str(lake.lakehouse_dir / "silver" / "pos_lines"))
-    assert spark.table("silver.pos_lines").count() == _read(spark, lake, tables.SILVER_POS).count()
+    assert (
+        spark.table("silver.pos_lines").count()
+        == lakehouse.read_table(spark, lake, tables.SILVER_POS).count()
+    )
 
 
 def test_maintenance_compacts_and_keeps_every_row(spark, lake):
-    before = _read(spark, lake, tables.BRONZE_POS).count()
+    before = lakehouse.read_table(spark, lake, tables.BRONZE_POS).count()
     result = maintain_tables(spark, lake, retention_hours=168)
     assert result["bronze.pos_lines"]["files_removed"] > result["bronze.pos_lines"]["files_added"]
-    assert _read(spark, lake, tables.BRONZE_POS).count() == before
+    assert lakehouse.read_table(spark, lake, tables.BRONZE_POS).count() == before
 
 
 def _customer_with_card_and_logins(spark, lake):
-    identity = _read(spark, lake, tables.SILVER_IDENTITY)
+    identity = lakehouse.read_table(spark, lake, tables.SILVER_IDENTITY)
     keys = (
         identity.groupBy("customer_key")
         .agg(F.collect_set("identifier_type").alias("types"))
@@ -235,13 +234,17 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     card = next(v for t, v in identifiers if t == "loyalty_card_id")
     customer_id = next(v for t, v in identifiers if t == "customer_id")
     email = (
-        _read(spark, lake, tables.BRONZE_CRM)
+        lakehouse.read_table(spark, lake, tables.BRONZE_CRM)
         .where(F.col("customer_id") == customer_id)
         .first()["email"]
     )
     identity_path = lakehouse.table_path(lake, tables.SILVER_IDENTITY)
     old_version = spark.sql(f"DESCRIBE HISTORY delta.`{identity_path}`").first()["version"]
-    others = _read(spark, lake, tables.GOLD_PROFILE).where(F.col("customer_key") != key).count()
+    others = (
+        lakehouse.read_table(spark, lake, tables.GOLD_PROFILE)
+        .where(F.col("customer_key") != key)
+        .count()
+    )
 
     # A stored GX result quoting the customer (a sample of failed rows), and one that does not.
     quoted = lake.gx_dir / "validations" / "silver.customers" / "run" / "result.json"
@@ -258,14 +261,14 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
 
     needles = [v for t, v in identifiers if t != "email_hash"] + [email, key]
     for table in tables.ALL_TABLES:
-        df = _read(spark, lake, table)
+        df = lakehouse.read_table(spark, lake, table)
         text = [c for c, t in df.dtypes if t == "string"]
         if not text:
             continue
         blob = F.lower(F.concat_ws(" ", *text))
         hits = df.where(F.greatest(*[blob.contains(n.lower()) for n in needles], F.lit(False)))
         assert hits.count() == 0, f"{table.name} still holds the erased customer"
-    assert _read(spark, lake, tables.GOLD_PROFILE).count() == others
+    assert lakehouse.read_table(spark, lake, tables.GOLD_PROFILE).count() == others
     # Time travel to before the erasure cannot bring the rows back: the files are gone.
     with pytest.raises(Exception, match="(?i)file|path|exist"):
         (
@@ -275,7 +278,11 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
             .where(F.col("identifier") == card)
             .count()
         )
-    audit = _read(spark, lake, tables.ERASURE_AUDIT).where("erasure_id = 'erasure-1'").first()
+    audit = (
+        lakehouse.read_table(spark, lake, tables.ERASURE_AUDIT)
+        .where("erasure_id = 'erasure-1'")
+        .first()
+    )
     assert audit["identifier_type"] == "loyalty_card_id"
     assert card not in str(audit.asDict()) and len(audit["identifier_sha256"]) == 64
     with pytest.raises(UnknownCustomerError, match="is not in silver.customer_identity"):

@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
+from models import registry
 from models.score import NO_PURCHASE_BAND
 from omni import lakehouse, sources, tables
 from omni.sample import STORES, SampleSpec, generate_sample
@@ -25,7 +26,7 @@ from tests.dag_runner import run_dag
 from tests.lake_checks import assert_counts_reconcile, failed_checks
 
 RUN_DATE = date(2026, 11, 1)
-MODELS = ("customer_segmentation", "customer_churn")
+MODELS = (registry.SEGMENTATION_MODEL, registry.CHURN_MODEL)
 # What a retailer of each kind lacks: the channel, its sources, its bronze and silver tables.
 LACKS = {
     "store": (
@@ -65,10 +66,6 @@ def shop(request, spark, settings, tmp_path_factory):
     return channels, local, counts, spec
 
 
-def _read(spark, settings, table):
-    return lakehouse.read_table(spark, settings, table)
-
-
 def test_every_gate_passes_without_the_channel_the_shop_lacks(spark, shop, record_property):
     _, local, counts, _ = shop
     record_property(FIGURES, counts["seconds"])
@@ -84,12 +81,15 @@ def test_every_gate_passes_without_the_channel_the_shop_lacks(spark, shop, recor
 def test_the_missing_channel_has_no_folder_rows_or_reconciliation(spark, shop):
     channels, local, counts, _ = shop
     _, absent, missing = LACKS[channels]
-    assert {table.name: _read(spark, local, table).count() for table in missing} == {
+    assert {table.name: lakehouse.read_table(spark, local, table).count() for table in missing} == {
         table.name: 0 for table in missing
     }
     delivered = {
         r["source"]
-        for r in _read(spark, local, tables.LANDING_FOLDERS).select("source").distinct().collect()
+        for r in lakehouse.read_table(spark, local, tables.LANDING_FOLDERS)
+        .select("source")
+        .distinct()
+        .collect()
     }
     assert delivered and not delivered & absent, delivered
     # What the shop has reconciles, source by source.
@@ -98,7 +98,7 @@ def test_the_missing_channel_has_no_folder_rows_or_reconciliation(spark, shop):
 
 def test_kpis_cover_every_day_of_the_channel_the_shop_has_and_none_other(spark, shop):
     channels, local, _, spec = shop
-    kpis = _read(spark, local, tables.GOLD_KPIS)
+    kpis = lakehouse.read_table(spark, local, tables.GOLD_KPIS)
     days = {spec.start_date + timedelta(days=n) for n in range(spec.days)}
     got = {
         r["channel"]: (r["days"], r["rows"])
@@ -111,10 +111,11 @@ def test_kpis_cover_every_day_of_the_channel_the_shop_has_and_none_other(spark, 
 
 
 def test_each_customer_is_scored_once_a_night_with_segments_of_the_channel_it_has(spark, shop):
-    channels, local, counts, _ = shop
+    channels, local, counts, spec = shop
     missing_word, _, _ = LACKS[channels]
-    scores = _read(spark, local, tables.GOLD_SCORES)
-    customers = _read(spark, local, tables.GOLD_PROFILE).count()
+    scores = lakehouse.read_table(spark, local, tables.GOLD_SCORES)
+    customers = lakehouse.read_table(spark, local, tables.GOLD_PROFILE).count()
+    assert customers >= spec.customers
     for day in (RUN_DATE - timedelta(days=1), RUN_DATE):
         of_day = scores.where(F.col("as_of_date") == F.lit(str(day)).cast("date"))
         assert of_day.select("customer_key").distinct().count() == of_day.count() == customers

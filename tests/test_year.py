@@ -24,6 +24,7 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
+from models import registry
 from omni import lakehouse, tables
 from omni.sample import (
     HOLIDAY_STORE,
@@ -60,7 +61,7 @@ YEAR = SampleSpec(
 )
 FIRST_DAY = YEAR.start_date
 NEW_STORE = STORES[-1][0]
-MODELS = ("customer_segmentation", "customer_churn")
+MODELS = (registry.SEGMENTATION_MODEL, registry.CHURN_MODEL)
 pytestmark = pytest.mark.year
 # Run id -> its day, each DAG's task counts, the identity it left and the wall time of each DAG
 # run, (omni_nightly s, omni_models s), printed under "figures" after the tests.
@@ -120,10 +121,6 @@ def lake(spark, settings, tmp_path_factory):
     return local
 
 
-def _read(spark, settings, table):
-    return lakehouse.read_table(spark, settings, table)
-
-
 def _client(settings):
     return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
@@ -137,7 +134,7 @@ def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake, recor
     assert NIGHTS["backfill"]["gold"]["feature_dates"] == [
         str(FIRST_DAY + timedelta(days=n)) for n in range(365)
     ]
-    features = _read(spark, lake, tables.GOLD_FEATURES)
+    features = lakehouse.read_table(spark, lake, tables.GOLD_FEATURES)
     per_day = dict(
         (r["as_of_date"], r["count"]) for r in features.groupBy("as_of_date").count().collect()
     )
@@ -147,7 +144,7 @@ def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake, recor
     assert counts == sorted(counts) and counts[0] > 0 and counts[-1] >= YEAR.customers
     # Every day of the year has its KPIs, online and in store.
     kpi_days = (
-        _read(spark, lake, tables.GOLD_KPIS)
+        lakehouse.read_table(spark, lake, tables.GOLD_KPIS)
         .groupBy("channel")
         .agg(F.countDistinct("date").alias("days"))
     )
@@ -164,7 +161,7 @@ def test_every_gate_of_the_year_passes(spark, lake):
         assert failed == [], failed
     kinds = {
         r["check_kind"]
-        for r in _read(spark, lake, tables.VALIDATION_RESULTS)
+        for r in lakehouse.read_table(spark, lake, tables.VALIDATION_RESULTS)
         .where(F.col("run_id") == "backfill")
         .select("check_kind")
         .distinct()
@@ -183,7 +180,7 @@ def _days_in_year(month_days) -> set[date]:
 
 
 def test_a_store_closed_on_holidays_and_one_opened_mid_year_have_the_days_they_traded(spark, lake):
-    kpis = _read(spark, lake, tables.GOLD_KPIS).where(
+    kpis = lakehouse.read_table(spark, lake, tables.GOLD_KPIS).where(
         (F.col("channel") == "store") & (F.col("date") <= F.lit(str(BACKFILL_END)).cast("date"))
     )
     holidays = _days_in_year(PUBLIC_HOLIDAYS)
@@ -207,7 +204,11 @@ def test_a_store_closed_on_holidays_and_one_opened_mid_year_have_the_days_they_t
 
 def test_the_late_store_waits_one_night_and_is_read_the_next(spark, lake):
     folder = str(_late_folder(lake).relative_to(lake.landing_dir))
-    [row] = _read(spark, lake, tables.LANDING_FOLDERS).where(F.col("folder") == folder).collect()
+    [row] = (
+        lakehouse.read_table(spark, lake, tables.LANDING_FOLDERS)
+        .where(F.col("folder") == folder)
+        .collect()
+    )
     assert (row["status"], row["store_id"], row["first_run_id"], row["checked_run_id"]) == (
         "complete",
         LATE_STORE,
@@ -217,17 +218,19 @@ def test_the_late_store_waits_one_night_and_is_read_the_next(spark, lake):
     assert row["completed_at"] > row["first_seen_at"]
     assert folder in NIGHTS["night-1"]["bronze"]["pos_lines"]["waiting_folders"]
     assert NIGHTS["night-2"]["bronze"]["pos_lines"]["waiting_folders"] == []
-    bronze = _read(spark, lake, tables.BRONZE_POS).where(F.col("_source_file").contains(folder))
+    bronze = lakehouse.read_table(spark, lake, tables.BRONZE_POS).where(
+        F.col("_source_file").contains(folder)
+    )
     assert {r["_run_id"] for r in bronze.select("_run_id").distinct().collect()} == {"night-2"}
     # Night 2 rebuilt the KPIs of the day it delivered: S003's row of night 1 is its sales.
     day = F.lit(str(NIGHT_DATES[0])).cast("date")
     [kpi] = (
-        _read(spark, lake, tables.GOLD_KPIS)
+        lakehouse.read_table(spark, lake, tables.GOLD_KPIS)
         .where((F.col("date") == day) & (F.col("store_id") == LATE_STORE))
         .collect()
     )
     receipts = (
-        _read(spark, lake, tables.SILVER_POS)
+        lakehouse.read_table(spark, lake, tables.SILVER_POS)
         .where((F.col("store_id") == LATE_STORE) & (F.col("transaction_date") == day))
         .select("transaction_id")
         .distinct()
@@ -238,13 +241,14 @@ def test_the_late_store_waits_one_night_and_is_read_the_next(spark, lake):
 
 def test_each_night_scores_every_customer_once_and_registers_one_version_per_model(spark, lake):
     client = _client(lake)
-    scores = _read(spark, lake, tables.GOLD_SCORES)
-    features = _read(spark, lake, tables.GOLD_FEATURES)
+    scores = lakehouse.read_table(spark, lake, tables.GOLD_SCORES)
+    features = lakehouse.read_table(spark, lake, tables.GOLD_FEATURES)
     registered = {model: client.search_model_versions(f"name='{model}'") for model in MODELS}
     for run_id, night in NIGHTS.items():
         day = F.lit(str(night["day"])).cast("date")
         of_day = scores.where(F.col("as_of_date") == day)
         customers = features.where(F.col("as_of_date") == day).count()
+        assert customers > 0
         assert of_day.count() == of_day.select("customer_key").distinct().count() == customers
         runs = {
             r.info.run_id
