@@ -16,7 +16,21 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
+# OMNI_PROFILE=postgresql (the production profile): the Spark catalog, Airflow and MLflow in
+# three databases of the PostgreSQL server libpq's PGHOST/PGPORT/PGUSER/PGPASSWORD name; when
+# that is this machine, `make postgres` (a prerequisite of run and airflow) starts it locally.
+export OMNI_PROFILE ?= embedded
+ifeq ($(OMNI_PROFILE),postgresql)
+export PGHOST ?= 127.0.0.1
+export PGPORT ?= 5432
+export PGUSER ?= omni
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= postgresql+psycopg://$(PGUSER)@$(PGHOST):$(PGPORT)/omni_airflow
+export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
+PROFILE_SERVICES := postgres
+else
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= sqlite:///$(AIRFLOW_HOME)/airflow.db
+PROFILE_SERVICES :=
+endif
 export OMNI_SPARK_MASTER ?= local[*]
 export AIRFLOW_CONN_SPARK_DEFAULT ?= {"conn_type": "spark", "host": "$(OMNI_SPARK_MASTER)"}
 export PYSPARK_PYTHON ?= $(BIN)/python
@@ -28,7 +42,7 @@ export DO_NOT_TRACK := 1
 # OpenMP threads (a nightly training task beside a test, say) slow each other down fiftyfold.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup jars sample run airflow test bench bench-models bench-orchestration bench-history test-year spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test postgres postgres-stop postgres-server catalog-register spark-sql bench bench-models bench-orchestration bench-history test-year test-production spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -51,8 +65,28 @@ setup: $(INSTALLED) jars ## Create .venv with the pinned packages and fetch the 
 sample: setup ## Generate the raw landing sample if the landing zone is empty
 	$(BIN)/python -m omni.sample --if-empty
 
-airflow-db: setup
+airflow-db: setup $(PROFILE_SERVICES)
 	@tools/airflow_db.sh
+
+# The server programs: Debian's package where they are missing (needs root, as in CI).
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/postgres > /dev/null 2>&1 || [ -n "$$OMNI_POSTGRES_BIN" ] || \
+		{ echo "Installing the PostgreSQL server (apt-get install -y postgresql)"; \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql > /dev/null; }
+
+postgres: setup postgres-server ## The PostgreSQL profile's server: start it locally (data/postgres) if PGHOST is this machine, create its databases and the metastore schema
+	@OMNI_PROFILE=postgresql $(BIN)/python -m omni.postgres start
+
+postgres-stop: setup ## Stop the local PostgreSQL server of `make postgres`
+	@$(BIN)/python -m omni.postgres stop
+
+PROFILE ?= $(OMNI_PROFILE)
+catalog-register: setup ## Name the lakehouse's tables in PROFILE's catalog (postgresql or embedded): the move between profiles
+	@if [ "$(PROFILE)" = postgresql ]; then $(MAKE) --no-print-directory postgres; fi
+	$(BIN)/python -m omni.catalog register --profile $(PROFILE)
+
+spark-sql: setup $(PROFILE_SERVICES) ## A spark-sql shell on the profile's catalog: every table by name
+	@$(BIN)/python -m omni.catalog shell
 
 # `airflow dags test` runs one DAG run in-process, without a scheduler: the lakehouse DAG, then
 # the model DAG its gold assets would trigger under the scheduler (`make airflow`).
@@ -69,13 +103,19 @@ airflow: sample airflow-db ## Start Airflow standalone (UI, scheduler) on localh
 # Two workers on two cores: the end-to-end module, the longest, starts at once on one of them
 # (tests/conftest.py puts it first) while the other modules share the other worker.
 PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
-test: lint ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
+test: lint postgres-server ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The long histories: the year on one worker, the two shops with one channel on the other.
 YEAR_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
-test-year: lint ## A retailer's year, then three nights; shops with one channel (in-process; 25-29 min; .ci/run runs it after make test)
+test-year: lint postgres-server ## A retailer's year, then three nights; shops with one channel (in-process; 25-29 min; .ci/run runs it after make test)
 	$(BIN)/pytest -m year tests/test_year.py tests/test_one_channel.py $(YEAR_PYTEST_ARGS)
+
+# The PostgreSQL profile end to end: both DAGs under the scheduler (LocalExecutor) on a server
+# the test starts, beside an embedded-profile run of the same sample.
+PRODUCTION_PYTEST_ARGS ?= --durations=10
+test-production: lint postgres-server ## The PostgreSQL profile under a real Airflow scheduler, against an embedded run (.ci/run runs it)
+	$(BIN)/pytest -m production tests/test_production_profile.py $(PRODUCTION_PYTEST_ARGS)
 
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)
@@ -92,7 +132,7 @@ bench-history: setup ## A year backfilled in one omni_nightly run, then nights, 
 spark-cluster: setup ## Start a Spark standalone master and worker on 127.0.0.1 (Ctrl-C stops them)
 	$(BIN)/python -m omni.standalone
 
-notebooks: setup ## Execute the notebooks on the default data into data/notebooks/ (after make run)
+notebooks: setup $(PROFILE_SERVICES) ## Execute the notebooks on the default data into data/notebooks/ (after make run)
 	@mkdir -p data/notebooks
 	@for book in notebooks/*.ipynb; do \
 		echo "Executing $$book"; \
@@ -104,7 +144,7 @@ bench-models: setup ## Model benchmark: training set, fits and scoring at two si
 	$(BIN)/python -m bench.models $(MODEL_BENCH_ARGS)
 
 SQL_PORT ?= 10000
-sql-server: setup ## Start the Spark Thrift (JDBC/ODBC) server on localhost: gold, silver, bronze tables by name
+sql-server: setup $(PROFILE_SERVICES) ## Start the Spark Thrift (JDBC/ODBC) server on localhost: gold, silver, bronze tables by name
 	$(BIN)/python -m omni.sql_server --port $(SQL_PORT)
 
 data-dictionary: setup ## Regenerate docs/data-dictionary.md and .html from the table registry

@@ -25,6 +25,9 @@ def configure_tracking(settings: Settings) -> MlflowClient:
     # Nothing leaves the machine, and batch logs stay readable.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from omni.postgres import require_tracking_store
+
+    require_tracking_store(settings)
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///"):
         from pathlib import Path

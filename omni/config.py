@@ -150,6 +150,57 @@ def _absolute_tracking_uri(uri: str) -> str:
     return uri
 
 
+# The two ways to run the project (OMNI_PROFILE): the embedded stores of the serving contract,
+# or one PostgreSQL server for the Spark catalog (a Hive metastore), Airflow and MLflow.
+EMBEDDED = "embedded"
+POSTGRESQL = "postgresql"
+PROFILES = (EMBEDDED, POSTGRESQL)
+# The databases of the PostgreSQL profile, one per store, on the server PGHOST/PGPORT name.
+METASTORE_DATABASE = "omni_metastore"
+MLFLOW_DATABASE = "omni_mlflow"
+AIRFLOW_DATABASE = "omni_airflow"
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where the PostgreSQL profile's databases live: libpq's standard variables.
+
+    ``PGHOST`` (127.0.0.1), ``PGPORT`` (5432), ``PGUSER`` (omni) and ``PGPASSWORD`` (none:
+    libpq then reads ``~/.pgpass``). The password is never part of a URL or a command line.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "omni"
+    password: str | None = field(default=None, repr=False)
+
+    def jdbc_url(self, database: str) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{database}"
+
+    def sqlalchemy_url(self, database: str) -> str:
+        """A URL without the password: psycopg (libpq) takes it from PGPASSWORD or .pgpass."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
+
+    def describe(self, database: str) -> str:
+        return f"PostgreSQL database {database!r} at {self.host}:{self.port} as {self.user!r}"
+
+
+def _postgres_server(env: dict[str, str]) -> PostgresServer:
+    return PostgresServer(
+        host=(env.get("PGHOST") or "127.0.0.1").strip(),
+        port=_positive_int(env, "PGPORT", 5432),
+        user=(env.get("PGUSER") or "omni").strip(),
+        password=env.get("PGPASSWORD") or None,
+    )
+
+
+def _profile(env: dict[str, str]) -> str:
+    value = (env.get("OMNI_PROFILE") or EMBEDDED).strip().lower()
+    if value not in PROFILES:
+        raise ValueError(f"OMNI_PROFILE={value!r}: expected one of {', '.join(PROFILES)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and how the pipeline behaves; see ``serving-tables.md``."""
@@ -202,6 +253,16 @@ class Settings:
     spark_java_options: str = ""
     # Extra Spark properties of every session and job (OMNI_SPARK_CONF), applied last.
     spark_properties: tuple[tuple[str, str], ...] = ()
+    # OMNI_PROFILE: embedded (Derby catalog, SQLite stores) or postgresql (see PostgresServer).
+    profile: str = EMBEDDED
+    postgres: PostgresServer = field(default_factory=PostgresServer)
+    # The metastore's database on that server (OMNI_METASTORE_DATABASE).
+    metastore_database: str = METASTORE_DATABASE
+
+    @property
+    def shared_catalog(self) -> bool:
+        """Whether the Spark catalog is a metastore many processes share (not Derby's)."""
+        return self.profile == POSTGRESQL
 
     @property
     def lakehouse_location(self) -> str:
@@ -233,9 +294,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Build the settings from ``env`` (default: the process environment)."""
     env = dict(os.environ if env is None else env)
     data = REPO_ROOT / "data"
-    tracking = _absolute_tracking_uri(
-        env.get("MLFLOW_TRACKING_URI") or _sqlite_uri(data / "mlflow" / "mlflow.db")
+    profile = _profile(env)
+    postgres = _postgres_server(env)
+    default_tracking = (
+        postgres.sqlalchemy_url(MLFLOW_DATABASE)
+        if profile == POSTGRESQL
+        else _sqlite_uri(data / "mlflow" / "mlflow.db")
     )
+    tracking = _absolute_tracking_uri(env.get("MLFLOW_TRACKING_URI") or default_tracking)
     production = env.get("OMNI_PRODUCTION", "false").strip().lower()
     if production not in {"true", "false", "1", "0", ""}:
         raise ValueError(f"OMNI_PRODUCTION={production!r}: expected true or false")
@@ -250,6 +316,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         env.get("OMNI_LAKEHOUSE_DIR"), data / "lakehouse"
     )
     return Settings(
+        profile=profile,
+        postgres=postgres,
+        metastore_database=(env.get("OMNI_METASTORE_DATABASE") or METASTORE_DATABASE).strip(),
         landing_dir=_path(env.get("OMNI_LANDING_DIR"), data / "landing"),
         lakehouse_dir=lakehouse_dir,
         lakehouse_uri=lakehouse_uri,

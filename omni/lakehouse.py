@@ -6,11 +6,15 @@ Spark catalog as ``<layer>.<table>`` the first time they are written.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
+from typing import TypeVar
 
+from delta import exceptions as delta_errors
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -18,13 +22,65 @@ from pyspark.sql import functions as F
 from omni.config import Settings
 from omni.tables import Table
 
+log = logging.getLogger("omni.lakehouse")
+T = TypeVar("T")
+# How often a write that lost a race for a table's next commit is tried again (Delta's
+# optimistic concurrency control: two jobs, or a job and OPTIMIZE, committing to one table).
+CONFLICT_RETRIES = 3
+# Delta's commit conflicts (siblings in delta-spark's Python API, not one class and its kinds).
+CONFLICTS = (
+    delta_errors.DeltaConcurrentModificationException,
+    delta_errors.ConcurrentWriteException,
+    delta_errors.MetadataChangedException,
+    delta_errors.ProtocolChangedException,
+    delta_errors.ConcurrentAppendException,
+    delta_errors.ConcurrentDeleteReadException,
+    delta_errors.ConcurrentDeleteDeleteException,
+    delta_errors.ConcurrentTransactionException,
+)
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer kept committing conflicting changes to the table: nothing was written."""
+
+
+def committed(table: Table, write: Callable[[], T], retries: int | None = None) -> T:
+    """Run ``write`` (one Delta commit); when Delta refuses the commit because another one
+    changed what it read, run it again on the new version, then give up with a clear error.
+
+    Every write of the pipeline is one commit that replaces a keyed slice (``replace_where``,
+    ``merge``), so running it again on the newer version gives what running it after the
+    other writer would have: never a silent overwrite, and nothing half-written.
+    """
+    retries = CONFLICT_RETRIES if retries is None else retries
+    for attempt in range(retries + 1):
+        try:
+            return write()
+        except CONFLICTS as error:
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+            if attempt == retries:
+                raise ConcurrentWriteError(
+                    f"{table.name}: another job committed conflicting changes to the table "
+                    f"while this one wrote it ({retries + 1} tries); nothing of this write was "
+                    f"committed. Last conflict: {reason}"
+                ) from None
+            log.warning(
+                "%s: commit conflict, try %d of %d: %s",
+                table.name,
+                attempt + 1,
+                retries + 1,
+                reason,
+            )
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
 
 def table_path(settings: Settings, table: Table) -> str:
     """The table's location: a local path, or a URI when the lakehouse is on object storage."""
     return table.location(settings.lakehouse_location)
 
 
-def _same_location(a: str, b: str) -> bool:
+def same_location(a: str, b: str) -> bool:
     """Whether two locations name one folder (``file:/x``, ``file:///x`` and ``/x`` do)."""
     return _local_form(a) == _local_form(b)
 
@@ -57,9 +113,9 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     marker = (id(spark), table.name, path)
     if marker in _ENSURED:
         return
-    location = _registered_location(spark, table)
+    location = registered_location(spark, table)
     if location is not None:
-        if _same_location(location, path) and DeltaTable.isDeltaTable(spark, path):
+        if same_location(location, path) and DeltaTable.isDeltaTable(spark, path):
             _ENSURED.add(marker)
             return
         spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
@@ -79,14 +135,20 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
         + ", ".join(f"'{key}' = '{value}'" for key, value in TABLE_PROPERTIES.items())
         + ")"
     )
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` ({table.ddl()}) "
-        f"USING DELTA{partitioned} LOCATION '{path}' COMMENT '{description}'{properties}"
-    )
+    try:
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` ({table.ddl()}) "
+            f"USING DELTA{partitioned} LOCATION '{path}' COMMENT '{description}'{properties}"
+        )
+    except Exception:
+        # A shared catalog: another job may have registered it between the look and here.
+        location = registered_location(spark, table)
+        if location is None or not same_location(location, path):
+            raise
     _ENSURED.add(marker)
 
 
-def _registered_location(spark: SparkSession, table: Table) -> str | None:
+def registered_location(spark: SparkSession, table: Table) -> str | None:
     """Where the metastore says ``table`` lives, or None."""
     catalog = spark._jsparkSession.sessionState().catalog().externalCatalog()
     if not (
@@ -172,7 +234,7 @@ def replace_where(
         writer = writer.mode("append")
     else:
         writer = writer.mode("overwrite").option("replaceWhere", predicate)
-    writer.save(path)
+    committed(table, lambda: writer.save(path))
     return _written_rows(spark, path, token)
 
 
@@ -210,15 +272,19 @@ def merge(
         if target_dates is not None:
             column, dates = target_dates
             condition += f" AND {sql_in(column, dates, alias='target')}"
-        builder = (
-            DeltaTable.forPath(spark, table_path(settings, table))
-            .alias("target")
-            .merge(rows.alias("source"), condition)
-            .withSchemaEvolution()  # columns added to the registry since the table was made
-        )
-        if update:
-            builder = builder.whenMatchedUpdateAll(condition=update_when)
-        builder.whenNotMatchedInsertAll().execute()
+
+        def execute() -> None:
+            builder = (
+                DeltaTable.forPath(spark, table_path(settings, table))
+                .alias("target")
+                .merge(rows.alias("source"), condition)
+                .withSchemaEvolution()  # columns added to the registry since the table was made
+            )
+            if update:
+                builder = builder.whenMatchedUpdateAll(condition=update_when)
+            builder.whenNotMatchedInsertAll().execute()
+
+        committed(table, execute)
     rows.unpersist()
     return count
 

@@ -31,10 +31,15 @@ from omni.sparkconf import job_jars, spark_conf
 log = logging.getLogger("omni.orchestration")
 
 SPARK_CONN_ID = "spark_default"
-# Every Spark task of every DAG takes the one slot of this pool (tools/airflow_db.sh creates
-# it): the embedded Derby catalog admits one JVM at a time, so the weekly maintenance or an
-# erasure waits for a nightly job instead of failing on a locked catalog.
+# Under the embedded profile every Spark task of every DAG takes the one slot of this pool
+# (tools/airflow_db.sh creates it): the embedded Derby catalog admits one JVM at a time, so the
+# weekly maintenance or an erasure waits for a nightly job instead of failing on a locked
+# catalog. The PostgreSQL profile's metastore serves many JVMs: its tasks run in Airflow's
+# default pool, side by side where the DAG allows, and Delta's optimistic concurrency control
+# guards two writes to one table (omni.lakehouse retries a conflicting commit).
 CATALOG_POOL = "omni_spark_catalog"
+# Tasks of one DAG run at a time under the PostgreSQL profile (the models' fan-out has two).
+SHARED_CATALOG_ACTIVE_TASKS = 4
 OWNER = "data-engineering"
 DATES_TASK = "business_dates"
 # The resolved range, for templated job arguments.
@@ -48,7 +53,7 @@ GOLD_PUBLISHED = (tables.GOLD_PROFILE, tables.GOLD_FEATURES, tables.GOLD_KPIS)
 # and Kubernetes the provider passes these as --conf on the command line, so secrets (the hash
 # key, passwords, tokens) are never among them: the driver, on Airflow's machine in client
 # mode, inherits them from Airflow's own environment.
-FORWARDED_PREFIXES = ("OMNI_", "MLFLOW_", "GX_", "JAVA_", "SPARK_", "HADOOP_", "YARN_")
+FORWARDED_PREFIXES = ("OMNI_", "MLFLOW_", "GX_", "JAVA_", "SPARK_", "HADOOP_", "YARN_", "PG")
 SECRET_MARKERS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "CREDENTIAL")
 
 
@@ -70,15 +75,16 @@ def dag_defaults(settings: Settings) -> dict[str, Any]:
     ``start_date`` is ``EARLIEST_DATE``, so any date of a retailer's history can be run; with
     ``catchup`` off the scheduler never runs the years before today by itself.
 
-    One task at a time: every job opens the embedded Derby catalog, which admits one JVM at
-    a time (two side by side under a scheduler failed with ``XJ040``). DAGs that may overlap
-    (maintenance or erasure during the nightly run) still can; see the README.
+    Embedded profile, one task at a time: every job opens the embedded Derby catalog, which
+    admits one JVM at a time (two side by side under a scheduler failed with ``XJ040``). DAGs
+    that may overlap (maintenance or erasure during the nightly run) still can; see the
+    README. The PostgreSQL profile runs independent tasks side by side.
     """
     return {
         "start_date": EARLIEST_DATE,
         "catchup": False,
         "max_active_runs": 1,
-        "max_active_tasks": 1,
+        "max_active_tasks": SHARED_CATALOG_ACTIVE_TASKS if settings.shared_catalog else 1,
         "default_args": default_args(settings),
     }
 
@@ -218,7 +224,7 @@ def spark_job(
         conf=conf,
         env_vars={**job_environment(), **(env or {})},
         application_args=["--date", date_arg, "--run-id", "{{ run_id }}", *args],
-        pool=CATALOG_POOL,
+        **({} if settings.shared_catalog else {"pool": CATALOG_POOL}),
         **operator_args,
     )
 

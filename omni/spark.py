@@ -29,12 +29,20 @@ def get_spark(
     wins; in a plain Python process the session starts on ``settings.spark_master``. On a
     cluster the project's own Python code is shipped to the executors with the job.
     """
-    settings.metastore_dir.mkdir(parents=True, exist_ok=True)
+    conf = {**spark_conf(settings), **(extra_conf or {})}
+    if settings.shared_catalog:
+        from omni.postgres import require_catalog
+
+        require_catalog(settings)  # in seconds, naming the database, not in the Hive client
+        if settings.postgres.password:  # set in this process only, never on a command line
+            conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] = settings.postgres.password
+    else:
+        settings.metastore_dir.mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name)
     # spark-submit starts the JVM first and hands its gateway to this process.
     if not SparkSession.getActiveSession() and SUBMITTED_BY_ENV not in os.environ:
         builder = builder.master(settings.spark_master)
-    for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if not spark.sparkContext.master.startswith("local"):

@@ -12,6 +12,9 @@ from pathlib import Path
 from omni.config import REPO_ROOT, Settings
 
 MANIFEST = "jars.txt"
+# The JDBC driver of the PostgreSQL profile's metastore, fetched by tools/fetch_delta_jars.py.
+POSTGRESQL_JDBC = ("org.postgresql", "postgresql", "42.7.14")
+JDBC_FOLDER = "jdbc"
 LOG_CONFIG = REPO_ROOT / "conf" / "log4j2.properties"
 
 
@@ -30,6 +33,28 @@ def delta_jars(settings: Settings) -> list[Path]:
     if missing:
         raise FileNotFoundError(f"Delta JARs listed in {manifest} are missing: {missing}")
     return jars
+
+
+def jdbc_driver_path(settings: Settings) -> Path:
+    """Where the cached PostgreSQL JDBC driver is (it may not be there yet: see ``make setup``)."""
+    _, artifact, version = POSTGRESQL_JDBC
+    return settings.jar_dir / JDBC_FOLDER / f"{artifact}-{version}.jar"
+
+
+def metastore_conf(settings: Settings) -> dict[str, str]:
+    """The Hive client's settings for the PostgreSQL profile's metastore, without the password
+    (``omni.spark`` adds it in the driver's process, never on a command line)."""
+    server = settings.postgres
+    return {
+        "spark.hadoop.javax.jdo.option.ConnectionURL": server.jdbc_url(settings.metastore_database),
+        "spark.hadoop.javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+        "spark.hadoop.javax.jdo.option.ConnectionUserName": server.user,
+        # The schema is made once by omni.postgres setup: made lazily, a job deadlocks on it.
+        "spark.hadoop.datanucleus.schema.autoCreateAll": "false",
+        "spark.hadoop.hive.metastore.schema.verification": "false",
+        # The metastore client talks to PostgreSQL from the driver: only it needs the driver.
+        "spark.driver.extraClassPath": str(jdbc_driver_path(settings)),
+    }
 
 
 def job_jars(settings: Settings) -> str:
@@ -74,13 +99,37 @@ def spark_conf(
         conf["spark.executor.extraJavaOptions"] = settings.spark_java_options
     if hive_catalog:
         conf["spark.sql.catalogImplementation"] = "hive"
-        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
-            f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
-        )
+        if settings.shared_catalog:
+            conf.update(metastore_conf(settings))
+        else:
+            conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+                f"jdbc:derby:;databaseName={settings.metastore_dir / 'metastore_db'};create=true"
+            )
     if with_jars:
         conf["spark.jars"] = job_jars(settings)
     conf.update(settings.spark_properties)  # last: an operator's word wins over the defaults
     return conf
+
+
+def spark_sql_command(settings: Settings, properties_file: Path) -> list[str]:
+    """A ``spark-sql`` shell on the profile's catalog; its properties go to ``properties_file``
+    (the password too, where there is one: a file only its owner reads, not the command line)."""
+    conf = spark_conf(settings)
+    jars = conf.pop("spark.jars")
+    if settings.shared_catalog and settings.postgres.password:
+        conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] = settings.postgres.password
+    properties_file.touch(mode=0o600)
+    properties_file.write_text("".join(f"{key} {value}\n" for key, value in conf.items()))
+    binary = Path(sys.executable).parent / "spark-sql"
+    return [
+        str(binary),
+        "--master",
+        settings.spark_master,
+        "--properties-file",
+        str(properties_file),
+        "--jars",
+        jars,
+    ]
 
 
 def spark_submit_command(settings: Settings, script: str, *args: str, master: str) -> list[str]:

@@ -1,12 +1,18 @@
 """The SQL endpoint for BI tools: Spark's Thrift server (HiveServer2 protocol, JDBC and ODBC).
 
-The jobs register every table in an embedded Derby metastore, which admits one JVM at a
-time, so a server holding it open would make the nightly fail (and a nightly would keep the
-server from starting). The server therefore keeps a catalog of its own, new at each start
-and filled from the table registry: every registered table that exists gets its
-``<layer>.<table>`` name at the location the jobs write to, at start and again every
-``--refresh`` seconds for tables a later night creates. Queries read the Delta log afresh,
-so each sees the latest committed version while a nightly run writes, never a partial one.
+Under the PostgreSQL profile (``OMNI_PROFILE=postgresql``) the server opens the jobs' own
+metastore: a table a job creates or re-points is visible to the next query, with no copy and
+no refresh.
+
+Under the embedded profile the jobs register every table in an embedded Derby metastore,
+which admits one JVM at a time, so a server holding it open would make the nightly fail (and
+a nightly would keep the server from starting). The server therefore keeps a catalog of its
+own, new at each start and filled from the table registry: every registered table that
+exists gets its ``<layer>.<table>`` name at the location the jobs write to, at start and
+again every ``--refresh`` seconds for tables a later night creates.
+
+Queries read the Delta log afresh, so each sees the latest committed version while a nightly
+run writes, never a partial one.
 
     python -m omni.sql_server --port 10000         (or: make sql-server)
 """
@@ -26,8 +32,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from omni.catalog import register_lakehouse
 from omni.config import Settings, load_settings
-from omni.lakehouse import table_path
 from omni.sparkconf import delta_jars
 from omni.standalone import spark_home
 from omni.tables import ALL_TABLES
@@ -42,39 +48,23 @@ def jdbc_url(host: str, port: int) -> str:
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> list[str]:
-    """Name every registered table that exists and is not named yet; the names added.
-
-    A table no job has written yet is left out (creating it here would race the job that
-    creates it): the next refresh names it.
-    """
-    from delta.tables import DeltaTable
-
-    added = []
-    for table in ALL_TABLES:
-        if spark.catalog.tableExists(table.name):
-            continue
-        path = table_path(settings, table)
-        if not DeltaTable.isDeltaTable(spark, path):
-            continue
-        if not spark.catalog.databaseExists(table.layer):
-            spark.sql(f"CREATE DATABASE `{table.layer}`")
-        # No column list: the schema, comments and partitioning come from the Delta log.
-        spark.sql(
-            f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` "
-            f"USING DELTA LOCATION '{path}'"
-        )
-        added.append(table.name)
-    return added
+    """Name every registry table that exists and is not named yet; the names added."""
+    return register_lakehouse(spark, settings, repoint=False)["added"]
 
 
 def start_session(settings: Settings, catalog_dir: Path) -> SparkSession:
-    """The server's Delta session, its catalog in ``catalog_dir`` (never the jobs' one)."""
+    """The server's Delta session: on the shared metastore of the PostgreSQL profile, or with
+    an embedded catalog in ``catalog_dir`` (never the jobs' Derby one)."""
     from omni.spark import get_spark
+    from omni.sparkconf import spark_conf
 
-    settings = settings.with_overrides(metastore_override=catalog_dir)
+    if not settings.shared_catalog:
+        settings = settings.with_overrides(metastore_override=catalog_dir)
     # The Thrift server's session threads load the Delta catalog through Hive's class loader,
     # which sees only the JVM's class path, not the JARs added at launch.
-    class_path = os.pathsep.join(str(jar) for jar in (*delta_jars(settings), *settings.extra_jars))
+    jars = [*delta_jars(settings), *settings.extra_jars]
+    base = spark_conf(settings, with_jars=False).get("spark.driver.extraClassPath")
+    class_path = os.pathsep.join([*(str(jar) for jar in jars), *([base] if base else [])])
     extra = {
         "spark.driver.extraClassPath": class_path,
         # Delta answers MIN, MAX and COUNT from its file statistics where it can, but under
@@ -149,13 +139,20 @@ def serve(settings: Settings, catalog_dir: Path, host: str, port: int, refresh: 
     os.environ["HIVE_SERVER2_THRIFT_PORT"] = str(port)
     spark = start_session(settings, catalog_dir)
     spark.sparkContext.setLogLevel("WARN")
-    named = register_tables(spark, settings)
+    # The shared metastore already names what the jobs made: nothing to copy or refresh.
+    shared = settings.shared_catalog
+    named = (
+        [t.name for t in ALL_TABLES if spark.catalog.tableExists(t.name)]
+        if shared
+        else register_tables(spark, settings)
+    )
     server = start_thrift_server(spark)
     wait_for_port(host, port)
     url = jdbc_url(host, port)
     print(
         f"Spark Thrift server (HiveServer2) on {url}\n"
         f"  lakehouse: {settings.lakehouse_location}\n"
+        f"  catalog: {_catalog(settings)}\n"
         f"  tables: {len(named)} of {len(ALL_TABLES)} registered ({', '.join(named) or 'none'})\n"
         f"  connect: {spark_home() / 'bin' / 'beeline'} -u {url}  (no user or password)\n"
         "Ctrl-C stops the server.",
@@ -165,11 +162,19 @@ def serve(settings: Settings, catalog_dir: Path, host: str, port: int, refresh: 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.wait(refresh):
+        if shared:
+            continue
         added = register_tables(spark, settings)
         if added:
             log.info("named tables created since the last look: %s", ", ".join(added))
     server.stop()
     spark.stop()
+
+
+def _catalog(settings: Settings) -> str:
+    if settings.shared_catalog:
+        return f"the jobs' metastore, {settings.postgres.describe(settings.metastore_database)}"
+    return "a copy of the table registry's names, refreshed (embedded profile)"
 
 
 if __name__ == "__main__":

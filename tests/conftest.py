@@ -284,3 +284,74 @@ def readers_rows(spark, location: str, table) -> tuple[list[tuple], list[tuple]]
 # Under xdist, the controller imports this file before it starts the workers, which inherit it.
 if "OMNI_SPARK_JAVA_OPTIONS" not in os.environ:
     os.environ["OMNI_SPARK_JAVA_OPTIONS"] = f"{JVM_OPTIONS} {_class_archive(JVM_OPTIONS)}".strip()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PostgresForTests:
+    """A PostgreSQL server of the tests' own (``postgres`` fixture): where it runs, and the
+    environment of the PostgreSQL profile on a set of databases of its own per test."""
+
+    def __init__(self, folder: Path, port: int):
+        from omni.config import PostgresServer
+
+        self.folder = folder
+        self.server = PostgresServer(host="127.0.0.1", port=port, user="omni")
+
+    def start(self) -> None:
+        from omni import postgres
+
+        postgres.start_local(self.folder, self.server)
+        postgres.wait_until_answering(self.server)
+
+    def stop(self, mode: str = "fast") -> None:
+        from omni import postgres
+
+        postgres.stop_local(self.folder, mode)
+
+    def profile(self, name: str, **extra: str) -> dict[str, str]:
+        """The PostgreSQL profile's variables on databases ``<name>_metastore`` and
+        ``<name>_mlflow``, created with the metastore schema (as ``make postgres`` does)."""
+        from omni import postgres
+
+        env = {
+            "OMNI_PROFILE": "postgresql",
+            "PGHOST": self.server.host,
+            "PGPORT": str(self.server.port),
+            "PGUSER": self.server.user,
+            "OMNI_METASTORE_DATABASE": f"{name}_metastore",
+            "MLFLOW_TRACKING_URI": self.server.sqlalchemy_url(f"{name}_mlflow"),
+            **extra,
+        }
+        postgres.setup(load_settings(env))
+        return env
+
+    def query(self, database: str, sql: str, *args) -> list[tuple]:
+        from omni import postgres
+
+        with postgres.connect(self.server, database) as db:
+            return db.execute(sql, args).fetchall()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A local PostgreSQL server for the whole run (of this xdist worker), on a free port.
+
+    Its folder is under /tmp, not pytest's temp folder: as root, the server runs as the
+    ``postgres`` user, who cannot enter root's private pytest folders."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="omni-tests-pg-"))
+    root.chmod(0o755)
+    server = PostgresForTests(root / "data", free_port())
+    server.start()
+    yield server
+    server.stop("immediate")
+    shutil.rmtree(root, ignore_errors=True)

@@ -160,6 +160,22 @@ def test_the_nightly_hour_and_time_zone_come_from_the_environment():
     assert got == ["30 2 * * *", "Europe/Paris", "15 23 * * 0", 3]
 
 
+def test_only_the_shared_catalog_runs_tasks_side_by_side():
+    """The embedded profile: one task at a time, every Spark task in the one-slot catalog pool
+    (Derby admits one JVM). The PostgreSQL profile: the models' fan-out (personalize beside
+    monitoring) may run at once, in Airflow's default pool, across DAGs too."""
+    code = (
+        "print(json.dumps({d.dag_id: [d.max_active_tasks, sorted({t.pool for t in d.tasks "
+        "if t.task_id != 'business_dates'})] for d in bag.dags.values()}))"
+    )
+    embedded = _parse_in_subprocess(code)
+    shared = _parse_in_subprocess(code, OMNI_PROFILE="postgresql")
+    assert embedded == {dag_id: [1, [orchestration.CATALOG_POOL]] for dag_id in DAG_IDS}
+    active = orchestration.SHARED_CATALOG_ACTIVE_TASKS
+    assert shared == {dag_id: [active, ["default_pool"]] for dag_id in DAG_IDS}
+    assert active >= 2
+
+
 def test_parsing_the_dag_folder_needs_neither_the_jar_cache_nor_the_lakehouse(tmp_path):
     """A DAG processor on another host has the repository but not the JARs or the data."""
     code = "print(json.dumps({'errors': list(bag.import_errors), 'dags': sorted(bag.dag_ids)}))"

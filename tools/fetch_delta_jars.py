@@ -1,4 +1,5 @@
-"""Fetch the Delta Lake JARs that match the installed delta-spark and pyspark, once.
+"""Fetch the Delta Lake JARs that match the installed delta-spark and pyspark, and the
+PostgreSQL JDBC driver of the PostgreSQL profile's Spark catalog, once.
 
 Spark's own ``spark.jars.packages`` resolves from Maven Central at every session start; this
 script resolves the same artifact once, with Maven, into a git-ignored cache inside the
@@ -118,11 +119,43 @@ def fetch(cache: Path) -> Path:
     return target
 
 
+def fetch_jdbc_driver(cache: Path) -> Path:
+    """The PostgreSQL JDBC driver (one JAR, no dependencies at run time) in ``cache``: the
+    Hive metastore client of the PostgreSQL profile connects with it."""
+    from omni.sparkconf import JDBC_FOLDER, POSTGRESQL_JDBC
+
+    group, artifact, version = POSTGRESQL_JDBC
+    target = cache / "jars" / JDBC_FOLDER / f"{artifact}-{version}.jar"
+    if target.exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise SystemExit("Maven ('mvn') is not on PATH: it is needed once to fetch the JARs")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        mvn,
+        "-B",
+        "-q",
+        f"-Dmaven.repo.local={cache / 'm2'}",
+        "dependency:copy",
+        f"-Dartifact={group}:{artifact}:{version}",
+        f"-DoutputDirectory={target.parent}",
+    ]
+    print(f"Fetching {group}:{artifact}:{version} with Maven")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cache)
+    if result.returncode != 0 or not target.exists():
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"Maven could not fetch {group}:{artifact}:{version}")
+    print(f"PostgreSQL JDBC driver cached in {target}")
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args(argv)
     fetch(args.cache.resolve())
+    fetch_jdbc_driver(args.cache.resolve())
     return 0
 
 
