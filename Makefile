@@ -25,6 +25,8 @@ export PGHOST ?= 127.0.0.1
 export PGPORT ?= 5432
 export PGUSER ?= omni
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN ?= postgresql+psycopg://$(PGUSER)@$(PGHOST):$(PGPORT)/omni_airflow
+# Airflow derives postgresql+asyncpg for its async engine otherwise; psycopg 3 does both.
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC ?= $(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)
 export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 PROFILE_SERVICES := postgres
 else
@@ -72,7 +74,9 @@ airflow-db: setup $(PROFILE_SERVICES)
 postgres-server:
 	@ls /usr/lib/postgresql/*/bin/postgres > /dev/null 2>&1 || [ -n "$$OMNI_POSTGRES_BIN" ] || \
 		{ echo "Installing the PostgreSQL server (apt-get install -y postgresql)"; \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql > /dev/null; }
+		  export DEBIAN_FRONTEND=noninteractive; \
+		  apt-get install -y -q postgresql > /dev/null 2>&1 || \
+		  { apt-get update -q > /dev/null && apt-get install -y -q postgresql > /dev/null; }; }
 
 postgres: setup postgres-server ## The PostgreSQL profile's server: start it locally (data/postgres) if PGHOST is this machine, create its databases and the metastore schema
 	@OMNI_PROFILE=postgresql $(BIN)/python -m omni.postgres start
@@ -108,14 +112,14 @@ test: lint postgres-server ## Run the whole test suite (after the lint checks; P
 
 # The long histories: the year on one worker, the two shops with one channel on the other.
 YEAR_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
-test-year: lint postgres-server ## A retailer's year, then three nights; shops with one channel (in-process; 25-29 min; .ci/run runs it after make test)
+test-year: lint ## A retailer's year, then three nights; shops with one channel (in-process; 25-29 min; .ci/run runs it after make test)
 	$(BIN)/pytest -m year tests/test_year.py tests/test_one_channel.py $(YEAR_PYTEST_ARGS)
 
 # The PostgreSQL profile end to end: both DAGs under the scheduler (LocalExecutor) on a server
 # the test starts, beside an embedded-profile run of the same sample.
-PRODUCTION_PYTEST_ARGS ?= --durations=10
-test-production: lint postgres-server ## The PostgreSQL profile under a real Airflow scheduler, against an embedded run (.ci/run runs it)
-	$(BIN)/pytest -m production tests/test_production_profile.py $(PRODUCTION_PYTEST_ARGS)
+PRODUCTION_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
+test-production: lint postgres-server ## The PostgreSQL profile: under a real Airflow scheduler against an embedded run; one catalog, moves, outages (.ci/run runs it)
+	$(BIN)/pytest -m production tests/test_production_profile.py tests/test_postgres_profile.py $(PRODUCTION_PYTEST_ARGS)
 
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60
 bench: setup ## Lakehouse benchmark: nightly vs floor, night N vs night 1, backfill (BENCH_ARGS=...)
@@ -168,6 +172,7 @@ lock: ## Re-resolve requirements.lock from pyproject.toml
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean: ## Remove generated data, Airflow state and caches (keeps .venv and the JAR cache)
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m omni.postgres stop > /dev/null 2>&1 || true; fi
 	rm -rf data .airflow .pytest_cache .ruff_cache spark-warehouse metastore_db derby.log
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 

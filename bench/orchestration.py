@@ -12,8 +12,10 @@ In one run, on the default sample (``make sample``'s 2,000 customers and 120 day
   ``omni_models`` for the sample's last date with ``spark_default`` on ``local[*]``, then on
   a master and a worker started on 127.0.0.1 (``omni.standalone``), each from an empty
   lakehouse and registry. The times per task come from Airflow's database.
+* ``nightly production``: the same on ``local[*]`` under the PostgreSQL profile, on a local
+  server this benchmark starts: the Spark catalog, Airflow and MLflow in PostgreSQL.
 
-It prints a JSON report with the ratios standalone/local:
+It prints a JSON report with the ratios standalone/local and production/local:
 
     python -m bench.orchestration [--customers 2000 --days 120] [--repeat 3]
 """
@@ -23,15 +25,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
-from omni.config import REPO_ROOT, load_settings
+from sqlalchemy import create_engine, text
+
+from omni import postgres
+from omni.config import REPO_ROOT, PostgresServer, load_settings
 from omni.sample import SampleSpec, generate_sample, latest_ready_date
 from omni.sparkconf import spark_submit_command
 from omni.standalone import standalone_cluster
@@ -40,7 +48,7 @@ BIN = Path(sys.executable).parent
 NOOP_JOB = "bench/noop_job.py"
 
 
-def _environment(root: Path, master: str) -> dict[str, str]:
+def _environment(root: Path, master: str, profile: dict[str, str] | None = None) -> dict[str, str]:
     return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -56,6 +64,56 @@ def _environment(root: Path, master: str) -> dict[str, str]:
         "OMNI_TASK_RETRIES": "0",
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
+        **(profile or {}),
+    }
+
+
+@contextmanager
+def postgres_profile(root: Path):
+    """A local PostgreSQL server in ``root`` and the PostgreSQL profile's variables on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = PostgresServer(host="127.0.0.1", port=port, user="omni")
+    folder = Path(tempfile.mkdtemp(prefix="omni-bench-pg-"))  # the server's user must enter it
+    folder.chmod(0o755)
+    postgres.start_local(folder / "data", server)
+    try:
+        postgres.wait_until_answering(server)
+        env = {
+            "OMNI_PROFILE": "postgresql",
+            "PGHOST": server.host,
+            "PGPORT": str(port),
+            "PGUSER": server.user,
+            **postgres.airflow_environment(server),
+            "MLFLOW_TRACKING_URI": server.sqlalchemy_url("omni_mlflow"),
+        }
+        postgres.setup(load_settings(env))
+        yield env
+    finally:
+        postgres.stop_local(folder / "data", "immediate")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _task_seconds(env: dict[str, str]) -> dict[str, float]:
+    """Each task's wall seconds, by DAG and task, from Airflow's database (SQLite or not)."""
+    engine = create_engine(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    with engine.connect() as db:
+        found = db.execute(
+            text(
+                "SELECT dag_id, task_id, start_date, end_date FROM task_instance "
+                "ORDER BY start_date"
+            )
+        ).fetchall()
+    engine.dispose()
+
+    def moment(value) -> datetime:
+        return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+    # Keyed by DAG and task: both DAGs have a ``business_dates`` task.
+    return {
+        f"{dag}.{task}": round((moment(end) - moment(start)).total_seconds(), 1)
+        for dag, task, start, end in found
     }
 
 
@@ -74,9 +132,9 @@ def submit_overhead(root: Path, master: str, repeat: int) -> list[float]:
     return seconds
 
 
-def nightly(root: Path, master: str, day: str) -> dict:
+def nightly(root: Path, master: str, day: str, profile: dict[str, str] | None = None) -> dict:
     """Both DAGs through ``airflow dags test``; wall seconds in all and per task."""
-    env = _environment(root, master)
+    env = _environment(root, master, profile)
     (root / "airflow").mkdir(parents=True)
     airflow = str(BIN / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
@@ -89,16 +147,7 @@ def nightly(root: Path, master: str, day: str) -> dict:
         if result.returncode != 0:
             raise RuntimeError(f"{dag_id} failed on {master}; see {root / f'{dag_id}.log'}")
     total = time.monotonic() - started
-    with sqlite3.connect(root / "airflow" / "airflow.db") as db:
-        tasks = db.execute(
-            "SELECT dag_id || '.' || task_id, (julianday(end_date) - julianday(start_date)) "
-            "* 86400 FROM task_instance ORDER BY start_date"
-        ).fetchall()
-    return {
-        "seconds": round(total, 1),
-        # Keyed by DAG and task: both DAGs have a ``business_dates`` task.
-        "tasks": {task: round(seconds, 1) for task, seconds in tasks},
-    }
+    return {"seconds": round(total, 1), "tasks": _task_seconds(env)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -121,6 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
             work / "standalone", cluster.master_url, args.repeat
         )
         report["standalone"] = nightly(work / "standalone", cluster.master_url, day)
+    with postgres_profile(work / "postgres") as profile:
+        report["production"] = nightly(work / "production", "local[*]", day, profile)
     report["spark_submit_overhead_seconds"] = {
         mode: {"runs": runs, "median": statistics.median(runs)} for mode, runs in overhead.items()
     }
@@ -130,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict:
     report["ratios"] = {
         "nightly_standalone_over_local": round(
             report["standalone"]["seconds"] / report["local"]["seconds"], 2
+        ),
+        "nightly_production_over_local": round(
+            report["production"]["seconds"] / report["local"]["seconds"], 2
         ),
         "local_overhead_share_of_nightly": round(
             tasks * local_overhead / report["local"]["seconds"], 2

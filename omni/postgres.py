@@ -374,6 +374,17 @@ def local_folder(env: dict[str, str] | None = None) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def airflow_environment(server: PostgresServer, database: str = AIRFLOW_DATABASE) -> dict[str, str]:
+    """Airflow on ``database``: its connection, the async one (Airflow would otherwise derive
+    ``postgresql+asyncpg``, a driver not installed: psycopg 3 does both), the LocalExecutor."""
+    url = server.sqlalchemy_url(database)
+    return {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": url,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    }
+
+
 def profile_environment(settings: Settings) -> dict[str, str]:
     """The variables that put Airflow and MLflow on the profile's server (``env`` prints them)."""
     server = settings.postgres
@@ -382,8 +393,7 @@ def profile_environment(settings: Settings) -> dict[str, str]:
         "PGHOST": server.host,
         "PGPORT": str(server.port),
         "PGUSER": server.user,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": server.sqlalchemy_url(AIRFLOW_DATABASE),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        **airflow_environment(server),
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -339,19 +340,28 @@ class PostgresForTests:
             return db.execute(sql, args).fetchall()
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A local PostgreSQL server for the whole run (of this xdist worker), on a free port.
+@contextmanager
+def local_postgres(prefix: str = "omni-tests-pg-"):
+    """A local PostgreSQL server on a free port, stopped and removed afterwards.
 
     Its folder is under /tmp, not pytest's temp folder: as root, the server runs as the
     ``postgres`` user, who cannot enter root's private pytest folders."""
     import shutil
     import tempfile
 
-    root = Path(tempfile.mkdtemp(prefix="omni-tests-pg-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)
     server = PostgresForTests(root / "data", free_port())
     server.start()
-    yield server
-    server.stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The tests' PostgreSQL server for the whole run (of this xdist worker)."""
+    with local_postgres() as server:
+        yield server

@@ -209,3 +209,61 @@ def test_a_local_lakehouse_replaces_a_uri(tmp_path):
     local = at_uri.with_local_lakehouse(tmp_path / "lh")
     assert local.lakehouse_location == str(tmp_path / "lh")
     assert local.metastore_dir == tmp_path / "lh" / "_metastore"
+
+
+def test_the_postgresql_profile_puts_every_store_on_the_libpq_server_without_its_password(
+    monkeypatch,
+):
+    from omni.orchestration import job_environment
+    from omni.sparkconf import spark_conf, spark_submit_command
+
+    env = {
+        "OMNI_PROFILE": "PostgreSQL",
+        "PGHOST": "db.example",
+        "PGPORT": "6432",
+        "PGUSER": "analytics",
+        "PGPASSWORD": "s3cret-pw",
+    }
+    settings = load_settings(env)
+    assert settings.shared_catalog and settings.profile == "postgresql"
+    assert (
+        settings.mlflow_tracking_uri == "postgresql+psycopg://analytics@db.example:6432/omni_mlflow"
+    )
+    assert "s3cret" not in repr(settings)
+    conf = spark_conf(settings)
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"] == (
+        "jdbc:postgresql://db.example:6432/omni_metastore"
+    )
+    assert conf["spark.hadoop.javax.jdo.option.ConnectionUserName"] == "analytics"
+    assert conf["spark.hadoop.datanucleus.schema.autoCreateAll"] == "false"
+    assert conf["spark.driver.extraClassPath"].endswith("jdbc/postgresql-42.7.14.jar")
+    command = spark_submit_command(settings, "jobs/silver.py", master="local[2]")
+    assert not [part for part in command if "s3cret" in part]
+    assert not [value for value in conf.values() if "s3cret" in value]
+    # The jobs get the server's address from Airflow's environment, never the password.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    forwarded = job_environment()
+    assert forwarded["PGHOST"] == "db.example" and "PGPASSWORD" not in forwarded
+    # The embedded profile is the default, and still on Derby.
+    embedded = spark_conf(load_settings({}))
+    assert embedded["spark.hadoop.javax.jdo.option.ConnectionURL"].startswith("jdbc:derby:")
+    assert "spark.driver.extraClassPath" not in embedded
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"OMNI_PROFILE": "postgres"},
+            "OMNI_PROFILE='postgres': expected one of embedded, postgresql",
+        ),
+        (
+            {"OMNI_PROFILE": "postgresql", "PGPORT": "five"},
+            "PGPORT='five': expected a whole number",
+        ),
+    ],
+)
+def test_a_bad_profile_setting_is_named(env, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_settings(env)

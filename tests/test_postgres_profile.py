@@ -7,6 +7,9 @@ The jobs run as the DAGs submit them (``spark-submit`` on ``local[2]``) with the
 environment; a "notebook" is a Python process holding ``get_spark(load_settings())`` open
 (``tests/catalog_session.py``); the SQL server is ``make sql-server``'s; the shell is
 ``make spark-sql``'s. Under the embedded profile any two of them at once fail on Derby's lock.
+
+The set-up test runs in ``make test``; the others, each a few JVMs for minutes, run in ``make
+test-production`` (marker ``production``) with the end-to-end run of the profile.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from omni import postgres, tables
 from omni.config import load_settings
 from omni.sample import SampleSpec, generate_sample
 from omni.sparkconf import spark_submit_command
-from tests.conftest import free_port, job_environment, table_contents
+from tests.conftest import FIGURES, free_port, job_environment, local_postgres, table_contents
 from tests.test_end_to_end import _beeline, _serving
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,6 +140,19 @@ def _locations(server, database: str) -> dict[str, str]:
     return {f"{db}.{name}": location.removeprefix("file:") for db, name, location in found}
 
 
+def _register(env: dict[str, str], profile: str) -> dict:
+    """``make catalog-register PROFILE=...``: its JSON report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "omni.catalog", "register", "--profile", profile],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout[done.stdout.index("{") :])
+
+
 def test_setup_makes_the_databases_and_the_metastore_schema_once(postgres_server):
     env = postgres_server.profile("setup")
     settings = load_settings(env)
@@ -161,6 +177,7 @@ def test_setup_makes_the_databases_and_the_metastore_schema_once(postgres_server
         postgres.require_catalog(bare)
 
 
+@pytest.mark.production
 def test_jobs_a_notebook_the_sql_server_and_a_shell_share_one_catalog(postgres_server, tmp_path):
     """A notebook session and the SQL server are open while a job registers its tables: both
     see them at once, and see a name re-pointed by a later job at once, with no refresh."""
@@ -216,6 +233,7 @@ def test_jobs_a_notebook_the_sql_server_and_a_shell_share_one_catalog(postgres_s
     assert shell.stdout.split() == [str(_rows(lake_b, events))]
 
 
+@pytest.mark.production
 def test_a_lakehouse_moves_between_the_profiles_by_name_only(
     spark, settings, postgres_server, tmp_path
 ):
@@ -226,15 +244,7 @@ def test_a_lakehouse_moves_between_the_profiles_by_name_only(
     before = {name: table_contents(spark, embedded.lakehouse_dir, name) for name in BRONZE}
     profile = postgres_server.profile("moved")
     env = _env(profile, landing, embedded.lakehouse_dir)
-    moved = subprocess.run(
-        [sys.executable, "-m", "omni.catalog", "register", "--profile", "postgresql"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert moved.returncode == 0, moved.stderr[-3000:]
-    report = json.loads(moved.stdout[moved.stdout.index("{") :])
+    report = _register(env, "postgresql")
     assert sorted(report["added"]) == sorted(BRONZE) and report["repointed"] == []
     assert _locations(postgres_server, "moved_metastore") == {
         name: str(embedded.lakehouse_dir / name.replace(".", "/")) for name in BRONZE
@@ -245,15 +255,7 @@ def test_a_lakehouse_moves_between_the_profiles_by_name_only(
     # And back, into a Derby catalog of its own (a laptop's), read by a notebook on it.
     derby = {"OMNI_PROFILE": "embedded", "OMNI_METASTORE_DIR": str(tmp_path / "derby")}
     back_env = _env({}, landing, embedded.lakehouse_dir, **derby)
-    back = subprocess.run(
-        [sys.executable, "-m", "omni.catalog", "register", "--profile", "embedded"],
-        env=back_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    assert back.returncode == 0, back.stderr[-3000:]
-    assert sorted(json.loads(back.stdout[back.stdout.index("{") :])["added"]) == sorted(BRONZE)
+    assert sorted(_register(back_env, "embedded")["added"]) == sorted(BRONZE)
     with _notebook(back_env, tmp_path / "notebook.log") as notebook:
         assert _listed(notebook.sql("SHOW TABLES IN bronze")) == set(BRONZE)
         for name in BRONZE:
@@ -262,24 +264,15 @@ def test_a_lakehouse_moves_between_the_profiles_by_name_only(
 
 
 @pytest.fixture
-def own_server(tmp_path_factory):
+def own_server():
     """A server this test may stop: not the one the other tests share."""
-    import shutil
-    import tempfile
-
-    from tests.conftest import PostgresForTests
-
-    root = Path(tempfile.mkdtemp(prefix="omni-tests-pg-down-"))
-    root.chmod(0o755)
-    server = PostgresForTests(root / "data", free_port())
-    server.start()
-    yield server
-    server.stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
+    with local_postgres("omni-tests-pg-down-") as server:
+        yield server
 
 
+@pytest.mark.production
 def test_a_job_fails_fast_when_postgresql_is_down_and_its_retry_is_clean(
-    spark, settings, own_server, tmp_path
+    spark, settings, own_server, tmp_path, record_property
 ):
     landing = _landing(tmp_path, 20, seed=11)
     profile = own_server.profile("down")
@@ -292,6 +285,7 @@ def test_a_job_fails_fast_when_postgresql_is_down_and_its_retry_is_clean(
     started = time.monotonic()
     failed = _submit(env, "jobs/silver.py", tmp_path / "silver-down.log")
     seconds = time.monotonic() - started
+    record_property(FIGURES, {"failed_after_seconds_with_postgresql_down": round(seconds, 1)})
     assert failed.returncode != 0
     # spark-submit passes the Python driver's stderr on to its stdout
     said = failed.stdout + failed.stderr
