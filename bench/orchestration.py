@@ -77,7 +77,7 @@ def postgres_profile(root: Path):
     server = PostgresServer(host="127.0.0.1", port=port, user="omni")
     folder = Path(tempfile.mkdtemp(prefix="omni-bench-pg-"))  # the server's user must enter it
     folder.chmod(0o755)
-    postgres.start_local(folder / "data", server)
+    postgres.start_local(folder / "data", server, durable=False)
     try:
         postgres.wait_until_answering(server)
         env = {

@@ -10,9 +10,10 @@ MLflow's tracking and registry in three databases of one PostgreSQL server, the 
   schema. Spark's Hive 2.3 client must find the whole schema in place: creating it lazily
   from a job deadlocks on its own connections (``../shared/STACK-NOTES.md``), so it is
   made here, once, by DataNucleus' SchemaTool from the metastore JAR's own ``package.jdo``;
-* checks, before a job starts its JVM, that the databases answer (``require``), so a job
-  fails in seconds, naming the database and the profile, instead of hanging in the Hive
-  client's retries.
+* checks, before a job's Spark session starts, that the catalog's database answers and holds
+  the schema (``require_catalog``), and before a model job touches the registry that MLflow's
+  does (``require_tracking_store``), so a job fails in seconds, naming the database and the
+  profile, instead of waiting in the Hive client's or MLflow's retries.
 
     python -m omni.postgres start|setup|status|stop|env      (or: make postgres)
 """
@@ -112,19 +113,28 @@ def require_catalog(settings: Settings) -> None:
 
 def require_tracking_store(settings: Settings) -> None:
     """Fail fast when MLflow's store is a PostgreSQL database that does not answer (MLflow
-    itself would retry its connection for minutes)."""
+    itself retries creating its engine ten times, about 100 s of back-off)."""
     found = tracking_database(settings)
     if found is not None:
         connect(*found).close()
 
 
 def _has_metastore_schema(db) -> bool:
+    """Whether the database holds a Hive metastore schema; one of another Hive version than
+    Spark's client speaks is refused, naming both."""
     found = db.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'VERSION'"
     ).fetchone()[0]
     if not found:
         return False
-    return db.execute('SELECT count(*) FROM "VERSION"').fetchone()[0] > 0
+    versions = {row[0] for row in db.execute('SELECT "SCHEMA_VERSION" FROM "VERSION"')}
+    if versions and versions != {HIVE_SCHEMA_VERSION}:
+        raise DatabaseUnavailable(
+            f"OMNI_PROFILE={POSTGRESQL}: the metastore schema in {db.info.dbname!r} is Hive "
+            f"{', '.join(sorted(versions))}; Spark's built-in Hive client expects "
+            f"{HIVE_SCHEMA_VERSION}: use another OMNI_METASTORE_DATABASE"
+        )
+    return bool(versions)
 
 
 def ensure_databases(server: PostgresServer, databases: list[str]) -> list[str]:
@@ -183,8 +193,8 @@ def ensure_metastore_schema(settings: Settings) -> bool:
             "datanucleus.rdbms.useLegacyNativeValueStrategy": "true",
         }
         props = folder / "datanucleus.properties"
+        props.touch(mode=0o600)  # the password, if any: for this user's eyes only
         props.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-        props.chmod(0o600)
         class_path = os.pathsep.join(
             [
                 str(folder),
@@ -283,9 +293,11 @@ def is_running(folder: Path) -> bool:
     return result.returncode == 0
 
 
-def start_local(folder: Path, server: PostgresServer) -> bool:
+def start_local(folder: Path, server: PostgresServer, *, durable: bool = True) -> bool:
     """Start a local server in ``folder`` (made on first use) on 127.0.0.1:``server.port``,
-    superuser ``server.user``, trusted on that address only; whether it was started now."""
+    superuser ``server.user``, trusted on that address only; whether it was started now.
+
+    ``durable=False`` (the tests' throw-away servers) turns off fsync."""
     folder = folder.resolve()
     if server.host not in LOCAL_HOSTS:
         raise ValueError(
@@ -307,7 +319,7 @@ def start_local(folder: Path, server: PostgresServer) -> bool:
         return False
     options = (
         f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-        "-c max_connections=200 -c fsync=off"
+        "-c max_connections=200" + ("" if durable else " -c fsync=off")
     )
     _run(
         _as_server_user(

@@ -308,7 +308,7 @@ class PostgresForTests:
     def start(self) -> None:
         from omni import postgres
 
-        postgres.start_local(self.folder, self.server)
+        postgres.start_local(self.folder, self.server, durable=False)
         postgres.wait_until_answering(self.server)
 
     def stop(self, mode: str = "fast") -> None:
@@ -338,6 +338,13 @@ class PostgresForTests:
 
         with postgres.connect(self.server, database) as db:
             return db.execute(sql, args).fetchall()
+
+    def query_none(self, database: str, sql: str) -> None:
+        """A statement that returns no rows (DDL, INSERT)."""
+        from omni import postgres
+
+        with postgres.connect(self.server, database) as db:
+            db.execute(sql)
 
 
 @contextmanager

@@ -175,6 +175,18 @@ def test_setup_makes_the_databases_and_the_metastore_schema_once(postgres_server
     bare = replace(settings, metastore_database="bare_metastore")
     with pytest.raises(postgres.DatabaseUnavailable, match="'bare_metastore'.*make postgres"):
         postgres.require_catalog(bare)
+    # A schema of another Hive version (a Hive 3 metastore's, say) is refused, not used.
+    postgres.ensure_databases(settings.postgres, ["hive3_metastore"])
+    for statement in (
+        'CREATE TABLE "VERSION" ("VER_ID" bigint, "SCHEMA_VERSION" text, "VERSION_COMMENT" text)',
+        """INSERT INTO "VERSION" VALUES (1, '3.1.0', 'Hive release version 3.1.0')""",
+    ):
+        postgres_server.query_none("hive3_metastore", statement)
+    hive3 = replace(settings, metastore_database="hive3_metastore")
+    with pytest.raises(postgres.DatabaseUnavailable, match="is Hive 3.1.0; .* expects 2.3.0"):
+        postgres.require_catalog(hive3)
+    with pytest.raises(postgres.DatabaseUnavailable, match="is Hive 3.1.0"):
+        postgres.ensure_metastore_schema(hive3)
 
 
 @pytest.mark.production
