@@ -47,12 +47,14 @@ def register_lakehouse(
     found: dict[str, list[str]] = {"added": [], "repointed": [], "kept": [], "absent": []}
     for table in ALL_TABLES:
         path = table_path(settings, table)
-        if not DeltaTable.isDeltaTable(spark, path):
-            found["absent"].append(table.name)
-            continue
+        # The metastore first: cheap, where reading a Delta log is not (the embedded SQL
+        # server looks every minute).
         location = registered_location(spark, table)
         if location is not None and (same_location(location, path) or not repoint):
             found["kept"].append(table.name)
+            continue
+        if not DeltaTable.isDeltaTable(spark, path):
+            found["absent"].append(table.name)
             continue
         if location is not None:
             spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
