@@ -80,16 +80,11 @@ def postgres_profile(root: Path):
     postgres.start_local(folder / "data", server, durable=False)
     try:
         postgres.wait_until_answering(server)
-        env = {
-            "OMNI_PROFILE": "postgresql",
-            "PGHOST": server.host,
-            "PGPORT": str(port),
-            "PGUSER": server.user,
-            **postgres.airflow_environment(server),
-            "MLFLOW_TRACKING_URI": server.sqlalchemy_url("omni_mlflow"),
-        }
-        postgres.setup(load_settings(env))
-        yield env
+        settings = load_settings(
+            {"OMNI_PROFILE": "postgresql", "PGHOST": server.host, "PGPORT": str(port)}
+        )
+        postgres.setup(settings)
+        yield postgres.profile_environment(settings)
     finally:
         postgres.stop_local(folder / "data", "immediate")
         shutil.rmtree(folder, ignore_errors=True)

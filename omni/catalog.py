@@ -28,10 +28,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from omni.config import PROFILES, Settings, load_settings
-from omni.lakehouse import registered_location, same_location, table_path
+from omni.lakehouse import ensure_database, registered_location, same_location, table_path
 from omni.tables import ALL_TABLES
-
-log = logging.getLogger("omni.catalog")
 
 
 def register_lakehouse(
@@ -61,8 +59,7 @@ def register_lakehouse(
             found["repointed"].append(table.name)
         else:
             found["added"].append(table.name)
-        if not spark.catalog.databaseExists(table.layer):  # Hive logs an error if it does
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
+        ensure_database(spark, table.layer)
         # No column list: the schema, comments and partitioning come from the Delta log.
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS `{table.layer}`.`{table.short_name}` "

@@ -44,7 +44,7 @@ class ConcurrentWriteError(RuntimeError):
     """Another writer kept committing conflicting changes to the table: nothing was written."""
 
 
-def committed(table: Table, write: Callable[[], T], retries: int | None = None) -> T:
+def committed(table: Table, write: Callable[[], T]) -> T:
     """Run ``write`` (one Delta commit); when Delta refuses the commit because another one
     changed what it read, run it again on the new version, then give up with a clear error.
 
@@ -52,7 +52,7 @@ def committed(table: Table, write: Callable[[], T], retries: int | None = None) 
     ``merge``), so running it again on the newer version gives what running it after the
     other writer would have: never a silent overwrite, and nothing half-written.
     """
-    retries = CONFLICT_RETRIES if retries is None else retries
+    retries = CONFLICT_RETRIES  # read at each call: a test may set it
     for attempt in range(retries + 1):
         try:
             return write()
@@ -119,8 +119,7 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
             _ENSURED.add(marker)
             return
         spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
-    if not spark.catalog.databaseExists(table.layer):  # the Hive client logs an error if it does
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{table.layer}`")
+    ensure_database(spark, table.layer)
     partitioned = (
         f" PARTITIONED BY ({', '.join(f'`{c}`' for c in table.partition_by)})"
         if table.partition_by
@@ -146,6 +145,12 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
         if location is None or not same_location(location, path):
             raise
     _ENSURED.add(marker)
+
+
+def ensure_database(spark: SparkSession, layer: str) -> None:
+    """Create the layer's database in the catalog unless it is there."""
+    if not spark.catalog.databaseExists(layer):  # the Hive client logs an error if it does
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{layer}`")
 
 
 def registered_location(spark: SparkSession, table: Table) -> str | None:

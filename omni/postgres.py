@@ -29,12 +29,10 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 from omni.config import (
     AIRFLOW_DATABASE,
-    MLFLOW_DATABASE,
     POSTGRESQL,
     REPO_ROOT,
     PostgresServer,
@@ -414,13 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "setup", "status", "stop", "env"])
     args = parser.parse_args(argv)
-    settings = load_settings()
-    if not settings.shared_catalog:
-        settings = replace(settings, profile=POSTGRESQL)
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
-            settings = replace(
-                settings, mlflow_tracking_uri=settings.postgres.sqlalchemy_url(MLFLOW_DATABASE)
-            )
+    # This module is the profile's, whatever OMNI_PROFILE says: its defaults (MLflow's too).
+    settings = load_settings({**os.environ, "OMNI_PROFILE": POSTGRESQL})
     folder = local_folder()
     try:
         if args.action == "env":
