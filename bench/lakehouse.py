@@ -49,7 +49,7 @@ def _timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 def nightly(spark, settings, day: date, run_id: str) -> dict:
     bronze_s, bronze = _timed(ingest_all, spark, settings, day, run_id)
-    silver_s, silver = _timed(run_silver, spark, settings, run_id)
+    silver_s, silver = _timed(run_silver, spark, settings, run_id, day)
     gold_s, gold = _timed(build_gold, spark, settings, day, run_id)
     return {
         "bronze": bronze,

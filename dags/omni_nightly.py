@@ -24,10 +24,13 @@ when that is set.
 (`AIRFLOW_CONN_SPARK_DEFAULT`). Delta is configured and the cached JARs are shipped with the
 job, so `local[*]`, a standalone cluster, YARN or Kubernetes is a matter of the connection.
 
-A failed **blocking** expectation fails its `validate_*` task, and nothing downstream runs:
-no assets, so no training and no scores. Failed warnings are recorded and the run goes on.
-Every result is in `quality.validation_results`; the Data Docs site is
-`data/gx/data_docs/index.html`.
+**Write, audit, publish**: each job validates its own batches before any table shows them,
+in its own Spark session. The `validate_*` step after it is the gate, read from the recorded
+results: a failed **blocking** expectation fails it, and nothing downstream runs (no assets,
+so no training and no scores). The job then published nothing: every table of its layer keeps
+its Delta version, and the batch is held in `quarantine.held_batches` (query it by `run_id`).
+Failed warnings are recorded and the run goes on. Every result is in
+`quality.validation_results`; the Data Docs site is `data/gx/data_docs/index.html`.
 """
 
 from __future__ import annotations
@@ -61,21 +64,15 @@ def omni_nightly():
 
     dates = business_dates()
     bronze = job("bronze_ingest", "jobs/bronze_ingest.py")
-    check_bronze = job("validate_bronze", "jobs/validate.py", "--layer", "bronze")
+    check_bronze = orc.gate(SETTINGS, "validate_bronze", ["bronze"])
     silver = job("silver", "jobs/silver.py")
-    check_silver = job(
-        "validate_silver", "jobs/validate.py", "--layer", "silver", "--layer", "quarantine"
-    )
+    check_silver = orc.gate(SETTINGS, "validate_silver", ["silver", "quarantine"])
     gold = job("gold", "jobs/gold.py", "--start-date", orc.START_DATE)
-    published = [f"--table={table.name}" for table in orc.GOLD_PUBLISHED]
-    check_gold = job(
+    check_gold = orc.gate(
+        SETTINGS,
         "validate_gold",
-        "jobs/validate.py",
-        "--layer",
-        "gold",
-        *published,
-        "--start-date",
-        orc.START_DATE,
+        ["gold"],
+        [table.name for table in orc.GOLD_PUBLISHED],
         outlets=orc.gold_assets(SETTINGS),
         post_execute=orc.publish_dates,
     )

@@ -4,10 +4,9 @@ Reads only complete delivery folders (``omni/landing.py``: a ``dt=`` folder with
 or a store's own folder of ``instore/pos`` with its ``_SUCCESS``) on or before ``--date``.
 Every delivery folder, complete or waiting, is recorded in ``bronze.landing_folders``; folders
 still waiting for their marker are reported in the log with how long they have waited, and are
-read the night their marker arrives. Skips files
-already ingested (so a rerun adds nothing), and keeps every record, parsable or not: a line
-that is not a JSON object or a CSV row of the wrong width is kept with its raw text in
-``_corrupt_record`` for the silver job to quarantine. Each record keeps its file and line.
+read the night their marker arrives. Skips files already ingested (so a rerun adds
+nothing), and keeps every line as delivered, its text with its file and line: bronze parses
+nothing, silver parses every record once and quarantines what does not parse.
 
 Which files are done comes from the small ``bronze.ingested_files`` log, not from a scan of
 bronze, so the nightly cost follows the new files. The log is written after the data; a run
@@ -29,84 +28,100 @@ from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
 from omni.landing import DeliveryFolder, complete_files, scan_source
+from omni.publish import Staging
 from omni.sources import SOURCES, Source
 
 log = logging.getLogger("omni.bronze")
 
 
-def parse_records(lines: DataFrame, source: Source) -> DataFrame:
-    """Parse raw lines (``value``, ``_source_file``, ``_source_line``) into string columns.
-
-    Unknown JSON fields are ignored; unparsable records keep their text in ``_corrupt_record``.
-    A CSV file's first line is its header when it spells the contract's header exactly.
-    """
-    schema = source.data_schema
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
-    if source.format == "jsonl":
-        parsed = F.from_json("value", schema, options)
-    else:
-        header = (F.col("_source_line") == 1) & (F.col("value") == ",".join(source.header))
-        lines = lines.where(~header)
-        parsed = F.from_csv("value", schema, {**options, "escape": '"', "quote": '"'})
-    return lines.select("*", parsed.alias("record")).select(
-        *(F.col(f"record.`{name}`").alias(name) for name in source.data_columns),
-        F.col("value").alias("_raw_record"),
-        "_source_file",
-        "_source_line",
-    )
+# A file up to this size (its text, a gzip file's estimated at 8 times its size) is read
+# whole by one task; a bigger one is read in splits, which costs a counting pass.
+WHOLE_FILE_MAX_BYTES = 512 * 1024 * 1024
+GZIP_RATIO = 8
+_LINE_END = r"\r\n|\r|\n"  # what Spark's text reader splits lines at
 
 
 def read_lines(
     spark: SparkSession, settings: Settings, source: Source, files: list[str]
-) -> tuple[DataFrame, dict[str, int]]:
-    """Every line of ``files`` with its landing-relative file and 1-based line number, and the
-    records of each file (its lines, a CSV header left out).
+) -> DataFrame:
+    """Every record of ``files``: its text (``_raw_record``), landing-relative file and 1-based
+    line number; a CSV file's first line is left out when it spells the contract's header.
 
-    A file may be split over several tasks. A split's lines are consecutive in its task, so
-    ``monotonically_increasing_id`` numbers them in file order; a first, cheap pass counts the
-    lines of every split, and each line's number is its position in the split plus the lines
-    of the file's earlier splits. No shuffle of the lines themselves.
+    A file is read whole by one task and split into its lines there, so a line's number is
+    its position in the file, in the one pass over the data. Files too big to hold as one
+    text (``WHOLE_FILE_MAX_BYTES``) are read in splits instead (``_split_lines``).
     """
-    relative = F.regexp_extract(
+    paths = {path: settings.landing_dir / path for path in files}
+    big = sorted(path for path, local in paths.items() if _text_bytes(local) > WHOLE_FILE_MAX_BYTES)
+    whole = [str(local) for path, local in paths.items() if path not in big]
+    frames = []
+    if whole:
+        text = F.regexp_replace("value", f"({_LINE_END})\\z", "")  # the last line's end
+        lines = F.when(text == "", F.array().cast("array<string>")).otherwise(
+            F.split(text, _LINE_END)
+        )
+        frames.append(
+            spark.read.text(whole, wholetext=True)
+            .select(_relative(source), F.posexplode(lines).alias("_source_line", "_raw_record"))
+            .select(
+                "_raw_record", "_source_file", (F.col("_source_line") + 1).alias("_source_line")
+            )
+        )
+    if big:
+        log.info(
+            "%s: %d file(s) over %d bytes read in splits",
+            source.name,
+            len(big),
+            WHOLE_FILE_MAX_BYTES,
+        )
+        frames.append(_split_lines(spark, [str(paths[path]) for path in big], source))
+    records = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+    if source.format == "csv":
+        header = (F.col("_source_line") == 1) & (F.col("_raw_record") == ",".join(source.header))
+        records = records.where(~header)
+    return records
+
+
+def _text_bytes(path) -> int:
+    size = path.stat().st_size
+    return size * GZIP_RATIO if path.suffix == ".gz" else size
+
+
+def _relative(source: Source):
+    return F.regexp_extract(
         F.col("_metadata.file_path"), f"({re.escape(source.folder)}/dt=.*)$", 1
-    )
-    lines = spark.read.text([str(settings.landing_dir / path) for path in files]).select(
-        "value",
-        relative.alias("_source_file"),
+    ).alias("_source_file")
+
+
+def _split_lines(spark: SparkSession, paths: list[str], source: Source) -> DataFrame:
+    """The lines of big files, read in splits: a split's lines are consecutive in its task,
+    so ``monotonically_increasing_id`` numbers them in file order; a first pass counts the
+    lines of every split, and a line's number is its position in the split plus the lines of
+    the file's earlier splits. No shuffle of the lines themselves.
+    """
+    lines = spark.read.text(paths).select(
+        F.col("value").alias("_raw_record"),
+        _relative(source),
         F.col("_metadata.file_block_start").alias("_block"),
         F.monotonically_increasing_id().alias("_position"),
     )
     splits = (
         lines.groupBy("_source_file", "_block")
-        .agg(
-            F.count("*").alias("n"),
-            F.min("_position").alias("first"),
-            F.min_by("value", "_position").alias("first_line"),
-        )
+        .agg(F.count("*").alias("n"), F.min("_position").alias("first"))
         .collect()
     )
     before: dict[str, int] = {}
     offsets = []
-    header = ",".join(source.header) if source.format == "csv" else None
-    records: dict[str, int] = {path: 0 for path in files}
     for split in sorted(splits, key=lambda r: (r["_source_file"], r["_block"])):
-        path = split["_source_file"]
-        earlier = before.get(path, 0)
-        offsets.append((path, split["_block"], earlier + 1 - split["first"]))
-        before[path] = earlier + split["n"]
-        # parse_records drops a CSV file's first line when it is the header
-        skipped = earlier == 0 and header is not None and split["first_line"] == header
-        records[path] = records.get(path, 0) + split["n"] - skipped
-    if not offsets:
-        empty = lines.select(
-            "value", "_source_file", F.lit(None).cast("long").alias("_source_line")
-        )
-        return empty, records
-    offset = spark.createDataFrame(offsets, "_source_file string, _block long, _offset long")
-    numbered = lines.join(F.broadcast(offset), ["_source_file", "_block"]).select(
-        "value", "_source_file", (F.col("_position") + F.col("_offset")).alias("_source_line")
+        earlier = before.get(split["_source_file"], 0)
+        offsets.append((split["_source_file"], split["_block"], earlier + 1 - split["first"]))
+        before[split["_source_file"]] = earlier + split["n"]
+    offset = spark.createDataFrame(
+        offsets or [("", 0, 0)], "_source_file string, _block long, _offset long"
     )
-    return numbered, records
+    return lines.join(F.broadcast(offset), ["_source_file", "_block"]).select(
+        "_raw_record", "_source_file", (F.col("_position") + F.col("_offset")).alias("_source_line")
+    )
 
 
 @dataclass(frozen=True)
@@ -169,20 +184,33 @@ def log_files(
     source: Source,
     files: dict[str, date],
     counts: dict[str, tuple[str, int]],
-    run_id: str | None = None,
 ) -> None:
-    """Log ``files`` that are in bronze (``counts``) or were ingested by ``run_id`` with no row."""
+    """Log ``files`` found in bronze (``counts``: path -> ingest run, records)."""
+    frame = _log_rows(spark, source, files, counts)
+    if frame is not None:
+        lakehouse.merge(spark, settings, tables.INGESTED_FILES, frame, update=False)
+
+
+def _log_rows(
+    spark: SparkSession,
+    source: Source,
+    files: dict[str, date],
+    counts: dict[str, tuple[str, int]],
+    run_id: str | None = None,
+) -> DataFrame | None:
+    """Ingest-log rows of ``files`` in ``counts``, or of all of them ingested by ``run_id``
+    (a file with no record is logged too, with 0)."""
     rows = []
     for path, day in sorted(files.items()):
         if path in counts or run_id is not None:
             ingest_run, records = counts.get(path, (run_id, 0))
             rows.append((source.name, path, day, records, ingest_run))
-    if rows:
-        frame = spark.createDataFrame(
-            rows,
-            "source string, source_file string, business_date date, records long, run_id string",
-        ).withColumn("ingested_at", F.current_timestamp())
-        lakehouse.merge(spark, settings, tables.INGESTED_FILES, frame, update=False)
+    if not rows:
+        return None
+    return spark.createDataFrame(
+        rows,
+        "source string, source_file string, business_date date, records long, run_id string",
+    ).withColumn("ingested_at", F.current_timestamp())
 
 
 def record_delivery_folders(
@@ -253,9 +281,16 @@ def ingest_source(
     up_to: date,
     run_id: str,
     known: Known | None = None,
+    staging: Staging | None = None,
 ) -> dict:
-    """Ingest ``source``'s new complete files up to ``up_to``; ``known``: what bronze knew
-    before the run (read here when not given)."""
+    """Stage ``source``'s new complete files up to ``up_to`` and their ingest-log rows.
+
+    ``known``: what bronze knew before the run (read here when not given). Without a
+    ``staging`` of the run's, the source is audited and published on its own (its bronze
+    table and the ingest log), and the counts carry the ``audit``.
+    """
+    own = staging is None
+    staging = staging or Staging(spark, settings, run_id, up_to)
     known = known or Known.read(spark, settings)
     folders = scan_source(settings.landing_dir, source, up_to)
     waiting = record_delivery_folders(
@@ -272,10 +307,24 @@ def ingest_source(
         "empty_folders": sum(folder.complete and not folder.data_files for folder in folders),
         "waiting_folders": [row["folder"] for row in waiting],
     }
-    if not new_files:
-        return counts
-    lines, per_file = read_lines(spark, settings, source, sorted(new_files))
-    records = parse_records(lines, source).select(
+    if new_files:
+        counts["records"] = _stage_files(spark, settings, source, new_files, run_id, staging)
+    if own:
+        verdict = publish(staging, {source.name: counts}, [source])
+        counts["audit"] = verdict.summary()
+    return counts
+
+
+def _stage_files(
+    spark: SparkSession,
+    settings: Settings,
+    source: Source,
+    files: dict[str, date],
+    run_id: str,
+    staging: Staging,
+) -> int:
+    """Stage every record of ``files`` for bronze and the files for the ingest log."""
+    records = read_lines(spark, settings, source, sorted(files)).select(
         "*",
         F.current_timestamp().alias("_ingested_at"),
         F.lit(run_id).alias("_run_id"),
@@ -283,23 +332,53 @@ def ingest_source(
             "_business_date"
         ),
     )
-    written = lakehouse.append(spark, settings, source.bronze, records)
-    if written != sum(per_file.values()):
+    batch = staging.append(source.bronze, records)
+    per_file = {
+        row["_source_file"]: row["n"]
+        for row in batch.groupBy("_source_file").agg(F.count("*").alias("n")).collect()
+    }
+    if not set(per_file) <= set(files):
         raise RuntimeError(
-            f"{source.bronze.name}: {written} rows written for {sum(per_file.values())} records "
-            f"counted in {len(per_file)} files: expected every line but CSV headers as a row"
+            f"{source.bronze.name}: records of {sorted(set(per_file) - set(files))[:3]}, "
+            f"which were not asked for: expected only the files {sorted(files)[:3]}..."
         )
-    files = {path: (run_id, n) for path, n in per_file.items() if n}
-    log_files(spark, settings, source, new_files, files, run_id)
-    return {**counts, "records": written}
+    counted = {path: (run_id, n) for path, n in per_file.items()}
+    staging.merge(
+        tables.INGESTED_FILES, _log_rows(spark, source, files, counted, run_id), update=False
+    )
+    return sum(per_file.values())
+
+
+def publish(staging: Staging, counts: dict[str, dict], sources: tuple[Source, ...] | list[Source]):
+    """Audit the staged bronze batches of ``sources`` and publish them, or hold them all.
+
+    Published, each bronze table must have received every record staged for it.
+    """
+    names = [source.bronze.name for source in sources]
+    if len(sources) < len(SOURCES):
+        names.append(tables.INGESTED_FILES.name)
+    verdict = staging.audit_and_publish(["bronze"], None if len(sources) == len(SOURCES) else names)
+    if verdict.published:
+        for source in sources:
+            written = verdict.written.get(source.bronze.name, 0)
+            if written != counts[source.name]["records"]:
+                raise RuntimeError(
+                    f"{source.bronze.name}: {written} rows written for "
+                    f"{counts[source.name]['records']} records staged: expected every line but "
+                    "CSV headers as a row"
+                )
+    return verdict
 
 
 def ingest_all(spark: SparkSession, settings: Settings, up_to: date, run_id: str) -> dict:
+    """Stage every source's new files, audit the bronze layer, publish or hold (the ``audit``)."""
     known = Known.read(spark, settings)
-    return {
-        source.name: ingest_source(spark, settings, source, up_to, run_id, known)
+    staging = Staging(spark, settings, run_id, up_to)
+    counts = {
+        source.name: ingest_source(spark, settings, source, up_to, run_id, known, staging)
         for source in SOURCES
     }
+    return {**counts, "audit": publish(staging, counts, SOURCES).summary()}
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:

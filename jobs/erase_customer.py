@@ -21,8 +21,9 @@ from pyspark.sql import functions as F
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+from omni.sources import CRM
 from omni.transforms.identity import TYPE_ORDER
-from omni.transforms.silver import hmac_sha256, normalise_email
+from omni.transforms.silver import hmac_sha256, normalise_email, parse_records
 
 IDENTIFIER_TYPES = tables.ERASURE_IDENTIFIER_TYPES
 assert set(TYPE_ORDER) <= set(IDENTIFIER_TYPES), "an identity type cannot be erased by"
@@ -90,8 +91,10 @@ def clear_emails(spark: SparkSession, settings: Settings, customer_ids: set[str]
     """The e-mails as delivered in bronze, to find them in raw texts."""
     if not customer_ids:
         return set()
-    bronze = lakehouse.read_table(spark, settings, tables.BRONZE_CRM)
-    rows = bronze.where(
+    bronze = lakehouse.read_table(spark, settings, tables.BRONZE_CRM).select(
+        *tables.BRONZE_CRM.column_names
+    )
+    rows = parse_records(bronze, CRM).where(
         F.col("customer_id").isin(sorted(customer_ids)) & F.col("email").isNotNull()
     )
     return {row["email"].strip() for row in rows.select("email").distinct().collect()}
@@ -169,10 +172,11 @@ def erase_customer(
     spark: SparkSession, settings: Settings, identifier_type: str, identifier: str, run_id: str
 ) -> dict:
     key, linked = resolve_customer(spark, settings, identifier_type, identifier)
-    raw_ids = set().union(
-        *(v for k, v in linked.items() if k not in ("email_hash", "customer_key"))
+    # Texts are searched for every identifier: raw records hold the delivered ones, held
+    # batches (records of silver and gold tables as JSON) the keys and hashes too.
+    needles = set().union(*linked.values()) | clear_emails(
+        spark, settings, linked.get("customer_id", set())
     )
-    needles = raw_ids | clear_emails(spark, settings, linked.get("customer_id", set()))
     deleted: dict[str, int] = {}
     for table in tables.ALL_TABLES:
         if not table.erase_by:

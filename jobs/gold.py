@@ -19,6 +19,7 @@ from omni import lakehouse, tables
 from omni.cli import date_arg, job_parser, run_job
 from omni.config import Settings
 from omni.history import customer_history
+from omni.publish import Staging
 from omni.transforms import gold
 
 
@@ -60,13 +61,16 @@ def build_gold(
     start = start or as_of
     if start > as_of:
         raise ValueError(f"--start-date {start} is after --date {as_of}: expected start <= date")
+    staging = Staging(spark, settings, run_id, as_of, start)
     with customer_history(spark, settings) as inputs:
-        return _write_gold(spark, settings, inputs, as_of, run_id, start)
+        summary = _stage_gold(staging, inputs, as_of, start)
+    published = [table.name for table in tables.GOLD_PUBLISHED]
+    verdict = staging.audit_and_publish(["gold"], published)
+    return {**summary, "audit": verdict.summary()}
 
 
-def _write_gold(
-    spark: SparkSession, settings: Settings, inputs: dict, as_of: date, run_id: str, start: date
-) -> dict:
+def _stage_gold(staging: Staging, inputs: dict, as_of: date, start: date) -> dict:
+    spark, settings, run_id = staging.spark, staging.settings, staging.run_id
     population, transactions, activity = (
         inputs["population"],
         inputs["transactions"],
@@ -89,15 +93,11 @@ def _write_gold(
                     population, transactions, activity, earlier, settings.profile_window_days
                 )
             )
-        written = lakehouse.replace_where(
-            spark,
-            settings,
-            tables.GOLD_FEATURES,
-            features,
-            lakehouse.sql_in("as_of_date", as_of_dates),
-        )
+        written = staging.replace_where(
+            tables.GOLD_FEATURES, features, lakehouse.sql_in("as_of_date", as_of_dates)
+        ).count()
         profile = gold.build_customer_profile(population, transactions, activity, as_of, base=base)
-        profiles = lakehouse.overwrite(spark, settings, tables.GOLD_PROFILE, profile)
+        profiles = staging.overwrite(tables.GOLD_PROFILE, profile).count()
     finally:
         base.unpersist()
     kpi_days = sorted(set(days) | set(as_of_dates))
@@ -110,9 +110,9 @@ def _write_gold(
         "customer_profile": profiles,
         "customer_features": written,
         "feature_dates": [str(d) for d in as_of_dates],
-        "daily_channel_kpis": lakehouse.replace_where(
-            spark, settings, tables.GOLD_KPIS, kpis, lakehouse.sql_in("date", kpi_days)
-        ),
+        "daily_channel_kpis": staging.replace_where(
+            tables.GOLD_KPIS, kpis, lakehouse.sql_in("date", kpi_days)
+        ).count(),
         "touched_dates": [str(d) for d in days],
     }
 

@@ -1,4 +1,4 @@
-"""Silver: type, check, deduplicate and merge the bronze records not yet processed.
+"""Silver: parse, type, check, deduplicate and merge the bronze records not yet processed.
 
 Every bronze record of a pending ingest run ends in exactly one place: its silver table
 (accepted), ``quarantine.records`` (with a reason) or the duplicate count. The counts are
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from omni import lakehouse, sources, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+from omni.publish import Staging
 from omni.sources import Source
 from omni.transforms import identity, silver, validation
 
@@ -116,19 +117,28 @@ def _dates_of(df: DataFrame, column: str | None) -> list[object] | None:
 
 
 def process(
-    spark: SparkSession, settings: Settings, step: SilverStep, reference: dict[str, DataFrame]
+    spark: SparkSession,
+    settings: Settings,
+    step: SilverStep,
+    reference: dict[str, DataFrame],
+    staging: Staging,
 ) -> list[dict]:
-    """Process the pending bronze runs of one source; return the reconciliation rows."""
+    """Stage the pending bronze runs of one source; return the reconciliation rows."""
     runs, business_dates = pending_runs(spark, settings, step.source)
     if not runs:
         return []
-    batch = lakehouse.read_table(spark, settings, step.source.bronze).where(
-        lakehouse.date_literal("_business_date", business_dates) & F.col("_run_id").isin(runs)
+    batch = (
+        lakehouse.read_table(spark, settings, step.source.bronze)
+        .where(
+            lakehouse.date_literal("_business_date", business_dates) & F.col("_run_id").isin(runs)
+        )
+        .select(*step.source.bronze.column_names)  # a bronze of before kept parsed columns too
     )
-    # One pass of the checks, kept for the steps below. Only rejected rows keep their raw text
-    # (for quarantine): accepted rows are typed columns, and dedup shuffles narrow rows.
+    # One pass of the parse and the checks, kept for the steps below. Only rejected rows keep
+    # their raw text (for quarantine): accepted rows are typed columns, and dedup shuffles
+    # narrow rows.
     checked = lakehouse.materialize(
-        step.check(batch, reference)
+        step.check(silver.parse_records(batch, step.source), reference)
         .withColumn("_raw_record", F.when(F.col("_reason").isNotNull(), F.col("_raw_record")))
         .drop("_corrupt_record")
     )
@@ -140,8 +150,6 @@ def process(
     valid = checked.where(F.col("_reason").isNull()).drop("_raw_record")
     flagged = lakehouse.materialize(silver.flag_duplicates(valid, step.dedup_keys, seen))
     accepted = flagged.where(~F.col("_is_duplicate"))
-    # Counted before the silver write: a write to the table that ``seen`` reads drops the
-    # cache of ``flagged``, so everything that reads it comes first and the write last.
     kept = {
         (row["_run_id"], row["_business_date"]): (row["accepted"], row["duplicates"])
         for row in flagged.groupBy("_run_id", "_business_date")
@@ -153,22 +161,21 @@ def process(
     }
 
     source_is = lakehouse.sql_in("source", [step.source.name])
+    quarantined: dict[tuple, int] = {}
     for run in runs:
-        lakehouse.replace_where(
-            spark,
-            settings,
+        staged = staging.replace_where(
             tables.QUARANTINE_RECORDS,
             silver.quarantine_rows(
                 rejected.where(F.col("_run_id") == run), step.source.name, step.dedup_keys, run
             ),
             f"{source_is} AND {lakehouse.sql_in('run_id', [run])}",
         )
+        for row in staged.groupBy("business_date").count().collect():
+            quarantined[(run, row["business_date"])] = row["count"]
     if step.source is sources.EVENTS:
-        record_device_logins(spark, settings, accepted)
+        staging.append(tables.SILVER_DEVICE_LOGINS, new_device_logins(spark, settings, accepted))
         # An order line's date is its purchase event's date: one of the batch's dates.
-        lakehouse.merge(
-            spark,
-            settings,
+        staging.merge(
             tables.SILVER_ORDER_LINES,
             validation.explode_order_lines(accepted),
             update=False,
@@ -176,14 +183,11 @@ def process(
         )
     if step.latest_by:
         latest = silver.latest_per_key(accepted, step.table.keys, [step.latest_by])
-        newer = f"source.`{step.latest_by}` >= target.`{step.latest_by}`"
-        lakehouse.merge(spark, settings, step.table, latest, update_when=newer)
+        staging.merge(step.table, latest, newer_by=step.latest_by)
     else:
         # ``accepted`` holds no key already in silver outside these runs (``seen``), so the
         # rows are appended; a retried run replaces the rows it wrote before.
-        lakehouse.replace_where(
-            spark,
-            settings,
+        staging.replace_where(
             step.table,
             accepted,
             f"{lakehouse.sql_in(step.date_column, dates)} AND {lakehouse.sql_in('_run_id', runs)}",
@@ -191,19 +195,11 @@ def process(
     checked.unpersist()
     flagged.unpersist()
 
-    # Read is counted on bronze itself, quarantined on what the table now holds, so a row lost
-    # or doubled by a join in between breaks the equation.
+    # Read is counted on bronze itself, quarantined on the rows staged for quarantine, so a row
+    # lost or doubled by a join in between breaks the equation.
     bronze_read = {
         (row["_run_id"], row["_business_date"]): row["n"]
         for row in batch.groupBy("_run_id", "_business_date").agg(F.count("*").alias("n")).collect()
-    }
-    quarantined = {
-        (row["run_id"], row["business_date"]): row["n"]
-        for row in lakehouse.read_table(spark, settings, tables.QUARANTINE_RECORDS)
-        .where((F.col("source") == step.source.name) & F.col("run_id").isin(runs))
-        .groupBy("run_id", "business_date")
-        .agg(F.count("*").alias("n"))
-        .collect()
     }
     rows = []
     for key, read in sorted(bronze_read.items()):
@@ -230,16 +226,15 @@ def process(
 _LOGIN_COLUMNS = ("anonymous_id", "customer_id", "event_date", "_run_id")
 
 
-def record_device_logins(spark: SparkSession, settings: Settings, accepted: DataFrame) -> int:
-    """Append the batch's new (device, customer) pairs to ``silver.device_logins``.
+def new_device_logins(spark: SparkSession, settings: Settings, accepted: DataFrame) -> DataFrame:
+    """The batch's (device, customer) pairs not yet in ``silver.device_logins``.
 
     The identity graph reads this table, whose size follows the devices and customers, not the
     event history. While it is empty (a lakehouse from before the table), it is seeded from all
     silver events. Pairs already there are left out by an anti-join (null-safe: ``customer_id``
-    is null for anonymous visits), so a retried run adds nothing. Returns the pairs added.
+    is null for anonymous visits), so a retried run adds nothing.
     """
-    table = tables.SILVER_DEVICE_LOGINS
-    logins = lakehouse.read_table(spark, settings, table)
+    logins = lakehouse.read_table(spark, settings, tables.SILVER_DEVICE_LOGINS)
     events = accepted
     if logins.limit(1).count() == 0:
         events = accepted.select(*_LOGIN_COLUMNS).unionByName(
@@ -251,72 +246,73 @@ def record_device_logins(spark: SparkSession, settings: Settings, accepted: Data
     known = logins.select(
         F.col("anonymous_id").alias("_known_device"), F.col("customer_id").alias("_known_customer")
     )
-    new = pairs.join(
+    return pairs.join(
         known,
         (pairs["anonymous_id"] == known["_known_device"])
         & pairs["customer_id"].eqNullSafe(known["_known_customer"]),
         "left_anti",
     )
-    return lakehouse.append(spark, settings, table, new)
 
 
-def record_reconciliation(spark: SparkSession, settings: Settings, rows: list[dict]) -> None:
-    if not rows:
-        return
-    frame = spark.createDataFrame(rows).withColumn("recorded_at", F.current_timestamp())
-    lakehouse.merge(spark, settings, tables.RECONCILIATION, frame)
-
-
-def build_identity(
-    spark: SparkSession, settings: Settings, run_id: str, business_date: date | None = None
+def stage_identity(
+    staging: Staging, settings: Settings, run_id: str, business_date: date
 ) -> dict[str, int]:
-    """Recompute ``silver.customer_identity``; record the keys it retires in the key history.
+    """Recompute ``silver.customer_identity`` from tonight's silver tables as they will be;
+    stage it with the key history of the keys it retires.
 
-    The history is written first, from the identity as it was: a run killed between the two
+    The history is published first, from the identity as it was: a run killed between the two
     writes computes the same history again from the same old identity.
     """
-    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    spark = staging.spark
     nodes, edges = identity.identity_links(
-        read(tables.SILVER_CUSTOMERS),
-        read(tables.SILVER_DEVICE_LOGINS).select("anonymous_id", "customer_id"),
-        read(tables.SILVER_POS).select("loyalty_card_id"),
+        staging.view(tables.SILVER_CUSTOMERS),
+        staging.view(tables.SILVER_DEVICE_LOGINS).select("anonymous_id", "customer_id"),
+        staging.view(tables.SILVER_POS).select("loyalty_card_id"),
         settings.max_customers_per_device,
     )
     resolved = identity.resolve_identities(nodes, edges, run_id).localCheckpoint()
-    retired = identity.retired_keys(read(tables.SILVER_IDENTITY), resolved).localCheckpoint()
+    before = lakehouse.read_table(spark, settings, tables.SILVER_IDENTITY)
+    retired = identity.retired_keys(before, resolved).localCheckpoint()
     history = identity.key_history(
-        read(tables.SILVER_KEY_HISTORY),
+        lakehouse.read_table(spark, settings, tables.SILVER_KEY_HISTORY),
         retired,
         resolved,
-        business_date or datetime.now(UTC).date(),
+        business_date,
         run_id,
-    ).localCheckpoint()
-    lakehouse.overwrite(spark, settings, tables.SILVER_KEY_HISTORY, history)
+    )
+    staging.overwrite(tables.SILVER_KEY_HISTORY, history)
     return {
-        "identity_rows": lakehouse.overwrite(spark, settings, tables.SILVER_IDENTITY, resolved),
+        "identity_rows": staging.overwrite(tables.SILVER_IDENTITY, resolved).count(),
         "retired_keys": retired.count(),
     }
 
 
-def run_silver(
-    spark: SparkSession, settings: Settings, run_id: str, business_date: date | None = None
-) -> dict:
+def run_silver(spark: SparkSession, settings: Settings, run_id: str, business_date: date) -> dict:
+    """Stage every source's pending runs and the identity, audit the silver and quarantine
+    layers for the night of ``business_date``, publish or hold (the ``audit``)."""
     spark.sparkContext.setCheckpointDir(f"{settings.lakehouse_location}/_checkpoints")
+    staging = Staging(spark, settings, run_id, business_date)
     summary: dict[str, dict] = {}
+    reconciliation = []
     for step in steps(settings):
+        # Tonight's products and stores count: a sku first sold tonight is known tonight.
         reference = {
-            "products": lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS).select("sku"),
-            "stores": lakehouse.read_table(spark, settings, tables.SILVER_STORES).select(
-                "store_id", "timezone"
-            ),
+            "products": staging.view(tables.SILVER_PRODUCTS).select("sku"),
+            "stores": staging.view(tables.SILVER_STORES).select("store_id", "timezone"),
         }
-        rows = process(spark, settings, step, reference)
-        record_reconciliation(spark, settings, rows)
+        rows = process(spark, settings, step, reference, staging)
+        reconciliation.extend(rows)
         summary[step.source.name] = {
             k: sum(r[k] for r in rows) for k in ("read", "accepted", "quarantined", "duplicates")
         }
-    summary.update(build_identity(spark, settings, run_id, business_date))
-    return summary
+    if reconciliation:
+        frame = spark.createDataFrame(reconciliation).withColumn(
+            "recorded_at", F.current_timestamp()
+        )
+        staging.merge(tables.RECONCILIATION, frame)
+    summary.update(stage_identity(staging, settings, run_id, business_date))
+    verdict = staging.audit_and_publish(["silver", "quarantine"])
+    return {**summary, "audit": verdict.summary()}
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:

@@ -18,33 +18,9 @@ from pyspark.sql import SparkSession
 from omni import lakehouse, quality, suites, tables
 from omni.cli import date_arg, job_parser, run_job
 from omni.config import Settings
+from omni.gates import DataQualityError
 
 log = logging.getLogger("omni.validate")
-
-
-class DataQualityError(RuntimeError):
-    """A blocking expectation failed: nothing downstream may run on this data."""
-
-
-def suite_tables(layers: list[str], table_names: list[str] | None = None) -> list[tables.Table]:
-    """The tables of ``layers`` that have a suite (all of them, or only ``table_names``)."""
-    found = [
-        table
-        for layer in layers
-        for table in tables.layer_tables(layer)
-        if suites.suite_path(table.name).exists() and (not table_names or table.name in table_names)
-    ]
-    unknown = sorted(set(table_names or ()) - {t.name for t in found})
-    if unknown:
-        raise ValueError(
-            f"no suite for {unknown} in layers {layers}: expected tables with a file under "
-            f"{suites.EXPECTATIONS_DIR}"
-        )
-    if not found:
-        raise ValueError(
-            f"layers {layers} have no expectation suites under {suites.EXPECTATIONS_DIR}"
-        )
-    return found
 
 
 def validate(
@@ -60,7 +36,7 @@ def validate(
     if start_date is not None and start_date > business_date:
         raise ValueError(f"--start-date {start_date} is after --date {business_date}")
     frames = {}
-    for table in suite_tables(layers, table_names):
+    for table in suites.suite_tables(layers, table_names):
         spec = suites.load_suite(table.name)
         df = lakehouse.read_table(spark, settings, table)
         condition = suites.scope_filter(spec.scope, run_id, business_date, df.columns, start_date)

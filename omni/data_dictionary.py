@@ -170,6 +170,12 @@ def _table_section(table: Table, downstream: list[str]) -> list[str]:
         f"- **Produced by:** [`{table.producer}`](../{table.producer})",
         f"- **Upstream:** {', '.join(reads) or 'none'}",
         f"- **Downstream:** {', '.join(_link(name) for name in downstream) or 'none'}",
+        *(
+            "- **Record fields** (in `_raw_record`, parsed once by silver): "
+            + _code(name for name, _ in source.fields)
+            for source in SOURCES
+            if source.bronze.name == table.name
+        ),
         *suite_lines,
     ]
     if table.erase_by:

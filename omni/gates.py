@@ -55,3 +55,53 @@ def gate_status(spark, settings: Settings, business_date: date, required: str) -
     return GateStatus(
         True, f"data-quality gates passed for {business_date} ({len(failures)} tables)"
     )
+
+
+class DataQualityError(RuntimeError):
+    """A blocking expectation failed: nothing downstream may run on this data."""
+
+
+def layer_gate(
+    settings: Settings, table_names: list[str], run_id: str, business_date: date
+) -> GateStatus:
+    """Whether this run's audit of ``table_names`` passed, from ``quality.validation_results``.
+
+    Read with delta-rs, not Spark: the DAG's gate step costs a table read, not a JVM. Every
+    table must have been validated by the run (a job that audited nothing does not pass) and
+    none may have a failed blocking expectation.
+    """
+    from deltalake import DeltaTable
+
+    from omni import quality, tables
+
+    location = tables.VALIDATION_RESULTS.location(settings.lakehouse_location)
+    found = DeltaTable(location).to_pyarrow_table(
+        filters=[("business_date", "=", business_date)],
+        columns=["run_id", "table_name", *quality.RESULT_COLUMNS],
+    )
+    results: dict[str, list[dict]] = {}
+    for row in found.to_pylist():
+        if row["run_id"] == run_id and row["table_name"] in table_names:
+            results.setdefault(row["table_name"], []).append(row)
+    missing = sorted(set(table_names) - set(results))
+    if missing:
+        return GateStatus(
+            False,
+            f"run {run_id} recorded no validation of {', '.join(missing)} for {business_date}: "
+            "expected the job that wrote them to have audited them",
+        )
+    blocking = [
+        (name, row)
+        for name in table_names
+        for row in results[name]
+        if not row["success"] and row["severity"] == "blocking"
+    ]
+    if blocking:
+        return GateStatus(
+            False,
+            f"data-quality gate failed ({len(blocking)} blocking expectation(s)); nothing of "
+            f"the batch was published, it is held in {tables.HELD_BATCHES.name}; results in "
+            f"{tables.VALIDATION_RESULTS.name}, report at {quality.data_docs_index(settings)}:\n"
+            + quality.describe(blocking),
+        )
+    return GateStatus(True, f"{len(table_names)} table(s) passed for {business_date}")

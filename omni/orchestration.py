@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, CronTriggerTimetable, Param
+from airflow.sdk import Asset, CronTriggerTimetable, Param, get_current_context, task
 
 from omni import tables
 from omni.config import REPO_ROOT, Settings, parse_date
 from omni.redact import describe_error
 from omni.sparkconf import job_jars, spark_conf
+from omni.suites import suite_tables
 
 log = logging.getLogger("omni.orchestration")
 
@@ -48,7 +49,7 @@ START_DATE = "{{ ti.xcom_pull(task_ids='" + DATES_TASK + "')['start_date'] }}"
 # The day a run is for, in DAGs without business dates (maintenance, erasure).
 RUN_DAY = "{{ (logical_date or dag_run.run_after) | ds }}"
 # The gold tables the lakehouse DAG publishes (once validated) and the model DAG consumes.
-GOLD_PUBLISHED = (tables.GOLD_PROFILE, tables.GOLD_FEATURES, tables.GOLD_KPIS)
+GOLD_PUBLISHED = tables.GOLD_PUBLISHED
 # Environment the jobs need from Airflow's: the project's settings and the interpreter. On YARN
 # and Kubernetes the provider passes these as --conf on the command line, so secrets (the hash
 # key, passwords, tokens) are never among them: the driver, on Airflow's machine in client
@@ -227,6 +228,44 @@ def spark_job(
         **({} if settings.shared_catalog else {"pool": CATALOG_POOL}),
         **operator_args,
     )
+
+
+def gate(
+    settings: Settings,
+    task_id: str,
+    layers: list[str],
+    table_names: list[str] | None = None,
+    **operator_args: Any,
+):
+    """The gate step of the layers the job before it wrote: it passes when that job's audit
+    (``omni.publish``) validated every table of theirs with a suite and none failed a blocking
+    expectation, which is when the job published its batches.
+
+    It reads the recorded results (``omni.gates.layer_gate``) in the Airflow worker, with no
+    Spark. A failure fails the task at once, without retries (the data would not change); the
+    message says what failed and where the held batch is.
+    """
+    names = [table.name for table in suite_tables(layers, table_names)]
+
+    def check() -> str:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from omni.config import load_settings
+        from omni.gates import layer_gate
+
+        context = get_current_context()
+        dates = context["ti"].xcom_pull(task_ids=DATES_TASK)
+        status = layer_gate(
+            load_settings(), names, context["run_id"], parse_date(dates["end_date"])
+        )
+        if not status.passed:
+            raise AirflowFailException(status.reason)
+        log.info("%s", status.reason)
+        return status.reason
+
+    check.__doc__ = f"Gate of {', '.join(layers)}: {', '.join(names)}"
+    check.gate_tables = names  # what it reads, for tests and tools that run the DAG's steps
+    return task(task_id=task_id, retries=0, **operator_args)(check)()
 
 
 def job_environment() -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -104,6 +105,19 @@ class TableValidation:
         }
 
 
+# The columns of a recorded result that ``describe`` reads.
+RESULT_COLUMNS = (
+    "expectation_type",
+    "kwargs",
+    "severity",
+    "success",
+    "observed_value",
+    "unexpected_count",
+    "unexpected_sample",
+    "exception",
+)
+
+
 def describe(failures: list[tuple[str, dict[str, Any]]]) -> str:
     """One line per failed expectation: table, expectation, arguments, observed value.
 
@@ -129,10 +143,13 @@ def validate_tables(
     frames: dict[str, Any],
     run_id: str,
     business_date: date,
+    read_as: dict[str, str] | None = None,
 ) -> list[TableValidation]:
     """Validate each table's batch with its suite; record the results; update Data Docs.
 
-    Nothing is raised for failed expectations: the caller decides what blocks.
+    ``read_as`` maps table names to the views that a suite's SQL reads instead (the tables as
+    they will be, while their writes wait for this audit). Nothing is raised for failed
+    expectations: the caller decides what blocks.
     """
     from omni import lakehouse, tables
 
@@ -148,7 +165,7 @@ def validate_tables(
     present = frozenset(name for name, has in channels(settings.landing_dir).items() if has)
     if any(spec.freshness and spec.freshness.source for spec in specs.values()):
         lakehouse.ensure_table(spark, settings, tables.LANDING_FOLDERS)  # the queries read it
-    run = _Run(spark, context, datasource, run_id, business_date, history, present)
+    run = _Run(spark, context, datasource, run_id, business_date, history, present, read_as or {})
     validations, identifiers = [], []
     for table_name, df in frames.items():
         spec = specs[table_name]
@@ -178,6 +195,25 @@ class _Run:
     business_date: date
     history: dict[str, list]  # earlier batch sizes per table, for the volume bounds
     present: frozenset[str]  # the sources the retailer has (``omni.landing.channels``)
+    read_as: dict[str, str]  # table name -> the view a suite's SQL reads instead
+
+    def expectations(self, spec) -> list[dict[str, Any]]:
+        """The suite's expectations for this run, their SQL reading ``read_as``'s views."""
+        items = spec.gx_expectations(self.business_date, self.present)
+        if not self.read_as:
+            return items
+        names = re.compile(
+            r"(?<![\w.`])(" + "|".join(re.escape(n) for n in sorted(self.read_as)) + r")(?![\w`])"
+        )
+
+        def reading_views(item: dict[str, Any]) -> dict[str, Any]:
+            query = item["kwargs"].get("unexpected_rows_query")
+            if not query:
+                return item
+            query = names.sub(lambda m: self.read_as[m.group(1)], query)
+            return {**item, "kwargs": {**item["kwargs"], "unexpected_rows_query": query}}
+
+        return [reading_views(item) for item in items]
 
 
 def _validate_one(run: _Run, spec, batch) -> tuple[TableValidation, list]:
@@ -195,7 +231,7 @@ def _validate_one(run: _Run, spec, batch) -> tuple[TableValidation, list]:
     if not rows:
         days = 0  # nothing delivered, nothing expected: freshness judges whether it should be
     elif per:
-        days = batch.select(*per).distinct().count()
+        days = batch.selectExpr(*per).distinct().count()
     else:
         days = 1
     parameters: dict[str, Any] = {}
@@ -209,8 +245,7 @@ def _validate_one(run: _Run, spec, batch) -> tuple[TableValidation, list]:
         gx.ExpectationSuite(
             name=spec.suite_name,
             expectations=[
-                ExpectationConfiguration(**item).to_domain_obj()
-                for item in spec.gx_expectations(run.business_date, run.present)
+                ExpectationConfiguration(**item).to_domain_obj() for item in run.expectations(spec)
             ],
         )
     )

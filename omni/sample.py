@@ -34,7 +34,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from omni.config import load_settings, parse_date
-from omni.tables import CRM_COLUMNS, POS_COLUMNS, PRODUCT_COLUMNS, STORE_COLUMNS
+from omni.sources import CRM_COLUMNS, POS_COLUMNS, PRODUCT_COLUMNS, STORE_COLUMNS
 
 SITE_ZONE = ZoneInfo("Europe/Paris")
 STORES = (

@@ -1,4 +1,10 @@
-"""The raw sources of ``raw-landing.md``: where each lands, its format and its bronze table."""
+"""The raw sources of ``raw-landing.md``: where each lands, its format, its fields and its
+bronze table.
+
+Bronze keeps every line as delivered; a source's fields are what silver parses it into
+(``omni.transforms.parse``), every value as text except the purchased items' structure: the
+checks that type them name the offending value when it is not what the contract says.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,66 @@ from dataclasses import dataclass
 from omni import tables
 from omni.tables import Table
 
+CORRUPT_RECORD = "_corrupt_record"
+
+_s = "string"
+EVENT_FIELDS = (
+    ("event_id", _s),
+    ("event_time", _s),
+    ("event_type", _s),
+    ("platform", _s),
+    ("session_id", _s),
+    ("anonymous_id", _s),
+    ("customer_id", _s),
+    ("utm_source", _s),
+    ("utm_medium", _s),
+    ("utm_campaign", _s),
+    ("page_url", _s),
+    ("sku", _s),
+    ("search_query", _s),
+    ("order_id", _s),
+    ("items", "array<struct<sku:string,quantity:string,unit_price:string>>"),
+    ("currency", _s),
+)
+POS_COLUMNS = (
+    "transaction_id",
+    "line_number",
+    "store_id",
+    "register_id",
+    "transaction_ts",
+    "sku",
+    "quantity",
+    "unit_price",
+    "discount_amount",
+    "payment_type",
+    "loyalty_card_id",
+    "currency",
+)
+CRM_COLUMNS = (
+    "customer_id",
+    "loyalty_card_id",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "birth_year",
+    "postal_code",
+    "signup_ts",
+    "email_opt_in",
+    "push_opt_in",
+    "updated_at",
+)
+PRODUCT_COLUMNS = (
+    "sku",
+    "product_name",
+    "category",
+    "subcategory",
+    "brand",
+    "list_price",
+    "currency",
+)
+STORE_COLUMNS = ("store_id", "store_name", "city", "region", "country", "timezone", "opened_on")
+
 
 @dataclass(frozen=True)
 class Source:
@@ -14,32 +80,46 @@ class Source:
     folder: str  # relative to the landing zone
     format: str  # "jsonl" or "csv"
     bronze: Table
-    header: tuple[str, ...] = ()
+    # The contract's fields, in a CSV file's column order, with the type each is parsed as.
+    fields: tuple[tuple[str, str], ...]
     # Stores export on their own: each dt= folder holds store_id= folders, each marked
     # complete by its own _SUCCESS (or by the dt= folder's).
     store_folders: bool = False
 
     @property
+    def header(self) -> tuple[str, ...]:
+        """A CSV file's header line, by name (a JSON Lines source has none)."""
+        return tuple(name for name, _ in self.fields) if self.format == "csv" else ()
+
+    @property
     def data_columns(self) -> list[str]:
-        """Columns parsed from the record, ``_corrupt_record`` included (no ingest metadata)."""
-        metadata = {c.name for c in tables.INGEST_METADATA}
-        return [c for c in self.bronze.column_names if c not in metadata]
+        """The columns a record is parsed into: its fields and ``_corrupt_record``."""
+        return [name for name, _ in self.fields] + [CORRUPT_RECORD]
 
     @property
     def data_schema(self) -> str:
-        """DDL of the data columns with their bronze types, for Spark's parsers."""
-        return self.bronze.schema_ddl(self.data_columns)
+        """DDL of the parsed columns, for Spark's parsers."""
+        return ", ".join(f"`{name}` {kind}" for name, kind in (*self.fields, (CORRUPT_RECORD, _s)))
 
 
-EVENTS = Source("ecommerce_events", "ecommerce/events", "jsonl", tables.BRONZE_EVENTS)
+def _text(columns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((column, _s) for column in columns)
+
+
+EVENTS = Source("ecommerce_events", "ecommerce/events", "jsonl", tables.BRONZE_EVENTS, EVENT_FIELDS)
 POS = Source(
-    "pos_lines", "instore/pos", "csv", tables.BRONZE_POS, tables.POS_COLUMNS, store_folders=True
+    "pos_lines",
+    "instore/pos",
+    "csv",
+    tables.BRONZE_POS,
+    _text(POS_COLUMNS),
+    store_folders=True,
 )
-CRM = Source("crm_customers", "crm/customers", "csv", tables.BRONZE_CRM, tables.CRM_COLUMNS)
+CRM = Source("crm_customers", "crm/customers", "csv", tables.BRONZE_CRM, _text(CRM_COLUMNS))
 PRODUCTS = Source(
-    "products", "reference/products", "csv", tables.BRONZE_PRODUCTS, tables.PRODUCT_COLUMNS
+    "products", "reference/products", "csv", tables.BRONZE_PRODUCTS, _text(PRODUCT_COLUMNS)
 )
-STORES = Source("stores", "reference/stores", "csv", tables.BRONZE_STORES, tables.STORE_COLUMNS)
+STORES = Source("stores", "reference/stores", "csv", tables.BRONZE_STORES, _text(STORE_COLUMNS))
 
 # Reference data first: later sources are checked against it.
 SOURCES: tuple[Source, ...] = (PRODUCTS, STORES, CRM, EVENTS, POS)

@@ -20,9 +20,10 @@ A table's suite is ``expectations/<layer>/<table>.json``, found from the table's
   within that many days;
 - ``volume`` (optional): ``{"min_ratio", "max_ratio", "lookback_runs", "severity", "per"}``:
   the batch's rows per delivery unit lie within these ratios of the median of the previous
-  runs. A unit is a distinct value of the ``per`` columns (default: the scope's day column, so
-  a business day; ``["_business_date", "store_id"]`` makes it an open store's day). A batch
-  with no rows has no unit and expects none.
+  runs. A unit is a distinct value of the ``per`` columns, each a Spark SQL expression over
+  the batch (default: the scope's day column, so a business day; ``["_business_date",
+  "store_id"]`` makes it an open store's day). A batch with no rows has no unit and expects
+  none.
 
 ``omni.quality`` runs the suites; ``omni.gates`` reads their results for model promotion.
 """
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from omni.config import REPO_ROOT
+from omni.tables import Table, layer_tables
 
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 SCOPES = ("run", "as_of", "all")
@@ -141,7 +143,8 @@ class Volume:
     max_ratio: float = 2.0
     lookback_runs: int = 7
     severity: str = "warning"
-    # The columns whose distinct values are the batch's delivery units; () for the scope's day.
+    # The columns (SQL expressions) whose distinct values are the batch's delivery units; ()
+    # for the scope's day.
     per: tuple[str, ...] = ()
 
     def bounds(self, history: list[float], days: int) -> tuple[int, int | None]:
@@ -265,6 +268,25 @@ def suite_path(table_name: str) -> Path:
     return EXPECTATIONS_DIR / layer / f"{name}.json"
 
 
+def suite_tables(layers: list[str], table_names: list[str] | None = None) -> list[Table]:
+    """The tables of ``layers`` that have a suite (all of them, or only ``table_names``)."""
+    found = [
+        table
+        for layer in layers
+        for table in layer_tables(layer)
+        if suite_path(table.name).exists() and (not table_names or table.name in table_names)
+    ]
+    unknown = sorted(set(table_names or ()) - {t.name for t in found})
+    if unknown:
+        raise ValueError(
+            f"no suite for {unknown} in layers {layers}: expected tables with a file under "
+            f"{EXPECTATIONS_DIR}"
+        )
+    if not found:
+        raise ValueError(f"layers {layers} have no expectation suites under {EXPECTATIONS_DIR}")
+    return found
+
+
 def load_suite(table_name: str) -> SuiteSpec:
     """Read the suite for ``table_name``, failing loudly on a malformed file."""
     path = suite_path(table_name)
@@ -346,7 +368,9 @@ def _volume(path: Path, raw: dict[str, Any] | None) -> Volume | None:
         raise ValueError(f"{path}: volume keys {sorted(set(raw) - allowed)}, expected {allowed}")
     per = raw.get("per", [])
     if not isinstance(per, list) or not all(isinstance(column, str) for column in per):
-        raise ValueError(f"{path}: volume per={per!r}, expected a list of column names")
+        raise ValueError(
+            f"{path}: volume per={per!r}, expected a list of columns (SQL expressions)"
+        )
     default = Volume()
     volume = Volume(
         _number(path, "volume", "min_ratio", raw.get("min_ratio", default.min_ratio), 0),

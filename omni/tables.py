@@ -108,125 +108,35 @@ SILVER_METADATA = (
 )
 
 _s = "string"
-BRONZE_EVENTS = Table(
-    "bronze.ecommerce_events",
-    "Web and app clickstream events, one row per JSON line, as delivered.",
-    (
-        _c("event_id", _s, "Event id from the source (dedup key)"),
-        _c("event_time", _s, "ISO-8601 time with UTC offset, as delivered"),
-        _c("event_type", _s, "Event type, as delivered"),
-        _c("platform", _s, "web, ios or android, as delivered"),
-        _c("session_id", _s, "Session id"),
-        _c("anonymous_id", _s, "Device or cookie id"),
-        _c("customer_id", _s, "CRM customer id when logged in"),
-        _c("utm_source", _s, "Marketing attribution source"),
-        _c("utm_medium", _s, "Marketing attribution medium"),
-        _c("utm_campaign", _s, "Marketing attribution campaign"),
-        _c("page_url", _s, "Page URL"),
-        _c("sku", _s, "Product sku for product events"),
-        _c("search_query", _s, "Search text for search events (personal context, kept in bronze)"),
-        _c("order_id", _s, "Order id for purchase events"),
-        _c(
-            "items",
-            "array<struct<sku:string,quantity:string,unit_price:string>>",
-            "Purchased items as delivered (values kept as text)",
-        ),
-        _c("currency", _s, "ISO-4217 currency for purchases"),
-        _c("_corrupt_record", _s, "The raw line when it could not be parsed as a JSON object"),
-        *INGEST_METADATA,
-    ),
-    partition_by=("_business_date",),
-    grain="one row per delivered JSON line",
-    producer="jobs/bronze_ingest.py",
-    erase_by=(
-        ("customer_id", "customer_id"),
-        ("anonymous_id", "anonymous_id"),
-        ("_raw_record", "raw_text"),
-    ),
-)
-
-POS_COLUMNS = (
-    "transaction_id",
-    "line_number",
-    "store_id",
-    "register_id",
-    "transaction_ts",
-    "sku",
-    "quantity",
-    "unit_price",
-    "discount_amount",
-    "payment_type",
-    "loyalty_card_id",
-    "currency",
-)
-CRM_COLUMNS = (
-    "customer_id",
-    "loyalty_card_id",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "birth_year",
-    "postal_code",
-    "signup_ts",
-    "email_opt_in",
-    "push_opt_in",
-    "updated_at",
-)
-PRODUCT_COLUMNS = (
-    "sku",
-    "product_name",
-    "category",
-    "subcategory",
-    "brand",
-    "list_price",
-    "currency",
-)
-STORE_COLUMNS = ("store_id", "store_name", "city", "region", "country", "timezone", "opened_on")
 
 
-def _csv_bronze(
-    name: str,
-    description: str,
-    columns: tuple[str, ...],
-    erase_by: tuple[tuple[str, str], ...] = (),
-) -> Table:
-    fields = tuple(_c(column, _s, f"{column}, as delivered") for column in columns)
+def _bronze(name: str, description: str, personal: bool = True) -> Table:
+    """A bronze table: each delivered line as it came, with where and when it came from.
+
+    Nothing is parsed here: silver parses every record once, with its source's fields
+    (``omni/sources.py``). Erasure searches the raw text for any of the customer's
+    identifiers; reference data (products, stores) holds none.
+    """
     return Table(
         name,
         description,
-        (
-            *fields,
-            _c("_corrupt_record", _s, "The raw row when its column count was wrong"),
-            *INGEST_METADATA,
-        ),
+        INGEST_METADATA,
         partition_by=("_business_date",),
-        grain="one row per delivered CSV row",
+        grain="one row per delivered line (a CSV file's header line is not a record)",
         producer="jobs/bronze_ingest.py",
-        erase_by=erase_by,
+        erase_by=(("_raw_record", "raw_text"),) if personal else (),
     )
 
 
-BRONZE_POS = _csv_bronze(
-    "bronze.pos_lines",
-    "In-store POS receipt lines, as delivered.",
-    POS_COLUMNS,
-    erase_by=(("loyalty_card_id", "loyalty_card_id"), ("_raw_record", "raw_text")),
+BRONZE_EVENTS = _bronze(
+    "bronze.ecommerce_events", "Web and app clickstream events, one JSON line each, as delivered."
 )
-BRONZE_CRM = _csv_bronze(
-    "bronze.crm_customers",
-    "CRM customer records (personal data in clear).",
-    CRM_COLUMNS,
-    erase_by=(
-        ("customer_id", "customer_id"),
-        ("loyalty_card_id", "loyalty_card_id"),
-        ("_raw_record", "raw_text"),
-    ),
+BRONZE_POS = _bronze("bronze.pos_lines", "In-store POS receipt lines, as delivered.")
+BRONZE_CRM = _bronze("bronze.crm_customers", "CRM customer records (personal data in clear).")
+BRONZE_PRODUCTS = _bronze(
+    "bronze.products", "Product catalogue snapshots, as delivered.", personal=False
 )
-BRONZE_PRODUCTS = _csv_bronze(
-    "bronze.products", "Product catalogue snapshots, as delivered.", PRODUCT_COLUMNS
-)
-BRONZE_STORES = _csv_bronze("bronze.stores", "Store list snapshots, as delivered.", STORE_COLUMNS)
+BRONZE_STORES = _bronze("bronze.stores", "Store list snapshots, as delivered.", personal=False)
 
 QUARANTINE_RECORDS = Table(
     "quarantine.records",
@@ -798,6 +708,26 @@ ERASURE_AUDIT = Table(
     producer="jobs/erase_customer.py",
 )
 
+HELD_BATCHES = Table(
+    "quarantine.held_batches",
+    "Every record of a batch that a blocking expectation held back (write, audit, publish): "
+    "nothing of that run's layer was published. Query by run_id; from_json(record, <the "
+    "table's schema>) gives the record's columns.",
+    (
+        _c("run_id", _s, "Pipeline run whose batch was held", False),
+        _c("business_date", "date", "The run's business date", False),
+        _c("table_name", _s, "The table the record was for, <layer>.<table>", False),
+        _c("write", _s, "How it would have landed: append, replace, overwrite or merge", False),
+        _c("record", _s, "The record as JSON, in the table's columns", False),
+        _c("held_at", "timestamp", "When the audit held it back (UTC)", False),
+    ),
+    partition_by=("table_name",),
+    grain="one row per record held back, per run",
+    upstream=("bronze.*", "silver.*", "gold.*", "quarantine.records", "quarantine.reconciliation"),
+    producer="omni/publish.py",
+    erase_by=(("record", "raw_text"),),
+)
+
 VALIDATION_RESULTS = Table(
     "quality.validation_results",
     "One row per expectation per validated table per run: the data-quality gates' history.",
@@ -845,6 +775,7 @@ ALL_TABLES: tuple[Table, ...] = (
     LANDING_FOLDERS,
     QUARANTINE_RECORDS,
     RECONCILIATION,
+    HELD_BATCHES,
     ERASURE_AUDIT,
     SILVER_PRODUCTS,
     SILVER_STORES,
@@ -864,6 +795,8 @@ ALL_TABLES: tuple[Table, ...] = (
     VALIDATION_RESULTS,
 )
 TABLES: dict[str, Table] = {table.name: table for table in ALL_TABLES}
+# The gold tables the nightly run publishes, once validated, and the model DAG consumes.
+GOLD_PUBLISHED = (GOLD_PROFILE, GOLD_FEATURES, GOLD_KPIS)
 
 
 def table(name: str) -> Table:

@@ -2,7 +2,8 @@
 
 Each Spark task's job runs with the arguments its operator renders (the run's dates and id,
 the layers, the published tables), through the job's own ``main``; ``business_dates`` resolves
-the range as the DAG's first task does and fails the same way. Airflow's scheduling and the
+the range as the DAG's first task does and each gate reads the recorded audit as it does, and
+both fail the same way. Airflow's scheduling and the
 ``spark-submit`` of each task are what it leaves out: ``tests/test_end_to_end.py`` runs those.
 """
 
@@ -13,8 +14,9 @@ import os
 from datetime import date
 from pathlib import Path
 
+from omni import gates
 from omni import orchestration as orc
-from omni.config import REPO_ROOT, Settings
+from omni.config import REPO_ROOT, Settings, parse_date
 
 DAGS = REPO_ROOT / "dags"
 _BAG = {}
@@ -58,6 +60,13 @@ def run_dag(
         if task.task_id == orc.DATES_TASK:
             dates = orc.landing_range(params, day, settings)
             results[task.task_id] = dates
+            continue
+        gate_tables = getattr(getattr(task, "python_callable", None), "gate_tables", None)
+        if gate_tables is not None:  # a gate: it reads what the job before it recorded
+            status = gates.layer_gate(settings, gate_tables, run_id, parse_date(dates["end_date"]))
+            if not status.passed:
+                raise gates.DataQualityError(status.reason)
+            results[task.task_id] = {"gate": status.reason}
             continue
         script = Path(task.application).relative_to(REPO_ROOT)
         module = importlib.import_module(".".join(script.with_suffix("").parts))

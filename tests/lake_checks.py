@@ -64,7 +64,7 @@ def plant_a_merge(landing, receipt_day, merge_day) -> None:
     """A receipt of ``receipt_day`` with a loyalty card no CRM record knows (a customer of its
     own, keyed by the card); in the CRM folder of ``merge_day`` a new record holds that card:
     two customers found to be one that night."""
-    from omni.tables import CRM_COLUMNS, POS_COLUMNS
+    from omni.sources import CRM_COLUMNS, POS_COLUMNS
 
     receipt = f"T-PLANTED,1,S001,R1,{receipt_day} 11:00:00,SKU-APP-000,1,20.00,0.00,card,"
     store = landing / "instore" / "pos" / f"dt={receipt_day}" / "store_id=S001"

@@ -36,6 +36,8 @@ from pyspark.sql import functions as F
 from omni import quality, suites, tables
 from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
+from omni.sources import CRM
+from omni.transforms.silver import parse_records
 from tests.conftest import readers_rows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -283,8 +285,23 @@ def broken_night(nightly, sql_server):
     shutil.rmtree(settings.landing_dir / "ecommerce" / "events" / f"dt={BROKEN_DATE}")
     client = _client(settings)
     versions = {m: _versions(client, m) for m in ("customer_segmentation", "customer_churn")}
+    versions["tables"] = _published_versions(settings)
     result = _dags_test(env, BROKEN_DATE, root)
     return settings, result, versions, root
+
+
+# Written whatever the audit says: the hold itself, and the deliveries seen (freshness reads it).
+BOOKKEEPING = {tables.HELD_BATCHES.name, tables.LANDING_FOLDERS.name, tables.ERASURE_AUDIT.name}
+
+
+def _published_versions(settings) -> dict[str, int]:
+    """The Delta version of every table of the nightly layers (delta-rs: no Spark session)."""
+    found = {}
+    for table in tables.ALL_TABLES:
+        path = settings.lakehouse_dir / table.layer / table.short_name
+        if table.layer != "quality" and table.name not in BOOKKEEPING and path.exists():
+            found[table.name] = deltalake.DeltaTable(str(path)).version()
+    return found
 
 
 def _client(settings):
@@ -460,7 +477,7 @@ def test_counts_reconcile_and_every_bad_kind_is_quarantined(spark, nightly_run):
 
 def test_no_clear_text_personal_data_outside_bronze(spark, nightly_run):
     """No e-mail, phone or name delivered by the CRM is a value of any silver or gold column."""
-    crm = _table(spark, nightly_run, "bronze.crm_customers")
+    crm = parse_records(_table(spark, nightly_run, "bronze.crm_customers"), CRM)
     personal = (
         crm.select(F.explode(F.array("email", "phone", "first_name", "last_name")).alias("v"))
         .select(F.lower(F.trim("v")).alias("v"))
@@ -655,20 +672,32 @@ def test_a_blocking_failure_stops_everything_downstream(spark, broken_night):
     )
     assert scores.count() == 0
     client = _client(settings)
-    for name, before in versions_before.items():
-        assert _versions(client, name) == before
+    for name in ("customer_segmentation", "customer_churn"):
+        assert _versions(client, name) == versions_before[name]
+    # Write, audit, publish: the bronze job audited its batch and published none of it.
+    assert _published_versions(settings) == versions_before["tables"]
+    held = _table(spark, settings, "quarantine.held_batches").where(
+        F.col("business_date") == F.lit(str(BROKEN_DATE)).cast("date")
+    )
+    assert {r["table_name"] for r in held.select("table_name").distinct().collect()} >= {
+        "bronze.pos_lines",
+        "bronze.ingested_files",
+    }
 
 
 def test_the_sql_server_reads_what_a_night_writes_while_it_runs(spark, sql_server, broken_night):
     """The broken night's bronze job wrote while the server was up (it opened its own
-    catalog), and the server, started before, reads the new rows without a restart."""
+    catalog), and the server, started before, reads the new rows without a restart: the
+    deliveries it saw, which it records whatever its audit says."""
     port, _ = sql_server
     settings = broken_night[0]
     day = f"DATE'{BROKEN_DATE}'"
     [got] = _beeline(
-        port, f"SELECT COUNT(*) AS n FROM bronze.pos_lines WHERE _business_date = {day}"
+        port, f"SELECT COUNT(*) AS n FROM bronze.landing_folders WHERE business_date = {day}"
     )
-    written = _table(spark, settings, "bronze.pos_lines").where(f"_business_date = {day}").count()
+    written = (
+        _table(spark, settings, "bronze.landing_folders").where(f"business_date = {day}").count()
+    )
     assert int(got["n"]) == written > 0
 
 

@@ -13,11 +13,13 @@ from jobs.bronze_ingest import ingest_all
 from jobs.erase_customer import UnknownCustomerError, erase_customer, resolve_customer
 from jobs.gold import build_gold
 from jobs.maintenance import maintain_tables
-from jobs.silver import record_device_logins, run_silver
+from jobs.silver import new_device_logins, run_silver
 from omni import lakehouse, tables
 from omni.history import load_inputs
 from omni.sample import SampleSpec, generate_sample
+from omni.sources import CRM
 from omni.transforms import gold, identity
+from omni.transforms.silver import parse_records
 from tests.conftest import readers_rows
 from tests.lake_checks import (
     assert_counts_reconcile,
@@ -105,10 +107,15 @@ def test_device_logins_adds_each_pair_once_anonymous_ones_included(spark, settin
     first = spark.createDataFrame(
         [("d1", "c1", day, "r1"), ("d1", None, day, "r1"), ("d2", None, day, "r1")] * 2, schema
     )
-    assert record_device_logins(spark, fresh, first) == 3
-    assert record_device_logins(spark, fresh, first) == 0  # a retried run adds nothing
+
+    def record(events):
+        added = new_device_logins(spark, fresh, events)
+        return lakehouse.append(spark, fresh, tables.SILVER_DEVICE_LOGINS, added)
+
+    assert record(first) == 3
+    assert record(first) == 0  # a retried run adds nothing
     later = first.union(spark.createDataFrame([("d3", None, day, "r2")], schema))
-    assert record_device_logins(spark, fresh, later) == 1
+    assert record(later) == 1
     stored = lakehouse.read_table(spark, fresh, tables.SILVER_DEVICE_LOGINS)
     pairs = [(r["anonymous_id"], r["customer_id"]) for r in stored.collect()]
     assert sorted(pairs, key=lambda pair: (pair[0], pair[1] or "")) == [
@@ -180,7 +187,8 @@ def test_a_third_night_with_no_new_files_changes_nothing(spark, lake):
         if t.layer in ("bronze", "silver", "quarantine")
     }
     assert ingest_all(spark, lake, RUN_DATE, "night-3")["ecommerce_events"]["records"] == 0
-    summary = run_silver(spark, lake, "night-3")
+    summary = run_silver(spark, lake, "night-3", RUN_DATE)
+    assert summary["audit"]["published"], summary["audit"]
     assert summary["ecommerce_events"] == {
         "read": 0,
         "accepted": 0,
@@ -234,7 +242,7 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     card = next(v for t, v in identifiers if t == "loyalty_card_id")
     customer_id = next(v for t, v in identifiers if t == "customer_id")
     email = (
-        lakehouse.read_table(spark, lake, tables.BRONZE_CRM)
+        parse_records(lakehouse.read_table(spark, lake, tables.BRONZE_CRM), CRM)
         .where(F.col("customer_id") == customer_id)
         .first()["email"]
     )

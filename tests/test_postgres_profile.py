@@ -314,7 +314,7 @@ def test_a_job_fails_fast_when_postgresql_is_down_and_its_retry_is_clean(
     # The same tables as a night that never saw the outage (in-process, embedded profile).
     reference = replace(settings, landing_dir=landing, lakehouse_dir=tmp_path / "reference")
     ingest_all(spark, reference, RUN_DATE, RUN_ID)
-    run_silver(spark, reference, RUN_ID)
+    run_silver(spark, reference, RUN_ID, RUN_DATE)
     for name in SILVER:
         got = table_contents(spark, lakehouse, name)
         assert got == table_contents(spark, reference.lakehouse_dir, name), name

@@ -367,7 +367,7 @@ QUIET_LAYERS = ("bronze", "silver", "quarantine")
 
 def _empty_batches(spark):
     """Every bronze, silver and quarantine suite whose batch is what a run wrote: none of it."""
-    from jobs.validate import suite_tables
+    from omni.suites import suite_tables
 
     return {
         table.name: batch(spark, table.name, 0)
@@ -455,19 +455,11 @@ def test_volume_counts_rows_per_open_store_day(spark, settings, tmp_path_factory
     )
 
     def lines(n, stores):
-        def change(i, row):
-            row["store_id"] = stores[i % len(stores)]
-            row["transaction_id"] = f"T{i}"
+        def change(i, row):  # bronze knows a line's store from its delivery folder
+            store = stores[i % len(stores)]
+            row["_source_file"] = f"instore/pos/dt={DAY}/store_id={store}/part-0.csv"
 
-        return {
-            "bronze.pos_lines": batch(
-                spark,
-                "bronze.pos_lines",
-                n,
-                change,
-                _source_file=f"instore/pos/dt={DAY}/store_id=S1/part-0.csv",
-            )
-        }
+        return {"bronze.pos_lines": batch(spark, "bronze.pos_lines", n, change)}
 
     quality.validate_tables(spark, local, lines(20, ["S1", "S2"]), "both", DAY)
     one_store = quality.validate_tables(spark, local, lines(10, ["S1"]), "one", DAY)

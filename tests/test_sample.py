@@ -23,8 +23,7 @@ from omni.sample import (
     generate_sample,
     latest_ready_date,
 )
-from omni.sources import EVENTS, POS
-from omni.tables import CRM_COLUMNS, POS_COLUMNS
+from omni.sources import CRM_COLUMNS, EVENTS, POS, POS_COLUMNS
 
 SPEC = SampleSpec(customers=60, days=20, end_date=date(2026, 3, 31), seed=11)
 

@@ -9,18 +9,16 @@ import pytest
 from pyspark.sql import functions as F
 
 from omni.sources import CRM, EVENTS, POS, PRODUCTS, STORES
-from omni.transforms import validation
+from omni.transforms import silver, validation
 
 BUSINESS_DATE = date(2026, 3, 29)
 
 
 def bronze_frame(spark, source, records):
-    """Bronze-shaped rows: all data columns as given (strings), plus ingest metadata."""
+    """Parsed bronze rows: all data columns as given (strings), plus ingest metadata."""
     columns = source.data_columns
-    types = {c.name: c.type for c in source.bronze.columns}
-    schema = ", ".join(f"`{c}` {types[c]}" for c in columns)
     data = [tuple(record.get(c) for c in columns) for record in records]
-    df = spark.createDataFrame(data, schema)
+    df = spark.createDataFrame(data, source.data_schema)
     return df.select(
         "*",
         F.lit("test/dt=2026-03-29/part-0").alias("_source_file"),
@@ -283,37 +281,27 @@ def test_reason_detail_names_the_value_and_what_was_expected(spark, products):
 
 
 def test_unknown_json_fields_do_not_break_parsing(spark):
-    from jobs.bronze_ingest import parse_records
-
     line = json.dumps({**GOOD_EVENT, "experiment": "new-checkout", "nested": {"a": 1}})
     lines = spark.createDataFrame(
         [(line, "f", 1), ("not json", "f", 2)],
-        "value string, _source_file string, _source_line long",
+        "_raw_record string, _source_file string, _source_line long",
     )
-    got = [(r["event_id"], r["_corrupt_record"]) for r in parse_records(lines, EVENTS).collect()]
+    parsed = silver.parse_records(lines, EVENTS)
+    got = [(r["event_id"], r["_corrupt_record"]) for r in parsed.collect()]
     assert sorted(got, key=str) == sorted([("E1", None), (None, "not json")], key=str)
+    assert parsed.columns == [*EVENTS.data_columns, *lines.columns]  # bronze's columns kept
 
 
 def test_csv_rows_of_the_wrong_width_are_kept_as_corrupt(spark):
-    from jobs.bronze_ingest import parse_records
-
-    header = ",".join(STORES.header)
     lines = spark.createDataFrame(
         [
-            (header, "f", 1),
             ('S1,"Paris, Rivoli",Paris,IDF,FR,Europe/Paris,2020-01-01', "f", 2),
             ("S2,Lyon", "f", 3),
-            (header, "f", 4),
         ],
-        "value string, _source_file string, _source_line long",
+        "_raw_record string, _source_file string, _source_line long",
     )
     got = sorted(
         (r["store_id"], r["store_name"], r["_corrupt_record"])
-        for r in parse_records(lines, STORES).collect()
+        for r in silver.parse_records(lines, STORES).collect()
     )
-    # Only the first line is the header: a header text further down is a record, kept.
-    assert got == [
-        ("S1", "Paris, Rivoli", None),
-        ("S2", "Lyon", "S2,Lyon"),
-        ("store_id", "store_name", None),
-    ]
+    assert got == [("S1", "Paris, Rivoli", None), ("S2", "Lyon", "S2,Lyon")]

@@ -34,7 +34,7 @@ from omni.sample import (
     SampleSpec,
     generate_sample,
 )
-from omni.tables import POS_COLUMNS
+from omni.sources import POS_COLUMNS
 from tests.conftest import FIGURES, settings_under
 from tests.dag_runner import run_dag
 from tests.lake_checks import (

@@ -1,4 +1,5 @@
-"""Pure silver transforms: keyed hashing of personal data, dedup flags, quarantine rows."""
+"""Pure silver transforms: parsing raw records, keyed hashing of personal data, dedup flags,
+quarantine rows."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+
+from omni.sources import CORRUPT_RECORD, Source
 
 _BLOCK = 64  # SHA-256 block size in bytes
 
@@ -28,6 +31,27 @@ def hmac_sha256(column: Column, key: str) -> Column:
     message = F.encode(column, "UTF-8")
     inner = F.unhex(F.sha2(F.concat(F.lit(bytearray(inner_pad)), message), 256))
     return F.when(column.isNotNull(), F.sha2(F.concat(F.lit(bytearray(outer_pad)), inner), 256))
+
+
+def parse_records(bronze: DataFrame, source: Source) -> DataFrame:
+    """Bronze rows with their raw text (``_raw_record``) parsed into the source's fields.
+
+    The one parse of a record: a JSON object's unknown fields are ignored; a line that is no
+    JSON object, or a CSV row of the wrong width, keeps its text in ``_corrupt_record`` for
+    the checks to quarantine. Every bronze column is kept.
+    """
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_RECORD}
+    if source.format == "jsonl":
+        parsed = F.from_json("_raw_record", source.data_schema, options)
+    else:
+        parsed = F.from_csv(
+            "_raw_record", source.data_schema, {**options, "escape": '"', "quote": '"'}
+        )
+    record = "_parsed_record"
+    return bronze.select("*", parsed.alias(record)).select(
+        *(F.col(f"{record}.`{name}`").alias(name) for name in source.data_columns),
+        *(F.col(f"`{name}`") for name in bronze.columns),
+    )
 
 
 def normalise_email(column: Column) -> Column:
