@@ -3,7 +3,8 @@
 Prints ratios measured in one run, on one Spark session (the jobs' own functions in-process,
 so spark-submit start-up is left out of every figure alike):
 
-* ``night/floor``: bronze -> silver -> gold for the last night vs the floor, Spark reading the
+* ``night/floor``: bronze -> silver -> gold for the last night, each job's audit included
+  (write, audit, publish: the gates run inside the jobs), vs the floor, Spark reading the
   same raw files (parsed with their schema) and writing them once to Delta;
 * ``night N/night 1``: the same nightly run on night N (history of N-1 nights in the tables)
   vs night 1 (empty tables);
@@ -12,8 +13,8 @@ so spark-submit start-up is left out of every figure alike):
   ``--bulk-pos`` receipt lines (the last sample day copied up to that volume, see
   ``bench/bulk.py``) vs the floor on the same files.
 
-Targets (issue 4): night/floor <= 3 at 1M events + 200k POS lines, night N/night 1 <= 1.3,
-backfill of 90 days/night <= 8.
+Targets (issue 25): night/floor <= 3 at 1M events + 200k POS lines, night N/night 1 <= 1.1,
+backfill of 90 days/night <= 3.
 
     python -m bench.lakehouse --customers 2000 --days 90 --night 60 \
         --bulk-events 1000000 --bulk-pos 200000

@@ -11,7 +11,8 @@ nothing, silver parses every record once and quarantines what does not parse.
 Which files are done comes from the small ``bronze.ingested_files`` log, not from a scan of
 bronze, so the nightly cost follows the new files. The log is written after the data; a run
 killed in between is repaired by the next one, which finds the files in bronze's partitions of
-their dates and logs them instead of ingesting them twice.
+their dates and logs them instead of ingesting them twice. Every source's batch and log rows
+are staged and the bronze suites judge them before any is written (``omni.publish``).
 """
 
 from __future__ import annotations
@@ -310,7 +311,7 @@ def ingest_source(
     if new_files:
         counts["records"] = _stage_files(spark, settings, source, new_files, run_id, staging)
     if own:
-        verdict = publish(staging, {source.name: counts}, [source])
+        verdict = publish_bronze(staging, {source.name: counts}, [source])
         counts["audit"] = verdict.summary()
     return counts
 
@@ -349,7 +350,9 @@ def _stage_files(
     return sum(per_file.values())
 
 
-def publish(staging: Staging, counts: dict[str, dict], sources: tuple[Source, ...] | list[Source]):
+def publish_bronze(
+    staging: Staging, counts: dict[str, dict], sources: tuple[Source, ...] | list[Source]
+):
     """Audit the staged bronze batches of ``sources`` and publish them, or hold them all.
 
     Published, each bronze table must have received every record staged for it.
@@ -378,7 +381,7 @@ def ingest_all(spark: SparkSession, settings: Settings, up_to: date, run_id: str
         source.name: ingest_source(spark, settings, source, up_to, run_id, known, staging)
         for source in SOURCES
     }
-    return {**counts, "audit": publish(staging, counts, SOURCES).summary()}
+    return {**counts, "audit": publish_bronze(staging, counts, SOURCES).summary()}
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:

@@ -6,6 +6,7 @@ recomputed for every earlier day that already has features and that the run's re
 for every channel day delivered complete (zeros on a closed store's or a holiday's). With
 ``--start-date`` one run backfills features for every day of the range: all of them in one
 pass over the history and one Delta commit (a year of days does not cost a year of jobs).
+The published tables' suites judge the staged rows before any is written (``omni.publish``).
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Every bronze record of a pending ingest run ends in exactly one place: its silve
 recorded per source and business date in ``quarantine.reconciliation`` and the job fails
 when ``read = accepted + quarantined + duplicates`` does not hold. Silver and quarantine rows
 carry the ingest run's id, so a retried run replaces its own rows and never doubles them.
+
+Nothing is written before the audit (``omni.publish``): every table's rows are staged, the
+silver and quarantine suites judge the tables as they will be, and either all is published or
+all is held in ``quarantine.held_batches``, the ingest runs left pending for the next night.
 """
 
 from __future__ import annotations

@@ -71,11 +71,20 @@ def layer_gate(
     none may have a failed blocking expectation.
     """
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
     from omni import quality, tables
 
     location = tables.VALIDATION_RESULTS.location(settings.lakehouse_location)
-    found = DeltaTable(location).to_pyarrow_table(
+    try:
+        opened = DeltaTable(location)
+    except TableNotFoundError:
+        return GateStatus(
+            False,
+            f"no {tables.VALIDATION_RESULTS.name} at {location}: run {run_id} recorded no "
+            "validation; expected the job before this gate to have audited its tables",
+        )
+    found = opened.to_pyarrow_table(
         filters=[("business_date", "=", business_date)],
         columns=["run_id", "table_name", *quality.RESULT_COLUMNS],
     )

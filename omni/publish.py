@@ -160,9 +160,9 @@ class Staging:
         # A suite's SQL that names a staged table (events checked against silver.products)
         # reads the table as it will be, not as it was.
         read_as = {}
-        for name in dict.fromkeys(self.staged):
-            read_as[name] = f"staged__{name.replace('.', '__')}"
-            self.view(tables.table(name)).createOrReplaceTempView(read_as[name])
+        for table in {table.name: table for table, _ in self._writes}.values():
+            read_as[table.name] = f"staged__{table.name.replace('.', '__')}"
+            self.view(table).createOrReplaceTempView(read_as[table.name])
         try:
             validations = quality.validate_tables(
                 self.spark, self.settings, frames, self.run_id, self.business_date, read_as
@@ -186,7 +186,7 @@ class Staging:
                 quality.describe(verdict.blocking),
             )
         for _, write in self._writes:
-            write.rows.unpersist()
+            _release(write.rows)
         return verdict
 
     def _hold(self) -> dict[str, int]:
@@ -217,6 +217,14 @@ class Staging:
                 lakehouse.sql_in("run_id", [self.run_id]),
             )
         return held
+
+
+def _release(rows: DataFrame) -> None:
+    """Free a local checkpoint's blocks now: ``unpersist`` drops caches, not these, and a
+    session that runs night after night (the benchmark, the tests) would keep every batch."""
+    plan = rows._jdf.queryExecution().analyzed()
+    if plan.nodeName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
 
 
 def _apply(frame: DataFrame, write: _Write) -> DataFrame:

@@ -176,10 +176,13 @@ def test_a_failed_gold_gate_leaves_the_published_gold_tables_as_they_were(spark,
     assert features.where(F.col("as_of_date") == day).count() == third["gold"]["customer_features"]
 
 
-def test_a_gate_with_no_audit_of_the_run_does_not_pass(nights):
+def test_a_gate_with_no_audit_of_the_run_does_not_pass(nights, tmp_path):
     status = gates.layer_gate(nights["lake"], SILVER_GATE, "never-ran", FIRST)
     assert not status.passed
     assert "recorded no validation" in status.reason
+    empty = replace(nights["lake"], lakehouse_dir=tmp_path / "no-lakehouse")
+    status = gates.layer_gate(empty, SILVER_GATE, "never-ran", FIRST)
+    assert not status.passed and "recorded no validation" in status.reason
 
 
 SCRATCH = Table(
