@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -52,8 +53,15 @@ def run_job(
 
     With ``session`` (a Spark session and its settings) the job runs in it and leaves it open:
     a DAG's tasks one after the other in one process (``tests/dag_runner.py``)."""
-    from omni.spark import get_spark
+    from omni import costs
+    from omni.spark import SUBMITTED_BY_ENV, get_spark
 
+    # Before the job: the JVM's start to here under spark-submit (it starts the Python
+    # driver), else the interpreter's (its start and the imports); nothing in a process that
+    # runs jobs one after the other (a session given).
+    pid = os.getppid() if SUBMITTED_BY_ENV in os.environ else os.getpid()
+    before = {"process_start_to_job": None if session is not None else costs.since_start(pid)}
+    costs.reset()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # GX logs every function it registers at import, at INFO: hundreds of lines per task.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -65,7 +73,8 @@ def run_job(
     started = time.monotonic()
     if session is None:
         settings = load_settings()
-        spark = get_spark(settings, app_name=f"omni.{name}")
+        with costs.spent("spark_session"):
+            spark = get_spark(settings, app_name=f"omni.{name}")
         spark.sparkContext.setLogLevel("WARN")
     else:
         spark, settings = session
@@ -83,5 +92,7 @@ def run_job(
             spark.stop()
     counts = {"job": name, "date": str(args.date), "run_id": args.run_id, **counts}
     counts["seconds"] = round(time.monotonic() - started, 1)
+    counts["fixed_costs"] = costs.report(before)
+    log.info("job %s fixed costs (seconds): %s", name, json.dumps(counts["fixed_costs"]))
     print(json.dumps(counts, default=str, sort_keys=True), file=sys.stdout, flush=True)
     return counts

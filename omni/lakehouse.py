@@ -20,6 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from omni.config import Settings
+from omni.costs import spent
 from omni.tables import Table
 
 log = logging.getLogger("omni.lakehouse")
@@ -113,10 +114,15 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
     marker = (id(spark), table.name, path)
     if marker in _ENSURED:
         return
+    with spent("catalog"):
+        _ensure_table(spark, settings, table, path)
+    _ENSURED.add(marker)
+
+
+def _ensure_table(spark: SparkSession, settings: Settings, table: Table, path: str) -> None:
     location = registered_location(spark, table)
     if location is not None:
         if same_location(location, path) and DeltaTable.isDeltaTable(spark, path):
-            _ENSURED.add(marker)
             return
         spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
     ensure_database(spark, table.layer)
@@ -144,7 +150,6 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
         location = registered_location(spark, table)
         if location is None or not same_location(location, path):
             raise
-    _ENSURED.add(marker)
 
 
 def ensure_database(spark: SparkSession, layer: str) -> None:

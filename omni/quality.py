@@ -50,10 +50,13 @@ def gx_context(settings: Settings):
     """
     import yaml
 
+    from omni.costs import spent
+
     # No usage analytics: the machines have no internet and nothing should leave them.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    with spent("gx_import"):
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
     # GX logs every registration of its API at INFO: keep the task logs readable.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -70,7 +73,8 @@ def gx_context(settings: Settings):
     text = yaml.safe_dump(config, sort_keys=False)
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
-    context = gx.get_context(mode="file", context_root_dir=str(root))
+    with spent("gx_context"):
+        context = gx.get_context(mode="file", context_root_dir=str(root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
 

@@ -246,3 +246,27 @@ def test_a_job_killed_mid_write_and_run_again_leaves_the_tables_of_an_uninterrup
         got = table_contents(spark, killed.lakehouse_dir, name, keep_run_ids=True)
         assert got == expected, name
     assert table_contents(spark, local.lakehouse_dir, "silver.pos_lines")
+
+
+def test_a_job_reports_what_it_paid_before_its_data(settings, tmp_path):
+    """Under spark-submit the JVM starts first, then the Python driver: a job's report counts
+    the seconds from the JVM's start to the job's, and the Spark session's."""
+    lake = settings.with_local_lakehouse(tmp_path / "lake")
+    command = spark_submit_command(
+        lake, "bench/noop_job.py", "--date", "2026-11-01", "--run-id", "costs", master="local[2]"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        command,
+        env=_environment(lake),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    wall = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [report] = [json.loads(line) for line in result.stdout.splitlines() if '"fixed_costs"' in line]
+    costs = report["fixed_costs"]
+    # The JVM and Python start-up come before the job, the session and the work after it.
+    assert 1 < costs["process_start_to_job"] < wall - report["seconds"] + 1
+    assert 0 < costs["spark_session"] < report["seconds"]
