@@ -64,12 +64,11 @@ def omni_nightly():
 
     dates = business_dates()
     bronze = job("bronze_ingest", "jobs/bronze_ingest.py")
-    check_bronze = orc.gate(SETTINGS, "validate_bronze", ["bronze"])
+    check_bronze = orc.gate("validate_bronze", ["bronze"])
     silver = job("silver", "jobs/silver.py")
-    check_silver = orc.gate(SETTINGS, "validate_silver", ["silver", "quarantine"])
+    check_silver = orc.gate("validate_silver", ["silver", "quarantine"])
     gold = job("gold", "jobs/gold.py", "--start-date", orc.START_DATE)
     check_gold = orc.gate(
-        SETTINGS,
         "validate_gold",
         ["gold"],
         [table.name for table in orc.GOLD_PUBLISHED],

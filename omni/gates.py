@@ -1,7 +1,7 @@
-"""The promotion gate: whether a date's data-quality gates passed, from their recorded results.
-
-Models are promoted only on data that passed (``models/train.py``); the results are those
-``omni.quality`` records in ``quality.validation_results``.
+"""The data-quality gates, read from the results ``omni.quality`` records in
+``quality.validation_results``: a run's gate of a layer (``layer_gate``: the nightly DAG's
+``validate_*`` steps, without Spark) and the promotion gate (``gate_status``: models are
+promoted only on data that passed, ``models/train.py``).
 """
 
 from __future__ import annotations

@@ -231,7 +231,6 @@ def spark_job(
 
 
 def gate(
-    settings: Settings,
     task_id: str,
     layers: list[str],
     table_names: list[str] | None = None,
