@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 RUN_DATE = date(2026, 3, 6)
 RUN_ID = "scheduled__2026-03-07T03:00:00+00:00"
 BRONZE = [t.name for t in tables.layer_tables("bronze")]
+# What a bronze job writes: its layer, and the results of its audit (omni.publish).
+WRITTEN_BY_BRONZE = [*BRONZE, tables.VALIDATION_RESULTS.name]
 SILVER = [t.name for t in tables.layer_tables("silver")] + [
     "quarantine.records",
     "quarantine.reconciliation",
@@ -221,7 +223,7 @@ def test_jobs_a_notebook_the_sql_server_and_a_shell_share_one_catalog(postgres_s
             assert notebook.sql(f"SELECT count(*) AS n FROM {name}") == [{"n": expected}]
             assert _beeline(port, f"SELECT count(*) AS n FROM {name}") == [{"n": str(expected)}]
         assert _locations(postgres_server, "shared_metastore") == {
-            name: str(lake_a / name.replace(".", "/")) for name in BRONZE
+            name: str(lake_a / name.replace(".", "/")) for name in WRITTEN_BY_BRONZE
         }
 
         # Another lakehouse's job re-points every name: the open sessions follow at once.
@@ -257,9 +259,9 @@ def test_a_lakehouse_moves_between_the_profiles_by_name_only(
     profile = postgres_server.profile("moved")
     env = _env(profile, landing, embedded.lakehouse_dir)
     report = _register(env, "postgresql")
-    assert sorted(report["added"]) == sorted(BRONZE) and report["repointed"] == []
+    assert sorted(report["added"]) == sorted(WRITTEN_BY_BRONZE) and report["repointed"] == []
     assert _locations(postgres_server, "moved_metastore") == {
-        name: str(embedded.lakehouse_dir / name.replace(".", "/")) for name in BRONZE
+        name: str(embedded.lakehouse_dir / name.replace(".", "/")) for name in WRITTEN_BY_BRONZE
     }
     # Nothing was copied or rewritten: the same Delta versions and rows.
     after = {name: table_contents(spark, embedded.lakehouse_dir, name) for name in BRONZE}
@@ -267,7 +269,7 @@ def test_a_lakehouse_moves_between_the_profiles_by_name_only(
     # And back, into a Derby catalog of its own (a laptop's), read by a notebook on it.
     derby = {"OMNI_PROFILE": "embedded", "OMNI_METASTORE_DIR": str(tmp_path / "derby")}
     back_env = _env({}, landing, embedded.lakehouse_dir, **derby)
-    assert sorted(_register(back_env, "embedded")["added"]) == sorted(BRONZE)
+    assert sorted(_register(back_env, "embedded")["added"]) == sorted(WRITTEN_BY_BRONZE)
     with _notebook(back_env, tmp_path / "notebook.log") as notebook:
         assert _listed(notebook.sql("SHOW TABLES IN bronze")) == set(BRONZE)
         for name in BRONZE:
