@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
 from omni.cli import date_arg, job_parser, run_job
 from omni.config import Settings
-from omni.history import customer_history
 from omni.publish import Staging
 from omni.transforms import gold
 
@@ -63,50 +62,72 @@ def build_gold(
     if start > as_of:
         raise ValueError(f"--start-date {start} is after --date {as_of}: expected start <= date")
     staging = Staging(spark, settings, run_id, as_of, start)
-    with customer_history(spark, settings) as inputs:
-        summary = _stage_gold(staging, inputs, as_of, start)
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    identity = lakehouse.materialize(read(tables.SILVER_IDENTITY))
+    population = lakehouse.materialize(
+        gold.customer_population(identity, read(tables.SILVER_CUSTOMERS))
+    )
+    # The customers' days, resolved through tonight's identity: all gold reads of the past.
+    days = lakehouse.materialize(
+        gold.resolve_keys(read(tables.SILVER_CUSTOMER_DAILY), identity).where(
+            F.col("customer_key").isNotNull()
+        )
+    )
+    try:
+        summary = _stage_gold(staging, identity, population, days, as_of, start)
+    finally:
+        for frame in (days, population, identity):
+            frame.unpersist()
     published = [table.name for table in tables.GOLD_PUBLISHED]
     verdict = staging.audit_and_publish(["gold"], published)
     return {**summary, "audit": verdict.summary()}
 
 
-def _stage_gold(staging: Staging, inputs: dict, as_of: date, start: date) -> dict:
+def _stage_gold(
+    staging: Staging,
+    identity: DataFrame,
+    population: DataFrame,
+    days: DataFrame,
+    as_of: date,
+    start: date,
+) -> dict:
     spark, settings, run_id = staging.spark, staging.settings, staging.run_id
-    population, transactions, activity = (
-        inputs["population"],
-        inputs["transactions"],
-        inputs["activity"],
-    )
-    # The profile and the date's features share one aggregation of the history.
-    base = lakehouse.materialize(gold.customer_base(population, transactions, activity, as_of))
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    touched = touched_dates(spark, settings, run_id, as_of)
+    as_of_dates = feature_dates(spark, settings, touched, as_of, start)
+    # Every as-of date (the night's, a backfill's, days late records touched) in one pass over
+    # the days; the profile is the night's rows of the same base.
+    base = lakehouse.materialize(gold.customer_base_from_days(population, days, as_of_dates))
     try:
-        days = touched_dates(spark, settings, run_id, as_of)
-        as_of_dates = feature_dates(spark, settings, days, as_of, start)
-        # The date's features share the profile's base; every other date (a backfill, days
-        # late records touched) is built in one pass over the history and written at once.
-        features = gold.build_customer_features(
-            population, transactions, activity, as_of, settings.profile_window_days, base=base
-        )
-        earlier = [day for day in as_of_dates if day != as_of]
-        if earlier:
-            features = features.unionByName(
-                gold.build_customer_features_over(
-                    population, transactions, activity, earlier, settings.profile_window_days
-                )
-            )
+        features = gold.features_of(base, settings.profile_window_days)
         written = staging.replace_where(
             tables.GOLD_FEATURES, features, lakehouse.sql_in("as_of_date", as_of_dates)
         ).count()
-        profile = gold.build_customer_profile(population, transactions, activity, as_of, base=base)
+        tonight = base.where(F.col("as_of_date") == F.lit(as_of.isoformat()).cast("date"))
+        profile = gold.build_profile_from_days(days, as_of, tonight.drop("as_of_date"))
         profiles = staging.overwrite(tables.GOLD_PROFILE, profile).count()
     finally:
         base.unpersist()
-    kpi_days = sorted(set(days) | set(as_of_dates))
-    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    kpi_days = sorted(set(touched) | set(as_of_dates))
+    dated = lambda t, column: read(t).where(lakehouse.date_literal(column, kpi_days))  # noqa: E731
+    lines = gold.resolve_keys(
+        gold.purchase_lines(
+            dated(tables.SILVER_ORDER_LINES, "order_date"),
+            dated(tables.SILVER_POS, "transaction_date"),
+            read(tables.SILVER_PRODUCTS),
+        ),
+        identity,
+    )
     delivered = gold.delivered_channel_days(
         read(tables.LANDING_FOLDERS), read(tables.SILVER_STORES), kpi_days
     )
-    kpis = gold.build_daily_channel_kpis(transactions, inputs["events"], kpi_days, delivered)
+    kpis = gold.build_daily_channel_kpis(
+        lines,
+        dated(tables.SILVER_EVENTS, "event_date"),
+        kpi_days,
+        delivered,
+        firsts=gold.first_purchases(days),
+    )
     return {
         "customer_profile": profiles,
         "customer_features": written,
@@ -114,7 +135,7 @@ def _stage_gold(staging: Staging, inputs: dict, as_of: date, start: date) -> dic
         "daily_channel_kpis": staging.replace_where(
             tables.GOLD_KPIS, kpis, lakehouse.sql_in("date", kpi_days)
         ).count(),
-        "touched_dates": [str(d) for d in days],
+        "touched_dates": [str(d) for d in touched],
     }
 
 

@@ -25,7 +25,7 @@ from omni.cli import job_parser, run_job
 from omni.config import Settings
 from omni.publish import Staging
 from omni.sources import Source
-from omni.transforms import identity, silver, validation
+from omni.transforms import gold, identity, silver, validation
 
 
 class ReconciliationError(RuntimeError):
@@ -258,6 +258,81 @@ def new_device_logins(spark: SparkSession, settings: Settings, accepted: DataFra
     )
 
 
+# The silver tables whose rows the customers' days sum, each with its date.
+_DAY_SOURCES = (
+    (tables.SILVER_EVENTS, "event_date"),
+    (tables.SILVER_ORDER_LINES, "order_date"),
+    (tables.SILVER_POS, "transaction_date"),
+)
+
+
+def _distinct_dates(frame: DataFrame, column: str) -> set:
+    return {row[0] for row in frame.select(column).distinct().collect() if row[0] is not None}
+
+
+def days_to_rebuild(staging: Staging) -> tuple[set, bool]:
+    """The days of ``silver.customer_daily`` tonight's staged writes change, and whether the
+    table is rebuilt whole.
+
+    A day changes when tonight stages records dated on it (late ones included; a retried run
+    stages its rows again) or holds lines of a sku whose category tonight changes. An empty
+    table next to a silver with rows (a lakehouse from before the table) is rebuilt whole.
+    """
+    spark, settings = staging.spark, staging.settings
+    days: set = set()
+    for table, column in _DAY_SOURCES:
+        for rows in staging.staged_rows(table):
+            days |= _distinct_dates(rows, column)
+    before = lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS)
+    recategorised = [
+        row["sku"]
+        for row in staging.view(tables.SILVER_PRODUCTS)
+        .join(before.select("sku", F.col("category").alias("_before")), "sku")
+        .where(~F.col("category").eqNullSafe(F.col("_before")))
+        .select("sku")
+        .collect()
+    ]
+    if recategorised:
+        for table, column in _DAY_SOURCES[1:]:
+            sold = staging.view(table).where(F.col("sku").isin(recategorised))
+            days |= _distinct_dates(sold, column)
+    whole = (
+        lakehouse.read_table(spark, settings, tables.SILVER_CUSTOMER_DAILY).limit(1).count() == 0
+    )
+    if whole:
+        for table, column in _DAY_SOURCES:
+            days |= _distinct_dates(staging.view(table), column)
+    return days, whole
+
+
+def stage_customer_daily(staging: Staging) -> dict[str, int]:
+    """Stage ``silver.customer_daily`` for the days tonight changes (``days_to_rebuild``),
+    each rebuilt from the silver tables as they will be: a rerun gives the same rows."""
+    days, whole = days_to_rebuild(staging)
+    if not days:
+        return {"customer_days_rebuilt": 0, "customer_day_rows": 0}
+
+    def dated(table: tables.Table, column: str) -> DataFrame:
+        rows = staging.view(table)
+        return rows if whole else rows.where(lakehouse.date_literal(column, sorted(days)))
+
+    lines = gold.purchase_lines(
+        dated(tables.SILVER_ORDER_LINES, "order_date"),
+        dated(tables.SILVER_POS, "transaction_date"),
+        staging.view(tables.SILVER_PRODUCTS),
+    )
+    rows = gold.customer_days(lines, dated(tables.SILVER_EVENTS, "event_date")).withColumn(
+        "_run_id", F.lit(staging.run_id)
+    )
+    if whole:
+        staged = staging.overwrite(tables.SILVER_CUSTOMER_DAILY, rows)
+    else:
+        staged = staging.replace_where(
+            tables.SILVER_CUSTOMER_DAILY, rows, lakehouse.sql_in("date", sorted(days))
+        )
+    return {"customer_days_rebuilt": len(days), "customer_day_rows": staged.count()}
+
+
 def stage_identity(
     staging: Staging, settings: Settings, run_id: str, business_date: date
 ) -> dict[str, int]:
@@ -309,6 +384,9 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str, business_da
         summary[step.source.name] = {
             k: sum(r[k] for r in rows) for k in ("read", "accepted", "quarantined", "duplicates")
         }
+    # Before the reconciliation, whose rows mark the ingest runs done: a run killed between
+    # the writes finds its runs pending again and rebuilds the days.
+    summary.update(stage_customer_daily(staging))
     if reconciliation:
         frame = spark.createDataFrame(reconciliation).withColumn(
             "recorded_at", F.current_timestamp()

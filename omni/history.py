@@ -1,7 +1,8 @@
-"""The customer history every gold table and model reads: silver resolved to customer keys.
+"""The customer history the models read: silver's lines and events resolved to customer keys.
 
-Shared by ``jobs/gold.py`` (profiles, features, KPIs), ``models/train.py`` (the churn training
-set) and ``models/personalize.py`` (recommendations), so each reads the same thing the same way.
+Shared by ``models/train.py`` (the churn training set) and ``models/personalize.py``
+(recommendations), so each reads the same thing the same way. ``jobs/gold.py`` reads the
+customers' days instead (``silver.customer_daily``), and gives the same profiles and features.
 The frames are cached; ``customer_history`` releases them when the block ends.
 """
 
@@ -18,7 +19,7 @@ from omni.transforms import gold
 
 
 def load_inputs(spark: SparkSession, settings: Settings) -> dict:
-    """Silver inputs (``tables.GOLD_INPUTS``), resolved to customer keys: identity,
+    """Silver inputs (``tables.HISTORY_INPUTS``), resolved to customer keys: identity,
     population, transactions, activity (cached) and events (read lazily)."""
     read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
     identity = lakehouse.materialize(read(tables.SILVER_IDENTITY))

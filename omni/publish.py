@@ -132,6 +132,10 @@ class Staging:
     def staged(self) -> list[str]:
         return [table.name for table, _ in self._writes]
 
+    def staged_rows(self, table: Table) -> list[DataFrame]:
+        """The rows staged so far for ``table``, one frame per write (checkpointed)."""
+        return [write.rows for staged, write in self._writes if staged.name == table.name]
+
     # -- the table to be -------------------------------------------------------------------
 
     def view(self, table: Table) -> DataFrame:

@@ -447,8 +447,78 @@ SILVER_KEY_HISTORY = Table(
     erase_by=(("retired_key", "customer_key"), ("surviving_key", "customer_key")),
 )
 
-# What omni/history.py reads (load_inputs): the customer history behind every gold table.
-GOLD_INPUTS = (
+_dec = "decimal(18,2)"
+SILVER_CUSTOMER_DAILY = Table(
+    "silver.customer_daily",
+    "Each identified buyer's and visitor's day, summed: what gold's profiles and features read "
+    "instead of the whole history of lines and events. Rows are keyed by the identifiers the "
+    "records carry, not by customer_key: gold resolves them through today's identity, so a link "
+    "found later (a device logging in) moves the days with it. A night rebuilds the days its "
+    "records fall on, late ones included.",
+    (
+        _c("date", "date", "Day of the lines (order or receipt date) and events", False),
+        _c("channel", _s, "online or store", False),
+        _c("customer_id", _s, "CRM customer id the online records carry; null when none"),
+        _c("anonymous_id", _s, "Device or cookie id the online records carry; null in store"),
+        _c("loyalty_card_id", _s, "Loyalty card the receipts carry; null online"),
+        _c(
+            "transaction_ids",
+            "array<string>",
+            "Distinct orders (online) or receipts (store)",
+            False,
+        ),
+        _c("lines", "bigint", "Purchase and return lines", False),
+        _c("net_amount", _dec, "Net spend: purchases less returns (may be negative)", False),
+        _c(
+            "gross_amount",
+            _dec,
+            "Spend of the purchase lines before returns and discounts (online: their amount)",
+            False,
+        ),
+        _c("discount_amount", _dec, "Discount on the purchase lines", False),
+        _c("bought_units", "bigint", "Units of the purchase lines", False),
+        _c("returned_units", "bigint", "Units of the return lines", False),
+        _c(
+            "category_net",
+            f"map<string,{_dec}>",
+            "Net spend per product category (silver.products), lines of a known category",
+            False,
+        ),
+        _c("bought_categories", "array<string>", "Categories of the purchase lines", False),
+        _c("events", "bigint", "Online events", False),
+        _c(
+            "session_ids", "array<string>", "Distinct online sessions with an event that day", False
+        ),
+        _c("product_views", "bigint", "Product views", False),
+        _c("searches", "bigint", "Searches", False),
+        _c("cart_adds", "bigint", "Add-to-cart events", False),
+        _c(
+            "search_last_at",
+            "map<string,timestamp>",
+            "Each search query of the day and when it was last searched (UTC)",
+            False,
+        ),
+        _c("_run_id", _s, "Pipeline run that last rebuilt the day", False),
+    ),
+    keys=("date", "channel", "customer_id", "anonymous_id", "loyalty_card_id"),
+    partition_by=("date",),
+    grain="one row per channel day of the records carrying the same identifiers",
+    upstream=(
+        "silver.ecommerce_events",
+        "silver.order_lines",
+        "silver.pos_lines",
+        "silver.products",
+    ),
+    producer="jobs/silver.py",
+    erase_by=(
+        ("customer_id", "customer_id"),
+        ("anonymous_id", "anonymous_id"),
+        ("loyalty_card_id", "loyalty_card_id"),
+    ),
+)
+
+# What omni/history.py reads (load_inputs): the customer history the models read.
+HISTORY_INPUTS = (
     "silver.customer_identity",
     "silver.customers",
     "silver.order_lines",
@@ -456,6 +526,8 @@ GOLD_INPUTS = (
     "silver.products",
     "silver.ecommerce_events",
 )
+# What jobs/gold.py builds the profiles and features from: the customers' days, not the history.
+GOLD_INPUTS = ("silver.customer_identity", "silver.customers", "silver.customer_daily")
 
 GOLD_PROFILE = Table(
     "gold.customer_profile",
@@ -578,6 +650,7 @@ GOLD_KPIS = Table(
     grain="one row per day per channel (and store)",
     upstream=(
         "silver.customer_identity",
+        "silver.customer_daily",
         "silver.order_lines",
         "silver.pos_lines",
         "silver.products",
@@ -662,7 +735,7 @@ GOLD_FEED = Table(
     keys=("customer_key", "channel", "as_of_date"),
     partition_by=("as_of_date",),
     grain="one row per consenting customer per channel per as-of date",
-    upstream=("gold.customer_scores", *GOLD_INPUTS),
+    upstream=("gold.customer_scores", *HISTORY_INPUTS),
     producer="models/personalize.py",
     erase_by=(("customer_key", "customer_key"),),
 )
@@ -786,6 +859,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SILVER_DEVICE_LOGINS,
     SILVER_IDENTITY,
     SILVER_KEY_HISTORY,
+    SILVER_CUSTOMER_DAILY,
     GOLD_PROFILE,
     GOLD_FEATURES,
     GOLD_KPIS,

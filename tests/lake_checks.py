@@ -79,6 +79,70 @@ def plant_a_merge(landing, receipt_day, merge_day) -> None:
     (crm / "_SUCCESS").touch()
 
 
+RECATEGORISED_SKU, NEW_CATEGORY = "SKU-APP-000", "outdoor"
+
+
+def plant_a_recategorisation(landing, day) -> None:
+    """A catalogue snapshot on ``day`` that moves a sku sold before to another category: the
+    days of its earlier lines sum into another category from that night on."""
+    folders = sorted((landing / "reference" / "products").glob("dt=*"))
+    earlier = [f for f in folders if f.name <= f"dt={day}"][-1]
+    header, *rows = (earlier / "part-00000.csv").read_text().splitlines()
+    moved = [
+        ",".join([*fields[:2], NEW_CATEGORY, *fields[3:]])
+        if (fields := row.split(","))[0] == RECATEGORISED_SKU
+        else row
+        for row in rows
+    ]
+    assert moved != rows, f"{RECATEGORISED_SKU} is not in {earlier}"
+    folder = landing / "reference" / "products" / f"dt={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "part-00000.csv").write_text("\n".join([header, *moved]) + "\n")
+    (folder / "_SUCCESS").touch()
+
+
+def comparable(frame):
+    """``frame`` with its maps as sorted arrays of entries: set operations refuse maps."""
+    return frame.select(
+        *(
+            F.array_sort(F.map_entries(field.name)).alias(field.name)
+            if field.dataType.typeName() == "map"
+            else F.col(field.name)
+            for field in frame.schema.fields
+        )
+    )
+
+
+def assert_gold_as_built_from_history(spark, settings, as_of) -> None:
+    """``silver.customer_daily`` holds what the whole of silver sums to today, and the profile
+    of ``as_of`` (built from those days) is the one the whole history gives."""
+    from datetime import date
+
+    from omni.history import customer_history
+    from omni.transforms import gold
+    from tests.conftest import assert_frame_equal
+
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    stored = read(tables.SILVER_CUSTOMER_DAILY).drop("_run_id")
+    lines = gold.purchase_lines(
+        read(tables.SILVER_ORDER_LINES), read(tables.SILVER_POS), read(tables.SILVER_PRODUCTS)
+    )
+    rebuilt = lakehouse.conform(
+        gold.customer_days(lines, read(tables.SILVER_EVENTS)).withColumn("_run_id", F.lit("-")),
+        tables.SILVER_CUSTOMER_DAILY,
+    ).drop("_run_id")
+    assert stored.count() > 0
+    assert_frame_equal(comparable(stored), comparable(rebuilt))
+    as_of = date.fromisoformat(str(as_of))
+    with customer_history(spark, settings) as inputs:
+        expected = gold.build_customer_profile(
+            inputs["population"], inputs["transactions"], inputs["activity"], as_of
+        )
+        assert_frame_equal(
+            read(tables.GOLD_PROFILE), lakehouse.conform(expected, tables.GOLD_PROFILE)
+        )
+
+
 def assert_merge_trail(spark, settings, before: dict, after: dict, run_id: str, day, receipt_day):
     """The planted merge of night ``run_id`` (``day``): the card's key is retired into the CRM
     customer's, and the features of ``receipt_day`` (never rebuilt since) join today's

@@ -22,11 +22,15 @@ from omni.transforms import gold, identity
 from omni.transforms.silver import parse_records
 from tests.conftest import readers_rows
 from tests.lake_checks import (
+    NEW_CATEGORY,
+    RECATEGORISED_SKU,
     assert_counts_reconcile,
     assert_features_as_built_today,
+    assert_gold_as_built_from_history,
     assert_keys_stable,
     assert_merge_trail,
     plant_a_merge,
+    plant_a_recategorisation,
 )
 
 RUN_DATE = date(2026, 3, 31)
@@ -60,6 +64,7 @@ def lake(spark, settings, tmp_path_factory):
         SampleSpec(customers=40, days=20, end_date=RUN_DATE, seed=3, late_rate=0.2),
     )
     plant_a_merge(local.landing_dir, PLANTED_DAY, RUN_DATE)
+    plant_a_recategorisation(local.landing_dir, RUN_DATE)
     _night(spark, local, FIRST_NIGHT, "night-1", start=FIRST_NIGHT - timedelta(days=4))
     _night(spark, local, RUN_DATE, "night-2")
     return local
@@ -133,6 +138,38 @@ def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake)
     assert late_days, f"the sample should hold late records for {built_on_night_1}: {night}"
     assert night["feature_dates"] == [*late_days, str(RUN_DATE)]
     assert_features_as_built_today(spark, lake, late_days)
+
+
+def test_gold_follows_the_customers_days_and_equals_gold_from_the_history(spark, lake):
+    """Night 2 read the customers' days, not the history: the days it rebuilt are those its
+    records fall on (late ones) and those holding a sku that changed category; the days equal
+    a rebuild from all of silver, and the profile and every feature date it built equal what
+    the whole history gives (a merge of two customers included)."""
+    read = lambda t: lakehouse.read_table(spark, lake, t)  # noqa: E731
+    night = NIGHTS["night-2"]
+    days = read(tables.SILVER_CUSTOMER_DAILY)
+    rebuilt = {r["date"] for r in days.where(F.col("_run_id") == "night-2").collect()}
+    late = {date.fromisoformat(d) for d in night["gold"]["touched_dates"]}
+    moved = F.col("sku") == RECATEGORISED_SKU
+    sold = {
+        r["order_date"]
+        for r in read(tables.SILVER_ORDER_LINES)
+        .where(moved & F.col("anonymous_id").isNotNull())
+        .collect()
+    } | {
+        r["transaction_date"]
+        for r in read(tables.SILVER_POS)
+        .where(moved & F.col("loyalty_card_id").isNotNull())
+        .collect()
+    }
+    assert sold - late, "the moved sku should be sold on days night 2 brought no record for"
+    assert sold - late <= rebuilt <= late | sold
+    assert night["silver"]["customer_days_rebuilt"] >= len(rebuilt)
+    in_new_category = days.where(F.col("category_net").getItem(NEW_CATEGORY).isNotNull())
+    assert {r["date"] for r in in_new_category.collect()} == sold
+    assert_gold_as_built_from_history(spark, lake, RUN_DATE)
+    assert_features_as_built_today(spark, lake, night["gold"]["feature_dates"])
+    assert "silver.customer_daily" in tables.GOLD_FEATURES.upstream
 
 
 def _rounded(df):

@@ -11,6 +11,12 @@ between 0 and 1.
 A *customer* is an identity component holding a CRM ``customer_id`` or a loyalty card:
 anonymous visitors who never log in and receipts without a card are counted in the KPIs but
 get no profile.
+
+Two ways to the same rows: from the history (``customer_transactions`` and
+``customer_activity``, what the models' training sets use) or from the customers' days
+(``silver.customer_daily``: ``customer_days`` summed by silver, ``resolve_keys`` at read), what
+the nightly gold job uses, so its cost follows the days in the windows, not every line and
+event ever recorded. Both go through ``daily_aggregates`` and ``customer_base_from_days``.
 """
 
 from __future__ import annotations
@@ -57,35 +63,47 @@ def customer_population(identity: DataFrame, customers: DataFrame) -> DataFrame:
     )
 
 
-def customer_transactions(
-    order_lines: DataFrame, pos_lines: DataFrame, identity: DataFrame, products: DataFrame
-) -> DataFrame:
-    """Purchase and return lines of both channels, with the buyer's key (null when unknown)."""
-    online = (
-        order_lines.join(
-            _keys(identity, "customer_id", "customer_id", "_by_customer"), "customer_id", "left"
-        )
-        .join(_keys(identity, "anonymous_id", "anonymous_id", "_by_device"), "anonymous_id", "left")
-        .select(
-            F.coalesce("_by_customer", "_by_device").alias("customer_key"),
-            F.lit(ONLINE).alias("channel"),
-            F.lit(None).cast("string").alias("store_id"),
-            F.col("order_id").alias("transaction_id"),
-            F.col("order_date").alias("date"),
-            "sku",
-            "quantity",
-            F.col("net_amount").cast("decimal(14,2)").alias("net_amount"),
-            F.col("net_amount").cast("decimal(14,2)").alias("gross_amount"),
-            F.lit(0).cast("decimal(12,2)").alias("discount_amount"),
-        )
+IDENTIFIERS = ("customer_id", "anonymous_id", "loyalty_card_id")
+# The grain of ``silver.customer_daily``: a day of one channel's records that carry the same
+# identifiers (online a customer id and a device, in store a loyalty card).
+DAY_KEYS = ("date", "channel", *IDENTIFIERS)
+TRANSACTION_COLUMNS = (
+    "sku",
+    "customer_key",
+    "channel",
+    "store_id",
+    "transaction_id",
+    "date",
+    "quantity",
+    "net_amount",
+    "gross_amount",
+    "discount_amount",
+    "category",
+)
+
+
+def purchase_lines(order_lines: DataFrame, pos_lines: DataFrame, products: DataFrame) -> DataFrame:
+    """Purchase and return lines of both channels, with the identifiers they carry and the
+    sku's category: online a customer id and a device, in store a loyalty card."""
+    online = order_lines.select(
+        F.lit(ONLINE).alias("channel"),
+        "customer_id",
+        "anonymous_id",
+        F.lit(None).cast("string").alias("loyalty_card_id"),
+        F.lit(None).cast("string").alias("store_id"),
+        F.col("order_id").alias("transaction_id"),
+        F.col("order_date").alias("date"),
+        "sku",
+        "quantity",
+        F.col("net_amount").cast("decimal(14,2)").alias("net_amount"),
+        F.col("net_amount").cast("decimal(14,2)").alias("gross_amount"),
+        F.lit(0).cast("decimal(12,2)").alias("discount_amount"),
     )
-    store = pos_lines.join(
-        _keys(identity, "loyalty_card_id", "loyalty_card_id", "customer_key"),
-        "loyalty_card_id",
-        "left",
-    ).select(
-        "customer_key",
+    store = pos_lines.select(
         F.lit(STORE).alias("channel"),
+        F.lit(None).cast("string").alias("customer_id"),
+        F.lit(None).cast("string").alias("anonymous_id"),
+        "loyalty_card_id",
         "store_id",
         "transaction_id",
         F.col("transaction_date").alias("date"),
@@ -99,22 +117,178 @@ def customer_transactions(
     return online.unionByName(store).join(F.broadcast(categories), "sku", "left")
 
 
-def customer_activity(events: DataFrame, identity: DataFrame) -> DataFrame:
-    """Online events with the visitor's key (logged-in customer first, else the device)."""
+def _online_keys(df: DataFrame, identity: DataFrame) -> DataFrame:
+    """Online rows with their ``customer_key``: the logged-in customer's, else the device's."""
     return (
-        events.join(
+        df.join(
             _keys(identity, "customer_id", "customer_id", "_by_customer"), "customer_id", "left"
         )
         .join(_keys(identity, "anonymous_id", "anonymous_id", "_by_device"), "anonymous_id", "left")
-        .select(
-            F.coalesce("_by_customer", "_by_device").alias("customer_key"),
-            "event_date",
-            "event_ts",
-            "event_type",
-            "session_id",
-            "search_query",
-            "sku",
-        )
+        .withColumn("customer_key", F.coalesce("_by_customer", "_by_device"))
+        .drop("_by_customer", "_by_device")
+    )
+
+
+def resolve_keys(df: DataFrame, identity: DataFrame) -> DataFrame:
+    """Rows of both channels (``channel`` and ``IDENTIFIERS`` columns) with the customer key
+    their identifiers resolve to today: online the customer's, else the device's; in store the
+    loyalty card's. Null when nothing resolves (an anonymous receipt)."""
+    online = _online_keys(df.where(F.col("channel") == ONLINE), identity)
+    store = df.where(F.col("channel") == STORE).join(
+        _keys(identity, "loyalty_card_id", "loyalty_card_id", "customer_key"),
+        "loyalty_card_id",
+        "left",
+    )
+    return online.unionByName(store)
+
+
+def customer_transactions(
+    order_lines: DataFrame, pos_lines: DataFrame, identity: DataFrame, products: DataFrame
+) -> DataFrame:
+    """Purchase and return lines of both channels, with the buyer's key (null when unknown)."""
+    lines = purchase_lines(order_lines, pos_lines, products)
+    return resolve_keys(lines, identity).select(*TRANSACTION_COLUMNS)
+
+
+def customer_activity(events: DataFrame, identity: DataFrame) -> DataFrame:
+    """Online events with the visitor's key (logged-in customer first, else the device)."""
+    return _online_keys(events, identity).select(
+        "customer_key",
+        "event_date",
+        "event_ts",
+        "event_type",
+        "session_id",
+        "search_query",
+        "sku",
+    )
+
+
+EVENT_COUNTS = {
+    "product_views": "product_view",
+    "searches": "search",
+    "cart_adds": "add_to_cart",
+}
+
+
+def daily_aggregates(lines: DataFrame, events: DataFrame, keys: list[str]) -> DataFrame:
+    """One row per ``keys`` (a day, a channel and whom the records are of): the day's
+    purchases and visits summed, with what does not add up across days kept as sets (orders,
+    sessions, categories) or per value (spend per category, last time of each search).
+
+    ``lines`` are ``purchase_lines`` (or transactions), ``events`` online events with a
+    ``date`` and a ``channel``; both carry the ``keys`` columns.
+    """
+    bought = F.col("quantity") > 0
+    per_category = lines.groupBy(*keys, "category").agg(
+        F.collect_set("transaction_id").alias("_transactions"),
+        F.count("*").alias("lines"),
+        F.sum("net_amount").alias("net_amount"),
+        F.sum(F.when(bought, F.col("gross_amount"))).alias("gross_amount"),
+        F.sum(F.when(bought, F.col("discount_amount"))).alias("discount_amount"),
+        F.sum(F.when(bought, F.col("quantity"))).alias("bought_units"),
+        F.sum(F.when(F.col("quantity") < 0, -F.col("quantity"))).alias("returned_units"),
+    )
+    purchases = per_category.select(
+        *keys,
+        "_transactions",
+        "lines",
+        "net_amount",
+        "gross_amount",
+        "discount_amount",
+        "bought_units",
+        "returned_units",
+        F.when(F.col("category").isNotNull(), F.struct("category", "net_amount")).alias("_spend"),
+        F.when(
+            F.col("category").isNotNull() & (F.col("bought_units") > 0), F.col("category")
+        ).alias("_bought"),
+    )
+    visits = events.groupBy(*keys).agg(
+        F.collect_set("session_id").alias("_sessions"),
+        F.count("*").alias("events"),
+        *(
+            F.sum(F.when(F.col("event_type") == kind, 1).otherwise(0)).alias(name)
+            for name, kind in EVENT_COUNTS.items()
+        ),
+    )
+    searches = (
+        events.where((F.col("event_type") == "search") & F.col("search_query").isNotNull())
+        .groupBy(*keys, "search_query")
+        .agg(F.max("event_ts").alias("_last"))
+        .select(*keys, F.struct("search_query", "_last").alias("_search"))
+    )
+    parts = purchases.unionByName(visits, allowMissingColumns=True).unionByName(
+        searches, allowMissingColumns=True
+    )
+
+    def merged(column: str) -> Column:
+        return F.array_sort(F.array_distinct(F.flatten(F.collect_list(column))))
+
+    def total(column: str, type_: str = "bigint") -> Column:
+        return F.coalesce(F.sum(column), F.lit(0)).cast(type_).alias(column)
+
+    return parts.groupBy(*keys).agg(
+        merged("_transactions").alias("transaction_ids"),
+        total("lines"),
+        *(
+            total(name, "decimal(18,2)")
+            for name in ("net_amount", "gross_amount", "discount_amount")
+        ),
+        total("bought_units"),
+        total("returned_units"),
+        F.map_from_entries(F.collect_list("_spend")).alias("category_net"),
+        F.array_sort(F.collect_list("_bought")).alias("bought_categories"),
+        total("events"),
+        merged("_sessions").alias("session_ids"),
+        *(total(name) for name in EVENT_COUNTS),
+        F.map_from_entries(F.collect_list("_search")).alias("search_last_at"),
+    )
+
+
+def customer_days(lines: DataFrame, events: DataFrame) -> DataFrame:
+    """Rows of ``silver.customer_daily`` (without the run id): ``daily_aggregates`` of the
+    records that carry an identifier, by the identifiers they carry (resolved at read, so a
+    link found later moves their days with it). ``lines``: ``purchase_lines``."""
+    identified = F.col("customer_id").isNotNull()
+    for column in IDENTIFIERS[1:]:
+        identified = identified | F.col(column).isNotNull()
+    visits = events.select(
+        F.col("event_date").alias("date"),
+        F.lit(ONLINE).alias("channel"),
+        "customer_id",
+        "anonymous_id",
+        F.lit(None).cast("string").alias("loyalty_card_id"),
+        "session_id",
+        "event_type",
+        "search_query",
+        "event_ts",
+    )
+    return daily_aggregates(lines.where(identified), visits.where(identified), list(DAY_KEYS))
+
+
+def history_days(transactions: DataFrame, activity: DataFrame) -> DataFrame:
+    """``daily_aggregates`` per customer key, channel and day of resolved history."""
+    visits = activity.where(F.col("customer_key").isNotNull()).select(
+        "customer_key",
+        F.col("event_date").alias("date"),
+        F.lit(ONLINE).alias("channel"),
+        "session_id",
+        "event_type",
+        "search_query",
+        "event_ts",
+    )
+    return daily_aggregates(
+        transactions.where(F.col("customer_key").isNotNull()),
+        visits,
+        ["customer_key", "date", "channel"],
+    )
+
+
+def first_purchases(days: DataFrame) -> DataFrame:
+    """(customer_key, channel, first_date): each customer's first purchase day per channel."""
+    return (
+        days.where(F.col("bought_units") > 0)
+        .groupBy("customer_key", "channel")
+        .agg(F.min("date").alias("first_date"))
     )
 
 
@@ -324,35 +498,49 @@ def _in_windows(daily: DataFrame, dates: DataFrame, column: str, days: int) -> D
 def customer_base_over(
     population: DataFrame, transactions: DataFrame, activity: DataFrame, dates: list[date]
 ) -> DataFrame:
-    """``customer_base`` for every date of ``dates`` at once, with an ``as_of_date`` column.
+    """``customer_base`` for every date of ``dates`` at once, with an ``as_of_date`` column:
+    ``customer_base_from_days`` of the history's daily aggregates (one pass, not one per date).
+    ``customer_base`` of each date gives the same rows (tested)."""
+    return customer_base_from_days(population, history_days(transactions, activity), dates)
 
-    One pass over the history instead of one per date: daily summaries per customer, each
-    joined to the as-of dates whose windows hold it. Counts of orders add up per day because an
-    order or receipt has one date; sessions and categories are counted distinct over the days
-    in the window. ``customer_base`` of each date gives the same rows (tested).
+
+def customer_base_from_days(population: DataFrame, days: DataFrame, dates: list[date]) -> DataFrame:
+    """``customer_base`` for every date of ``dates``, from daily aggregates with a
+    ``customer_key`` (``daily_aggregates`` rows, several per customer and day allowed: one per
+    identifier that resolves to the customer).
+
+    Each day joins the as-of dates whose windows hold it. Counts of orders add up per day
+    because an order or receipt has one date; sessions and categories are counted distinct over
+    the days of the window.
     """
     if not dates:
         raise ValueError("dates: expected at least one as-of date")
     spark = population.sparkSession
     as_of = F.col("as_of_date")
     calendar = spark.createDataFrame([(d,) for d in sorted(set(dates))], "as_of_date date")
-    tx = transactions.where(F.col("customer_key").isNotNull())
-    bought = F.col("quantity") > 0
-    online, store = F.col("channel") == ONLINE, F.col("channel") == STORE
-    daily = tx.groupBy("customer_key", "date").agg(
-        F.countDistinct("transaction_id").alias("orders"),
-        F.countDistinct(F.when(online, F.col("transaction_id"))).alias("online_orders"),
-        F.countDistinct(F.when(store, F.col("transaction_id"))).alias("store_orders"),
+    bought = days.where(F.col("lines") > 0)
+    visited = days.where(F.col("events") > 0)
+    online = F.col("channel") == ONLINE
+
+    def orders(condition: Column | None = None) -> Column:
+        ids = F.col("transaction_ids")
+        ids = ids if condition is None else F.when(condition, ids)
+        return F.size(F.array_distinct(F.flatten(F.collect_list(ids))))
+
+    daily = bought.groupBy("customer_key", "date").agg(
+        orders().alias("orders"),
+        orders(online).alias("online_orders"),
+        orders(~online).alias("store_orders"),
         F.sum("net_amount").alias("net"),
-        F.sum(F.when(online & bought, F.col("gross_amount")).otherwise(0)).alias("online_gross"),
-        F.sum(F.when(F.col("quantity") < 0, -F.col("quantity")).otherwise(0)).alias("returned"),
-        F.sum(F.when(bought, F.col("quantity")).otherwise(0)).alias("bought"),
-        F.sum(F.when(bought, F.col("discount_amount")).otherwise(0)).alias("discount"),
-        F.sum(F.when(bought, F.col("gross_amount")).otherwise(0)).alias("gross"),
+        F.sum(F.when(online, F.col("gross_amount")).otherwise(0)).alias("online_gross"),
+        F.sum("returned_units").alias("returned"),
+        F.sum("bought_units").alias("bought"),
+        F.sum("discount_amount").alias("discount"),
+        F.sum("gross_amount").alias("gross"),
     )
 
-    # The types one-date sums of the amounts have (Spark's sum widens a decimal by 10 digits),
-    # so that ratios of them divide with the same scale as in ``customer_base``.
+    # The types one-date sums of the lines' amounts have (Spark's sum widens a decimal by 10
+    # digits), so that ratios of them divide with the same scale as in ``customer_base``.
     amounts = {
         "net": "decimal(24,2)",
         "online_gross": "decimal(24,2)",
@@ -385,9 +573,9 @@ def customer_base_over(
     )
     categories = (
         _in_windows(
-            tx.where(bought & F.col("category").isNotNull())
-            .select("customer_key", "date", "category")
-            .distinct(),
+            bought.select(
+                "customer_key", "date", F.explode("bought_categories").alias("category")
+            ).distinct(),
             calendar,
             "date",
             365,
@@ -395,20 +583,21 @@ def customer_base_over(
         .groupBy("customer_key", "as_of_date")
         .agg(F.countDistinct("category").alias("category_breadth_365d"))
     )
-    firsts = tx.groupBy("customer_key").agg(F.min("date").alias("first_purchase_date"))
-    events = activity.where(F.col("customer_key").isNotNull())
+    firsts = bought.groupBy("customer_key").agg(F.min("date").alias("first_purchase_date"))
     sessions = (
         _in_windows(
-            events.select("customer_key", "session_id", "event_date").distinct(),
+            visited.select(
+                "customer_key", "date", F.explode("session_ids").alias("session_id")
+            ).distinct(),
             calendar,
-            "event_date",
+            "date",
             60,
         )
         .groupBy("customer_key", "as_of_date")
         .agg(
             *(
                 F.countDistinct(
-                    F.when(_within("event_date", as_of, start, end), F.col("session_id"))
+                    F.when(_within("date", as_of, start, end), F.col("session_id"))
                 ).alias(name)
                 for name, start, end in (
                     ("sessions_30d", 30, 0),
@@ -419,31 +608,23 @@ def customer_base_over(
             )
         )
     )
-    kinds = {
-        "product_views_30d": "product_view",
-        "searches_30d": "search",
-        "cart_adds_30d": "add_to_cart",
-    }
     counts = (
         _in_windows(
-            events.groupBy("customer_key", "event_date").agg(
-                *(
-                    F.sum(F.when(F.col("event_type") == kind, 1).otherwise(0)).alias(name)
-                    for name, kind in kinds.items()
-                )
+            visited.groupBy("customer_key", "date").agg(
+                *(F.sum(name).alias(name) for name in EVENT_COUNTS)
             ),
             calendar,
-            "event_date",
+            "date",
             30,
         )
         .groupBy("customer_key", "as_of_date")
-        .agg(*(F.sum(name).alias(name) for name in kinds))
+        .agg(*(F.sum(name).alias(f"{name}_30d") for name in EVENT_COUNTS))
     )
     keys = ["customer_key", "as_of_date"]
     base = population.crossJoin(F.broadcast(calendar))
     for part in (
-        _latest_on_or_before(tx, calendar, "date", "last_purchase_date"),
-        _latest_on_or_before(events, calendar, "event_date", "last_event_date"),
+        _latest_on_or_before(bought, calendar, "date", "last_purchase_date"),
+        _latest_on_or_before(visited, calendar, "date", "last_event_date"),
         purchases,
         categories,
         sessions,
@@ -465,7 +646,11 @@ def build_customer_features_over(
     window_days: int = 365,
 ) -> DataFrame:
     """``build_customer_features`` of every date of ``dates``, in one pass (a backfill)."""
-    base = customer_base_over(population, transactions, activity, dates)
+    return features_of(customer_base_over(population, transactions, activity, dates), window_days)
+
+
+def features_of(base: DataFrame, window_days: int = 365) -> DataFrame:
+    """The features of ``customer_base_over`` or ``customer_base_from_days`` rows."""
     return _features(base, F.col("as_of_date"), window_days)
 
 
@@ -522,6 +707,44 @@ def build_customer_profile(
     """
     if base is None:
         base = customer_base(population, transactions, activity, as_of)
+    interests = _top_categories(transactions, as_of), _recent_searches(activity, as_of)
+    return _profile(base, *interests, as_of)
+
+
+def build_profile_from_days(days: DataFrame, as_of: date, base: DataFrame) -> DataFrame:
+    """``build_customer_profile`` from daily aggregates with a ``customer_key``: ``base`` is
+    the date's rows of ``customer_base_from_days``."""
+    bought = days.where((F.col("lines") > 0) & (F.col("date") <= _lit_date(as_of)))
+    online, store = F.col("channel") == ONLINE, F.col("channel") == STORE
+    channels = bought.groupBy("customer_key").agg(
+        F.min(F.when(online, F.col("date"))).alias("first_purchase_online"),
+        F.max(F.when(online, F.col("date"))).alias("last_purchase_online"),
+        F.min(F.when(store, F.col("date"))).alias("first_purchase_store"),
+        F.max(F.when(store, F.col("date"))).alias("last_purchase_store"),
+    )
+    spend = (
+        days.where(_since("date", as_of, 365))
+        .select("customer_key", F.explode("category_net").alias("category", "net_amount"))
+        .groupBy("customer_key", "category")
+        .agg(F.sum("net_amount").alias("spend"))
+        .where(F.col("spend") > 0)
+    )
+    searches = (
+        days.where(_since("date", as_of, 30))
+        .select("customer_key", F.explode("search_last_at").alias("search_query", "last_ts"))
+        .groupBy("customer_key", "search_query")
+        .agg(F.max("last_ts").alias("last_ts"))
+    )
+    return _profile(
+        base.join(channels, "customer_key", "left"),
+        _top_values(spend, "category", F.col("spend").desc(), 3, "top_categories"),
+        _top_values(searches, "search_query", F.col("last_ts").desc(), 5, "recent_searches"),
+        as_of,
+    )
+
+
+def _profile(base: DataFrame, top_categories: DataFrame, searches: DataFrame, as_of: date):
+    """The profile's columns of a date's base rows, with the customers' interests."""
     online = F.coalesce(F.col("online_orders_365d"), F.lit(0)) > 0
     store = F.coalesce(F.col("store_orders_365d"), F.lit(0)) > 0
     mix = (
@@ -531,8 +754,8 @@ def build_customer_profile(
         .otherwise("none")
     )
     return (
-        base.join(_top_categories(transactions, as_of), "customer_key", "left")
-        .join(_recent_searches(activity, as_of), "customer_key", "left")
+        base.join(top_categories, "customer_key", "left")
+        .join(searches, "customer_key", "left")
         .select(
             "customer_key",
             "customer_id",
@@ -617,17 +840,21 @@ def build_daily_channel_kpis(
     events: DataFrame,
     dates: list[date],
     delivered: DataFrame | None = None,
+    firsts: DataFrame | None = None,
 ) -> DataFrame:
     """KPIs per day for ``dates``: online, and per store; new = first purchase in the channel.
 
     With ``delivered`` (``delivered_channel_days``), every delivered channel day has its row,
-    with zeros when nothing was sold (a closed store, a holiday, a quiet site)."""
+    with zeros when nothing was sold (a closed store, a holiday, a quiet site). ``firsts``
+    (``first_purchases``) saves reading the whole history of ``transactions`` for the new
+    customers: then ``transactions`` need only hold the dates' lines."""
     wanted = [_lit_date(d) for d in dates]
-    firsts = (
-        transactions.where(F.col("customer_key").isNotNull() & (F.col("quantity") > 0))
-        .groupBy("customer_key", "channel")
-        .agg(F.min("date").alias("first_date"))
-    )
+    if firsts is None:
+        firsts = (
+            transactions.where(F.col("customer_key").isNotNull() & (F.col("quantity") > 0))
+            .groupBy("customer_key", "channel")
+            .agg(F.min("date").alias("first_date"))
+        )
     tx = transactions.where(F.col("date").isin(wanted)).join(
         firsts, ["customer_key", "channel"], "left"
     )
