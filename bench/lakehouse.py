@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
             "floor_rows": bulk["floor_rows"],
             "seconds": {"night": round(bulk["night_s"], 1), "floor": round(bulk["floor_s"], 1)},
             "night_steps": bulk["steps"],
+            # Each stage's share of the floor: how many floors each costs.
+            "night_steps_over_floor": {
+                step: round(seconds / bulk["floor_s"], 2) for step, seconds in bulk["steps"].items()
+            },
             "night_over_floor": round(bulk["night_s"] / bulk["floor_s"], 2),
         }
     print(json.dumps(result, indent=2, default=str))
