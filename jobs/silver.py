@@ -275,8 +275,9 @@ def days_to_rebuild(staging: Staging) -> tuple[set, bool]:
     table is rebuilt whole.
 
     A day changes when tonight stages records dated on it (late ones included; a retried run
-    stages its rows again) or holds lines of a sku whose category tonight changes. An empty
-    table next to a silver with rows (a lakehouse from before the table) is rebuilt whole.
+    stages its rows again) or holds lines of a sku whose category tonight changes. A table
+    never written (a new lakehouse, or one from before the table) is rebuilt whole; one
+    written empty (a shop whose records carry no identifier) is not rebuilt again.
     """
     spark, settings = staging.spark, staging.settings
     days: set = set()
@@ -296,9 +297,7 @@ def days_to_rebuild(staging: Staging) -> tuple[set, bool]:
         for table, column in _DAY_SOURCES[1:]:
             sold = staging.view(table).where(F.col("sku").isin(recategorised))
             days |= _distinct_dates(sold, column)
-    whole = (
-        lakehouse.read_table(spark, settings, tables.SILVER_CUSTOMER_DAILY).limit(1).count() == 0
-    )
+    whole = lakehouse.table_version(spark, settings, tables.SILVER_CUSTOMER_DAILY) == 0
     if whole:
         for table, column in _DAY_SOURCES:
             days |= _distinct_dates(staging.view(table), column)
@@ -310,7 +309,7 @@ def stage_customer_daily(staging: Staging) -> dict[str, int]:
     each rebuilt from the silver tables as they will be: a rerun gives the same rows."""
     days, whole = days_to_rebuild(staging)
     if not days:
-        return {"customer_days_rebuilt": 0, "customer_day_rows": 0}
+        return {"customer_days_rebuilt": 0, "customer_days_whole": whole, "customer_day_rows": 0}
 
     def dated(table: tables.Table, column: str) -> DataFrame:
         rows = staging.view(table)
@@ -330,7 +329,11 @@ def stage_customer_daily(staging: Staging) -> dict[str, int]:
         staged = staging.replace_where(
             tables.SILVER_CUSTOMER_DAILY, rows, lakehouse.sql_in("date", sorted(days))
         )
-    return {"customer_days_rebuilt": len(days), "customer_day_rows": staged.count()}
+    return {
+        "customer_days_rebuilt": len(days),
+        "customer_days_whole": whole,
+        "customer_day_rows": staged.count(),
+    }
 
 
 def stage_identity(

@@ -165,6 +165,10 @@ def test_gold_follows_the_customers_days_and_equals_gold_from_the_history(spark,
     assert sold - late, "the moved sku should be sold on days night 2 brought no record for"
     assert sold - late <= rebuilt <= late | sold
     assert night["silver"]["customer_days_rebuilt"] >= len(rebuilt)
+    # Night 1 built the table whole; night 2 only its days, though the history is 20 days.
+    assert NIGHTS["night-1"]["silver"]["customer_days_whole"] is True
+    assert night["silver"]["customer_days_whole"] is False
+    assert night["silver"]["customer_days_rebuilt"] < 10
     in_new_category = days.where(F.col("category_net").getItem(NEW_CATEGORY).isNotNull())
     assert {r["date"] for r in in_new_category.collect()} == sold
     assert_gold_as_built_from_history(spark, lake, RUN_DATE)
