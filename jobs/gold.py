@@ -5,8 +5,12 @@ recomputed for every earlier day that already has features and that the run's re
 (late records), replacing those days' rows; KPIs are recomputed for every touched day, one row
 for every channel day delivered complete (zeros on a closed store's or a holiday's). With
 ``--start-date`` one run backfills features for every day of the range: all of them in one
-pass over the history and one Delta commit (a year of days does not cost a year of jobs).
-The published tables' suites judge the staged rows before any is written (``omni.publish``).
+pass and one Delta commit (a year of days does not cost a year of jobs).
+
+Everything of the past is read from the customers' days (``silver.customer_daily``), resolved
+through tonight's identity, not from the history of lines and events; only the KPI days' own
+lines and events are read. The published tables' suites judge the staged rows before any is
+written (``omni.publish``).
 """
 
 from __future__ import annotations
