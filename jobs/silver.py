@@ -266,10 +266,6 @@ _DAY_SOURCES = (
 )
 
 
-def _distinct_dates(frame: DataFrame, column: str) -> set:
-    return {row[0] for row in frame.select(column).distinct().collect() if row[0] is not None}
-
-
 def days_to_rebuild(staging: Staging) -> tuple[set, bool]:
     """The days of ``silver.customer_daily`` tonight's staged writes change, and whether the
     table is rebuilt whole.
@@ -283,7 +279,7 @@ def days_to_rebuild(staging: Staging) -> tuple[set, bool]:
     days: set = set()
     for table, column in _DAY_SOURCES:
         for rows in staging.staged_rows(table):
-            days |= _distinct_dates(rows, column)
+            days.update(_dates_of(rows, column))
     before = lakehouse.read_table(spark, settings, tables.SILVER_PRODUCTS)
     recategorised = [
         row["sku"]
@@ -296,11 +292,11 @@ def days_to_rebuild(staging: Staging) -> tuple[set, bool]:
     if recategorised:
         for table, column in _DAY_SOURCES[1:]:
             sold = staging.view(table).where(F.col("sku").isin(recategorised))
-            days |= _distinct_dates(sold, column)
+            days.update(_dates_of(sold, column))
     whole = lakehouse.table_version(spark, settings, tables.SILVER_CUSTOMER_DAILY) == 0
     if whole:
         for table, column in _DAY_SOURCES:
-            days |= _distinct_dates(staging.view(table), column)
+            days.update(_dates_of(staging.view(table), column))
     return days, whole
 
 

@@ -244,6 +244,20 @@ def daily_aggregates(lines: DataFrame, events: DataFrame, keys: list[str]) -> Da
     )
 
 
+def _visits(events: DataFrame, *keys: str | Column) -> DataFrame:
+    """Online events as ``daily_aggregates`` takes them: whom they are of (``keys``), their
+    date and channel, and what a day of visits keeps."""
+    return events.select(
+        *keys,
+        F.col("event_date").alias("date"),
+        F.lit(ONLINE).alias("channel"),
+        "session_id",
+        "event_type",
+        "search_query",
+        "event_ts",
+    )
+
+
 def customer_days(lines: DataFrame, events: DataFrame) -> DataFrame:
     """Rows of ``silver.customer_daily`` (without the run id): ``daily_aggregates`` of the
     records that carry an identifier, by the identifiers they carry (resolved at read, so a
@@ -251,31 +265,15 @@ def customer_days(lines: DataFrame, events: DataFrame) -> DataFrame:
     identified = F.col("customer_id").isNotNull()
     for column in IDENTIFIERS[1:]:
         identified = identified | F.col(column).isNotNull()
-    visits = events.select(
-        F.col("event_date").alias("date"),
-        F.lit(ONLINE).alias("channel"),
-        "customer_id",
-        "anonymous_id",
-        F.lit(None).cast("string").alias("loyalty_card_id"),
-        "session_id",
-        "event_type",
-        "search_query",
-        "event_ts",
+    visits = _visits(
+        events, "customer_id", "anonymous_id", F.lit(None).cast("string").alias("loyalty_card_id")
     )
     return daily_aggregates(lines.where(identified), visits.where(identified), list(DAY_KEYS))
 
 
 def history_days(transactions: DataFrame, activity: DataFrame) -> DataFrame:
     """``daily_aggregates`` per customer key, channel and day of resolved history."""
-    visits = activity.where(F.col("customer_key").isNotNull()).select(
-        "customer_key",
-        F.col("event_date").alias("date"),
-        F.lit(ONLINE).alias("channel"),
-        "session_id",
-        "event_type",
-        "search_query",
-        "event_ts",
-    )
+    visits = _visits(activity.where(F.col("customer_key").isNotNull()), "customer_key")
     return daily_aggregates(
         transactions.where(F.col("customer_key").isNotNull()),
         visits,
@@ -391,11 +389,8 @@ def _known_by(as_of: Column) -> Column:
 def customer_base(
     population: DataFrame, transactions: DataFrame, activity: DataFrame, as_of: date
 ) -> DataFrame:
-    """Population as of ``as_of`` (signed up or seen by then) joined to its aggregates.
-
-    Features and the profile of one day are both built on it: a caller building both passes
-    the same (cached) base to each, so the history is aggregated once.
-    """
+    """Population as of ``as_of`` (signed up or seen by then) joined to its aggregates: what
+    the features and the profile of one day are built on, straight from the history."""
     purchases = _purchase_aggregates(transactions, as_of)
     events = _activity_aggregates(activity, as_of, 30)
     base = population.join(purchases, "customer_key", "left").join(events, "customer_key", "left")
@@ -408,14 +403,9 @@ def build_customer_features(
     activity: DataFrame,
     as_of: date,
     window_days: int = 365,
-    base: DataFrame | None = None,
 ) -> DataFrame:
-    """Point-in-time features for every customer known at ``as_of``; nothing after it is read.
-
-    ``base``: the day's ``customer_base``, when the caller has it already.
-    """
-    if base is None:
-        base = customer_base(population, transactions, activity, as_of)
+    """Point-in-time features for every customer known at ``as_of``; nothing after it is read."""
+    base = customer_base(population, transactions, activity, as_of)
     return _features(base, _lit_date(as_of), window_days)
 
 
@@ -699,14 +689,9 @@ def build_customer_profile(
     transactions: DataFrame,
     activity: DataFrame,
     as_of: date,
-    base: DataFrame | None = None,
 ) -> DataFrame:
-    """One row per customer known at ``as_of``: RFM, channel history, interests, consent.
-
-    ``base``: the day's ``customer_base``, when the caller has it already.
-    """
-    if base is None:
-        base = customer_base(population, transactions, activity, as_of)
+    """One row per customer known at ``as_of``: RFM, channel history, interests, consent."""
+    base = customer_base(population, transactions, activity, as_of)
     interests = _top_categories(transactions, as_of), _recent_searches(activity, as_of)
     return _profile(base, *interests, as_of)
 
