@@ -4,8 +4,13 @@
 Customer segmentation and churn: training with MLflow tracking and champion promotion, then
 scoring of every customer into `gold.customer_scores`. Then come the consented
 personalization feed (`gold.personalization_feed`) and drift monitoring of the champions
-(`gold.model_monitoring`, with a retrain flag when a PSI passes `OMNI_PSI_THRESHOLD`). A
-Great Expectations gate checks all three tables.
+(`gold.model_monitoring`, with a retrain flag when a PSI passes `OMNI_PSI_THRESHOLD`).
+
+**Write, audit, publish**: each job validates its output with its Great Expectations suite
+before any table shows it, as in `omni_nightly`; the `validate_scores` step (before the feed
+and monitoring read the scores) and `validate_model_outputs` are the gates, read from the
+recorded results. A failed blocking expectation fails the gate, the table keeps its Delta
+version and the batch is held in `quarantine.held_batches`.
 
 **When**: data-aware. The DAG runs when `omni_nightly` has published all three validated
 gold tables (`gold.customer_profile`, `gold.customer_features`, `gold.daily_channel_kpis`).
@@ -21,6 +26,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, get_current_context, task
 
 from omni import orchestration as orc
+from omni import tables
 from omni.config import load_settings
 
 SETTINGS = load_settings()
@@ -58,15 +64,11 @@ def omni_models():
     score = job("score_customers", "models/score.py")
     personalize = job("personalize", "models/personalize.py")
     monitor = job("monitor_models", "models/monitor.py")
-    outputs = ("gold.customer_scores", "gold.personalization_feed", "gold.model_monitoring")
-    check_outputs = job(
-        "validate_model_outputs",
-        "jobs/validate.py",
-        "--layer",
-        "gold",
-        *[f"--table={name}" for name in outputs],
+    check_scores = orc.gate("validate_scores", ["gold"], [tables.GOLD_SCORES.name])
+    check_outputs = orc.gate(
+        "validate_model_outputs", ["gold"], [tables.GOLD_FEED.name, tables.GOLD_MONITORING.name]
     )
-    dates >> train >> score >> [personalize, monitor] >> check_outputs
+    dates >> train >> score >> check_scores >> [personalize, monitor] >> check_outputs
 
 
 omni_models()

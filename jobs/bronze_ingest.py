@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -214,21 +214,16 @@ def _log_rows(
     ).withColumn("ingested_at", F.current_timestamp())
 
 
-def record_delivery_folders(
-    spark: SparkSession,
-    settings: Settings,
-    source: Source,
-    folders: list[DeliveryFolder],
-    run_id: str,
-    known: dict[str, Row],
+def delivery_folder_rows(
+    source: Source, folders: list[DeliveryFolder], run_id: str, known: dict[str, Row]
 ) -> list[dict]:
-    """Merge the scanned folders into ``bronze.landing_folders``; return the waiting ones.
+    """The rows of ``bronze.landing_folders`` that the scanned folders change; waiting ones
+    are reported in the log.
 
     A folder keeps the time a run first saw it (``first_seen_at``: waiting since) and first
     found it complete. Only folders that are new, still waiting or changed (a marker or a file
-    arrived) are written: a year of complete folders is not rewritten every night.
+    arrived) get a row: a year of complete folders is not rewritten every night.
     """
-    table = tables.LANDING_FOLDERS
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = []
     for folder in folders:
@@ -256,23 +251,47 @@ def record_delivery_folders(
                 "checked_at": now,
             }
         )
-    if rows:
-        frame = spark.createDataFrame(
-            [tuple(row[c] for c in table.column_names) for row in rows], table.schema_ddl()
-        )
-        lakehouse.merge(spark, settings, table, frame)
-    waiting = [row for row in rows if row["status"] == "waiting"]
-    for row in waiting:
-        hours = (now - row["first_seen_at"]).total_seconds() / 3600
-        log.warning(
-            "LANDING FOLDER WAITING: %s %s has no _SUCCESS yet: not read; waiting since %s "
-            "(%.1f h)",
-            source.name,
-            row["folder"],
-            row["first_seen_at"].isoformat(sep=" ", timespec="seconds"),
-            hours,
-        )
-    return waiting
+    for row in rows:
+        if row["status"] == "waiting":
+            hours = (now - row["first_seen_at"]).total_seconds() / 3600
+            log.warning(
+                "LANDING FOLDER WAITING: %s %s has no _SUCCESS yet: not read; waiting since %s "
+                "(%.1f h)",
+                source.name,
+                row["folder"],
+                row["first_seen_at"].isoformat(sep=" ", timespec="seconds"),
+                hours,
+            )
+    return rows
+
+
+@dataclass
+class _Logs:
+    """What a run adds to bronze's two logs, written once for every source: a MERGE costs
+    about a second whatever its size, and there are five sources."""
+
+    folders: list[dict] = field(default_factory=list)  # bronze.landing_folders rows
+    files: list[DataFrame] = field(default_factory=list)  # bronze.ingested_files rows
+
+    def record_folders(self, spark: SparkSession, settings: Settings) -> None:
+        """Merge the folder rows now: the bronze suites' freshness rules read the table."""
+        table = tables.LANDING_FOLDERS
+        if self.folders:
+            frame = spark.createDataFrame(
+                [tuple(row[c] for c in table.column_names) for row in self.folders],
+                table.schema_ddl(),
+            )
+            lakehouse.merge(spark, settings, table, frame)
+        self.folders = []
+
+    def stage_files(self, staging: Staging) -> None:
+        """Stage the ingest-log rows, published with the batches they log."""
+        if self.files:
+            rows = self.files[0]
+            for frame in self.files[1:]:
+                rows = rows.unionByName(frame)
+            staging.merge(tables.INGESTED_FILES, rows, update=False)
+        self.files = []
 
 
 def ingest_source(
@@ -283,20 +302,22 @@ def ingest_source(
     run_id: str,
     known: Known | None = None,
     staging: Staging | None = None,
+    logs: _Logs | None = None,
 ) -> dict:
-    """Stage ``source``'s new complete files up to ``up_to`` and their ingest-log rows.
+    """Stage ``source``'s new complete files up to ``up_to``; their ingest-log rows and the
+    scanned folders go to ``logs``.
 
     ``known``: what bronze knew before the run (read here when not given). Without a
     ``staging`` of the run's, the source is audited and published on its own (its bronze
-    table and the ingest log), and the counts carry the ``audit``.
+    table and the ingest log), and the counts carry the ``audit``; so it is without ``logs``.
     """
     own = staging is None
     staging = staging or Staging(spark, settings, run_id, up_to)
+    logs = _Logs() if logs is None else logs
     known = known or Known.read(spark, settings)
     folders = scan_source(settings.landing_dir, source, up_to)
-    waiting = record_delivery_folders(
-        spark, settings, source, folders, run_id, known.folders.get(source.name, {})
-    )
+    changed = delivery_folder_rows(source, folders, run_id, known.folders.get(source.name, {}))
+    logs.folders.extend(changed)
     candidates = complete_files(folders)
     logged = known.logged.get(source.name, frozenset())
     done = already_ingested(spark, settings, source, candidates, logged) if candidates else set()
@@ -306,11 +327,13 @@ def ingest_source(
         "records": 0,
         "complete_folders": sum(folder.complete for folder in folders),
         "empty_folders": sum(folder.complete and not folder.data_files for folder in folders),
-        "waiting_folders": [row["folder"] for row in waiting],
+        "waiting_folders": [row["folder"] for row in changed if row["status"] == "waiting"],
     }
     if new_files:
-        counts["records"] = _stage_files(spark, settings, source, new_files, run_id, staging)
+        counts["records"] = _stage_files(spark, settings, source, new_files, run_id, staging, logs)
     if own:
+        logs.record_folders(spark, settings)
+        logs.stage_files(staging)
         verdict = publish_bronze(staging, {source.name: counts}, [source])
         counts["audit"] = verdict.summary()
     return counts
@@ -323,8 +346,9 @@ def _stage_files(
     files: dict[str, date],
     run_id: str,
     staging: Staging,
+    logs: _Logs,
 ) -> int:
-    """Stage every record of ``files`` for bronze and the files for the ingest log."""
+    """Stage every record of ``files`` for bronze; their ingest-log rows go to ``logs``."""
     records = read_lines(spark, settings, source, sorted(files)).select(
         "*",
         F.current_timestamp().alias("_ingested_at"),
@@ -344,9 +368,7 @@ def _stage_files(
             f"which were not asked for: expected only the files {sorted(files)[:3]}..."
         )
     counted = {path: (run_id, n) for path, n in per_file.items()}
-    staging.merge(
-        tables.INGESTED_FILES, _log_rows(spark, source, files, counted, run_id), update=False
-    )
+    logs.files.append(_log_rows(spark, source, files, counted, run_id))
     return sum(per_file.values())
 
 
@@ -377,10 +399,13 @@ def ingest_all(spark: SparkSession, settings: Settings, up_to: date, run_id: str
     """Stage every source's new files, audit the bronze layer, publish or hold (the ``audit``)."""
     known = Known.read(spark, settings)
     staging = Staging(spark, settings, run_id, up_to)
+    logs = _Logs()
     counts = {
-        source.name: ingest_source(spark, settings, source, up_to, run_id, known, staging)
+        source.name: ingest_source(spark, settings, source, up_to, run_id, known, staging, logs)
         for source in SOURCES
     }
+    logs.record_folders(spark, settings)
+    logs.stage_files(staging)
     return {**counts, "audit": publish_bronze(staging, counts, SOURCES).summary()}
 
 

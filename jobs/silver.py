@@ -14,7 +14,7 @@ all is held in ``quarantine.held_batches``, the ingest runs left pending for the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 from omni import lakehouse, sources, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
-from omni.publish import Staging
+from omni.publish import Staging, release
 from omni.sources import Source
 from omni.transforms import gold, identity, silver, validation
 
@@ -120,14 +120,40 @@ def _dates_of(df: DataFrame, column: str | None) -> list[object] | None:
     return sorted(r[0] for r in df.select(column).distinct().collect() if r[0] is not None)
 
 
+@dataclass
+class _Quarantine:
+    """The night's rejected records of every source, staged as one replace of their slices
+    (a source's rows of its pending runs): one Delta commit, not one per source."""
+
+    rows: list[DataFrame] = field(default_factory=list)
+    slices: list[str] = field(default_factory=list)
+
+    def add(self, rows: DataFrame, source: str, runs: list[str]) -> None:
+        self.rows.append(rows)
+        self.slices.append(
+            f"({lakehouse.sql_in('source', [source])} AND {lakehouse.sql_in('run_id', runs)})"
+        )
+
+    def stage(self, staging: Staging) -> None:
+        if self.rows:
+            rows = self.rows[0]
+            for frame in self.rows[1:]:
+                rows = rows.unionByName(frame)
+            staging.replace_where(tables.QUARANTINE_RECORDS, rows, " OR ".join(self.slices))
+        for frame in self.rows:  # copied into the staged batch
+            release(frame)
+
+
 def process(
     spark: SparkSession,
     settings: Settings,
     step: SilverStep,
     reference: dict[str, DataFrame],
     staging: Staging,
+    quarantine: _Quarantine,
 ) -> list[dict]:
-    """Stage the pending bronze runs of one source; return the reconciliation rows."""
+    """Stage the pending bronze runs of one source, its rejected records into ``quarantine``;
+    return the reconciliation rows."""
     runs, business_dates = pending_runs(spark, settings, step.source)
     if not runs:
         return []
@@ -164,18 +190,15 @@ def process(
         .collect()
     }
 
-    source_is = lakehouse.sql_in("source", [step.source.name])
-    quarantined: dict[tuple, int] = {}
-    for run in runs:
-        staged = staging.replace_where(
-            tables.QUARANTINE_RECORDS,
-            silver.quarantine_rows(
-                rejected.where(F.col("_run_id") == run), step.source.name, step.dedup_keys, run
-            ),
-            f"{source_is} AND {lakehouse.sql_in('run_id', [run])}",
-        )
-        for row in staged.groupBy("business_date").count().collect():
-            quarantined[(run, row["business_date"])] = row["count"]
+    # Checkpointed here to be counted; staged with every source's at the end (``_Quarantine``).
+    rows_of_runs = silver.quarantine_rows(
+        rejected, step.source.name, step.dedup_keys, F.col("_run_id")
+    ).localCheckpoint()
+    quarantine.add(rows_of_runs, step.source.name, runs)
+    quarantined = {
+        (row["run_id"], row["business_date"]): row["count"]
+        for row in rows_of_runs.groupBy("run_id", "business_date").count().collect()
+    }
     if step.source is sources.EVENTS:
         staging.append(tables.SILVER_DEVICE_LOGINS, new_device_logins(spark, settings, accepted))
         # An order line's date is its purchase event's date: one of the batch's dates.
@@ -372,17 +395,19 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str, business_da
     staging = Staging(spark, settings, run_id, business_date)
     summary: dict[str, dict] = {}
     reconciliation = []
+    quarantine = _Quarantine()
     for step in steps(settings):
         # Tonight's products and stores count: a sku first sold tonight is known tonight.
         reference = {
             "products": staging.view(tables.SILVER_PRODUCTS).select("sku"),
             "stores": staging.view(tables.SILVER_STORES).select("store_id", "timezone"),
         }
-        rows = process(spark, settings, step, reference, staging)
+        rows = process(spark, settings, step, reference, staging, quarantine)
         reconciliation.extend(rows)
         summary[step.source.name] = {
             k: sum(r[k] for r in rows) for k in ("read", "accepted", "quarantined", "duplicates")
         }
+    quarantine.stage(staging)
     # Before the reconciliation, whose rows mark the ingest runs done: a run killed between
     # the writes finds its runs pending again and rebuilds the days.
     summary.update(stage_customer_daily(staging))

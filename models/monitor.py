@@ -29,6 +29,7 @@ from models import registry
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+from omni.publish import Staging
 
 log = logging.getLogger("omni.monitor")
 REFERENCE_ARTIFACT = "monitoring/reference.json"
@@ -208,14 +209,17 @@ def monitor_models(spark: SparkSession, settings: Settings, as_of: date, run_id:
                 }
             )
     population.unpersist()
+    # Write, audit, publish: the night's PSIs become visible only when their suite passes (a
+    # night with no monitored model writes none and the date's table is audited as it is).
+    staging = Staging(spark, settings, run_id, as_of)
     if rows:
         names = [c for c in tables.GOLD_MONITORING.column_names if c != "monitored_at"]
         frame = spark.createDataFrame(
             [tuple(r[n] for n in names) for r in rows], tables.GOLD_MONITORING.schema_ddl(names)
         ).withColumn("monitored_at", F.current_timestamp())
-        lakehouse.replace_where(
-            spark, settings, tables.GOLD_MONITORING, frame, lakehouse.sql_in("as_of_date", [as_of])
-        )
+        predicate = lakehouse.sql_in("as_of_date", [as_of])
+        staging.replace_where(tables.GOLD_MONITORING, frame, predicate)
+    audit = staging.audit_and_publish(["gold"], [tables.GOLD_MONITORING.name]).summary()
     drifted = sorted(f"{r['model_name']}.{r['column_name']}" for r in rows if r["drifted"])
     retrain = bool(drifted)
     if retrain:
@@ -229,6 +233,7 @@ def monitor_models(spark: SparkSession, settings: Settings, as_of: date, run_id:
         "drifted": drifted,
         "retrain_recommended": retrain,
         "max_psi": round(max((r["psi"] for r in rows), default=0.0), 4),
+        "audit": audit,
     }
 
 

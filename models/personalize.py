@@ -5,7 +5,8 @@ records it now (``silver.customers``): consent withdrawn since the scores were m
 respected. Customers without a CRM id have no recorded consent and never appear. Each row
 carries the customer's segment and churn band from ``gold.customer_scores`` of the date and
 their recommendations (``models.recommend``). The date's rows are replaced as a whole, so a
-rerun after a withdrawal removes the customer.
+rerun after a withdrawal removes the customer. The rows are audited by the feed's suite
+before they are published (``omni.publish``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
 from omni.history import customer_history
+from omni.publish import Staging
 
 CHANNELS = {"email": "email_opt_in", "push": "push_opt_in"}
 
@@ -67,7 +69,7 @@ def feed_rows(
     )
 
 
-def build_feed(spark: SparkSession, settings: Settings, as_of: date) -> dict:
+def build_feed(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
     day = F.lit(str(as_of)).cast("date")
     scores = lakehouse.materialize(
         lakehouse.read_table(spark, settings, tables.GOLD_SCORES).where(F.col("as_of_date") == day)
@@ -88,29 +90,32 @@ def build_feed(spark: SparkSession, settings: Settings, as_of: date) -> dict:
             settings.profile_window_days,
             settings.recommendation_count,
         )
-        written = lakehouse.replace_where(
-            spark, settings, tables.GOLD_FEED, feed, lakehouse.sql_in("as_of_date", [as_of])
+        # Write, audit, publish: the feed becomes visible only when its suite passes.
+        staging = Staging(spark, settings, run_id, as_of)
+        batch = staging.replace_where(
+            tables.GOLD_FEED, feed, lakehouse.sql_in("as_of_date", [as_of])
         )
     summary = (
-        lakehouse.read_table(spark, settings, tables.GOLD_FEED)
-        .where(F.col("as_of_date") == day)
-        .groupBy("channel")
+        batch.groupBy("channel")
         .agg(
             F.count("*").alias("rows"),
             F.sum(F.when(F.col("reason").startswith("because"), 1).otherwise(0)).alias("personal"),
         )
         .collect()
     )
+    scores.unpersist()
+    verdict = staging.audit_and_publish(["gold"], [tables.GOLD_FEED.name])
     return {
         "scored_customers": scored,
-        "feed_rows": written,
+        "feed_rows": verdict.written.get(tables.GOLD_FEED.name, 0) if verdict.published else 0,
         "per_channel": {row["channel"]: row["rows"] for row in summary},
         "personal_per_channel": {row["channel"]: row["personal"] for row in summary},
+        "audit": verdict.summary(),
     }
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return build_feed(spark, settings, args.date)
+    return build_feed(spark, settings, args.date, args.run_id)
 
 
 def main(argv: list[str] | None = None, session=None) -> dict:

@@ -3,7 +3,9 @@
 Scoring runs in Spark through ``mlflow.pyfunc.spark_udf``, so it scales with the cluster.
 Customers who never bought are not scored by the models (neither learned from them): they
 get the segment ``no purchase yet``, no churn probability and the band ``no_purchase_yet``.
-A rerun replaces all of the date's scores, rows of keys that no longer exist included.
+A rerun replaces all of the date's scores, rows of keys that no longer exist included. The
+scores are audited by their suite before they are published (``omni.publish``): a failed
+blocking expectation publishes nothing and holds the batch; the DAG's gate step says so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+from omni.publish import Staging
 
 NO_PURCHASE_BAND = "no_purchase_yet"
 
@@ -47,7 +50,7 @@ def _int_map(values: dict[str, object]) -> Column:
     return F.create_map(*(item for k, v in values.items() for item in (F.lit(int(k)), F.lit(v))))
 
 
-def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dict:
+def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
     client = registry.configure_tracking(settings)
     segmentation = _champion(client, registry.SEGMENTATION_MODEL)
     churn = _champion(client, registry.CHURN_MODEL)
@@ -106,27 +109,27 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date) -> dic
         .withColumn("churn_model", F.lit(f"{registry.CHURN_MODEL}/{churn.version}"))
         .withColumn("scored_at", F.current_timestamp())
     )
-    rows = lakehouse.replace_where(
-        spark, settings, tables.GOLD_SCORES, scored, lakehouse.sql_in("as_of_date", [as_of])
+    # Write, audit, publish: the scores become visible only when their suite passes.
+    staging = Staging(spark, settings, run_id, as_of)
+    batch = staging.replace_where(
+        tables.GOLD_SCORES, scored, lakehouse.sql_in("as_of_date", [as_of])
     )
     bands = {
         row["churn_risk_band"]: row["n"]
-        for row in lakehouse.read_table(spark, settings, tables.GOLD_SCORES)
-        .where(F.col("as_of_date") == F.lit(str(as_of)).cast("date"))
-        .groupBy("churn_risk_band")
-        .agg(F.count("*").alias("n"))
-        .collect()
+        for row in batch.groupBy("churn_risk_band").agg(F.count("*").alias("n")).collect()
     }
+    verdict = staging.audit_and_publish(["gold"], [tables.GOLD_SCORES.name])
     return {
-        "scored": rows,
+        "scored": verdict.written.get(tables.GOLD_SCORES.name, 0) if verdict.published else 0,
         "bands": bands,
         "segmentation_version": segmentation.version,
         "churn_version": churn.version,
+        "audit": verdict.summary(),
     }
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
-    return score_customers(spark, settings, args.date)
+    return score_customers(spark, settings, args.date, args.run_id)
 
 
 def main(argv: list[str] | None = None, session=None) -> dict:

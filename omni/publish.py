@@ -190,7 +190,7 @@ class Staging:
                 quality.describe(verdict.blocking),
             )
         for _, write in self._writes:
-            _release(write.rows)
+            release(write.rows)
         return verdict
 
     def _hold(self) -> dict[str, int]:
@@ -223,7 +223,7 @@ class Staging:
         return held
 
 
-def _release(rows: DataFrame) -> None:
+def release(rows: DataFrame) -> None:
     """Free a local checkpoint's blocks now: ``unpersist`` drops caches, not these, and a
     session that runs night after night (the benchmark, the tests) would keep every batch."""
     plan = rows._jdf.queryExecution().analyzed()

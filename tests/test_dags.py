@@ -31,7 +31,7 @@ LAKEHOUSE_ORDER = [
     "validate_gold",
 ]
 MODEL_ORDER = ["business_dates", "train_models", "score_customers"]
-# After scoring, the feed and monitoring run side by side; one validation checks all three.
+# After scoring and its gate, the feed and monitoring run side by side; one gate checks both.
 MODEL_OUTPUTS = ["personalize", "monitor_models"]
 GOLD_PUBLISHED = {"gold.customer_profile", "gold.customer_features", "gold.daily_channel_kpis"}
 # The nightly gates: Python steps that read the audit the job before them recorded.
@@ -115,9 +115,21 @@ def test_the_model_dag_is_scheduled_on_the_published_gold_assets(dag_bag):
     assert set(condition.objects) == set(lakehouse.get_task("validate_gold").outlets)
     for upstream, downstream in zip(MODEL_ORDER[:-1], MODEL_ORDER[1:], strict=True):
         assert models.get_task(downstream).upstream_task_ids == {upstream}
+    assert models.get_task("validate_scores").upstream_task_ids == {"score_customers"}
     for task in MODEL_OUTPUTS:
-        assert models.get_task(task).upstream_task_ids == {"score_customers"}
+        assert models.get_task(task).upstream_task_ids == {"validate_scores"}
     assert models.get_task("validate_model_outputs").upstream_task_ids == set(MODEL_OUTPUTS)
+    # Each job audits its own output: the gates are Python steps reading what it recorded.
+    gates = {
+        t.task_id: getattr(t.python_callable, "gate_tables", None)
+        for t in models.tasks
+        if not hasattr(t, "_conn_id")
+    }
+    assert gates == {
+        "business_dates": None,
+        "validate_scores": ["gold.customer_scores"],
+        "validate_model_outputs": ["gold.personalization_feed", "gold.model_monitoring"],
+    }
 
 
 def test_maintenance_is_weekly_and_erasure_takes_the_identifier_as_a_param(dag_bag):

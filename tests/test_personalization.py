@@ -185,7 +185,7 @@ def test_a_rerun_after_consent_is_withdrawn_drops_the_channel(spark, settings, t
     )
     lakehouse.overwrite(spark, local, tables.GOLD_SCORES, _scores(spark, keys))
     lakehouse.overwrite(spark, local, tables.SILVER_CUSTOMERS, crm(True))
-    first = build_feed(spark, local, AS_OF)
+    first = build_feed(spark, local, AS_OF, "feed-test")
     assert first["per_channel"] == {"email": 2, "push": 1}
 
     def feed():
@@ -196,11 +196,11 @@ def test_a_rerun_after_consent_is_withdrawn_drops_the_channel(spark, settings, t
 
     assert feed() == {("K1", "email"), ("K1", "push"), ("K4", "email")}
     lakehouse.overwrite(spark, local, tables.SILVER_CUSTOMERS, crm(False))
-    assert build_feed(spark, local, AS_OF)["feed_rows"] == 2
+    assert build_feed(spark, local, AS_OF, "feed-test")["feed_rows"] == 2
     assert feed() == {("K1", "push"), ("K4", "email")}
 
 
 def test_the_feed_needs_the_date_scored(spark, settings, tmp_path):
     local = replace(settings, lakehouse_dir=tmp_path / "lakehouse")
     with pytest.raises(LookupError, match="no rows for 2026-06-30: run models/score.py"):
-        build_feed(spark, local, AS_OF)
+        build_feed(spark, local, AS_OF, "feed-test")

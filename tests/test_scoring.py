@@ -17,7 +17,7 @@ from models import registry
 from models.features import CHURN_FEATURES, SEGMENT_FEATURES
 from models.score import NO_PURCHASE_BAND, score_customers
 from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID, train_segmentation
-from omni import lakehouse, tables
+from omni import gates, lakehouse, tables
 from tests.conftest import settings_under
 from tests.test_quality import batch
 
@@ -77,7 +77,7 @@ def scored(spark, settings, tmp_path_factory):
     X = buyers[list(CHURN_FEATURES)]
     churn = LogisticRegression(max_iter=500).fit(X, (X["recency_days"] > 5).astype(int))
     _register(registry.CHURN_MODEL, churn, X, {}, pyfunc_predict_fn="predict_proba")
-    first = score_customers(spark, local, AS_OF)
+    first = score_customers(spark, local, AS_OF, "scoring-test")
     rows = {
         r["customer_key"]: r
         for r in lakehouse.read_table(spark, local, tables.GOLD_SCORES).collect()
@@ -114,7 +114,30 @@ def test_a_rerun_replaces_the_dates_scores_keys_that_no_longer_exist_included(sp
             F.col("customer_key") != retired
         ),
     )
-    again = score_customers(spark, local, AS_OF)
+    again = score_customers(spark, local, AS_OF, "scoring-test")
     table = lakehouse.read_table(spark, local, tables.GOLD_SCORES)
     assert again["scored"] == len(keys) - 1 == table.count()
     assert table.where(F.col("customer_key") == retired).count() == 0
+
+
+def test_scores_that_fail_their_suite_are_held_and_the_published_scores_stay(spark, scored):
+    local, keys, _, _, _ = scored
+    published = lakehouse.read_table(spark, local, tables.GOLD_SCORES)
+    before = (lakehouse.table_version(spark, local, tables.GOLD_SCORES), published.collect())
+    # A customer's features twice for the date: the batch scores them twice, which the
+    # scores' suite refuses (one row per customer and date).
+    features = lakehouse.read_table(spark, local, tables.GOLD_FEATURES)
+    twice = features.unionByName(features.where(F.col("customer_key") == keys[1]))
+    lakehouse.overwrite(spark, local, tables.GOLD_FEATURES, twice.localCheckpoint())
+    run_id = "scoring-test-bad"
+    result = score_customers(spark, local, AS_OF, run_id)
+
+    assert result["audit"]["published"] is False and result["scored"] == 0
+    after = lakehouse.read_table(spark, local, tables.GOLD_SCORES)
+    assert lakehouse.table_version(spark, local, tables.GOLD_SCORES) == before[0]
+    assert sorted(after.collect()) == sorted(before[1])
+    held = lakehouse.read_table(spark, local, tables.HELD_BATCHES).where(F.col("run_id") == run_id)
+    assert {r["table_name"] for r in held.collect()} == {tables.GOLD_SCORES.name}
+    assert held.count() == len(keys)  # the retired customer gone, one scored twice
+    status = gates.layer_gate(local, [tables.GOLD_SCORES.name], run_id, AS_OF)
+    assert not status.passed and "expect_compound_columns_to_be_unique" in status.reason

@@ -76,9 +76,10 @@ def flag_duplicates(df: DataFrame, keys: Sequence[str], seen: DataFrame) -> Data
 
 
 def quarantine_rows(
-    rejected: DataFrame, source: str, keys: Sequence[str], run_id: str
+    rejected: DataFrame, source: str, keys: Sequence[str], run_id: str | Column
 ) -> DataFrame:
-    """Rows for ``quarantine.records`` from records that carry a ``_reason``."""
+    """Rows for ``quarantine.records`` from records that carry a ``_reason``; ``run_id``: the
+    ingest run, or the column that holds it."""
     record_key = F.concat_ws("|", *(F.coalesce(F.col(k).cast("string"), F.lit("")) for k in keys))
     return rejected.select(
         F.lit(source).alias("source"),
@@ -88,7 +89,7 @@ def quarantine_rows(
         F.col("_reason").alias("reason"),
         F.col("_reason_detail").alias("reason_detail"),
         record_key.alias("record_key"),
-        F.lit(run_id).alias("run_id"),
+        (F.lit(run_id) if isinstance(run_id, str) else run_id).alias("run_id"),
         F.col("_business_date").alias("business_date"),
         F.current_timestamp().alias("quarantined_at"),
     )
