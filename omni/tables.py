@@ -833,7 +833,7 @@ VALIDATION_RESULTS = Table(
     keys=("run_id", "table_name", "expectation_id"),
     partition_by=("business_date",),
     upstream=("bronze.*", "quarantine.records", "quarantine.reconciliation", "silver.*", "gold.*"),
-    producer="jobs/validate.py",
+    producer="omni/quality.py",  # called by every job's audit (omni/publish.py), jobs/validate.py
     # Samples of bad rows can quote a customer's identifiers: erasure searches them.
     erase_by=(("unexpected_sample", "raw_text"),),
 )
