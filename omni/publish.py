@@ -20,6 +20,7 @@ engineer can query them. The DAG's gate task reads the verdict from the recorded
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -53,6 +54,7 @@ class Verdict:
     validations: list[quality.TableValidation]
     published: bool
     written: dict[str, int] = field(default_factory=dict)  # rows per table written or held
+    seconds: dict[str, float] = field(default_factory=dict)  # audit (results and docs too), publish
 
     @property
     def blocking(self) -> list[tuple[str, dict[str, Any]]]:
@@ -69,6 +71,7 @@ class Verdict:
             "tables": {v.table: v.summary() for v in self.validations},
             "blocking_failures": len(self.blocking),
             "warnings": len(self.warnings),
+            "seconds": {step: round(value, 2) for step, value in self.seconds.items()},
         }
 
 
@@ -167,6 +170,7 @@ class Staging:
         for table in {table.name: table for table, _ in self._writes}.values():
             read_as[table.name] = f"staged__{table.name.replace('.', '__')}"
             self.view(table).createOrReplaceTempView(read_as[table.name])
+        started = time.perf_counter()
         try:
             validations = quality.validate_tables(
                 self.spark, self.settings, frames, self.run_id, self.business_date, read_as
@@ -175,6 +179,8 @@ class Staging:
             for view in read_as.values():
                 self.spark.catalog.dropTempView(view)
         verdict = Verdict(validations, published=not any(v.blocking_failures for v in validations))
+        verdict.seconds["audit"] = time.perf_counter() - started
+        started = time.perf_counter()
         if verdict.published:
             for table, write in self._writes:
                 written = _publish(self.spark, self.settings, table, write)
@@ -189,6 +195,7 @@ class Staging:
                 self.run_id,
                 quality.describe(verdict.blocking),
             )
+        verdict.seconds["publish" if verdict.published else "hold"] = time.perf_counter() - started
         for _, write in self._writes:
             release(write.rows)
         return verdict

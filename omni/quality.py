@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -91,6 +92,7 @@ class TableValidation:
     batch_rows: int
     batch_days: int
     results: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # the batch computed and its suite run
 
     @property
     def blocking_failures(self) -> list[dict[str, Any]]:
@@ -100,12 +102,13 @@ class TableValidation:
     def warnings(self) -> list[dict[str, Any]]:
         return [r for r in self.results if not r["success"] and r["severity"] == "warning"]
 
-    def summary(self) -> dict[str, int]:
+    def summary(self) -> dict[str, Any]:
         return {
             "rows": self.batch_rows,
             "evaluated": len(self.results),
             "failed_blocking": len(self.blocking_failures),
             "failed_warning": len(self.warnings),
+            "seconds": round(self.seconds, 2),
         }
 
 
@@ -173,11 +176,13 @@ def validate_tables(
     validations, identifiers = [], []
     for table_name, df in frames.items():
         spec = specs[table_name]
+        started = time.perf_counter()
         batch = lakehouse.materialize(df)
         try:
             validation, result_ids = _validate_one(run, spec, batch)
         finally:
             batch.unpersist()
+        validation.seconds = time.perf_counter() - started
         validations.append(validation)
         identifiers.extend(result_ids)
     _build_data_docs(context, identifiers, [v.table for v in validations])

@@ -107,6 +107,9 @@ def test_a_failed_silver_gate_publishes_nothing_of_the_night(spark, nights):
     assert second["bronze"]["audit"]["published"]
     audit = second["silver"]["audit"]
     assert not audit["published"] and audit["blocking_failures"] == 1
+    # What the audit and the hold cost, reported with the job's counts; per table too.
+    assert set(audit["seconds"]) == {"audit", "hold"} and audit["seconds"]["audit"] > 0
+    assert all(table["seconds"] > 0 for table in audit["tables"].values()), audit["tables"]
     before, after = second["unchanged"]
     assert after == before  # every silver, quarantine and gold table: the same Delta version
     # The results and the gate say why; bronze's gate passed.
@@ -145,6 +148,7 @@ def test_the_held_batch_is_queryable_with_every_record_of_the_night(spark, night
 def test_the_next_good_night_publishes_the_held_night_too(spark, nights):
     lake, second, third = nights["lake"], nights["night-2"], nights["night-3"]
     assert third["silver"]["audit"]["published"]
+    assert set(third["silver"]["audit"]["seconds"]) == {"audit", "publish"}
     assert gates.layer_gate(lake, SILVER_GATE, "night-3", FIRST + timedelta(days=2)).passed
     events = lakehouse.read_table(spark, lake, tables.SILVER_EVENTS)
     assert (
