@@ -33,6 +33,8 @@ MIN_BUYERS = 2
 SEARCH_WEIGHT = 0.5
 # Skus per customer that pair up in co-occurrence (the most recent): bounds the self-join.
 MAX_ITEMS_PER_CUSTOMER = 25
+# Places a summed score keeps (see ``_summed``): far below any difference that means something.
+SCORE_DIGITS = 9
 PURCHASE, SEARCH, SEGMENT = "purchase", "search", "segment"
 
 
@@ -47,6 +49,14 @@ def purchased(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
         .groupBy("customer_key", "sku")
         .agg(F.max("date").alias("last_date"))
     )
+
+
+def _summed(column: str | Column) -> Column:
+    """The sum of a double column, rounded to ``SCORE_DIGITS`` places: Spark adds the partial
+    sums in the order the shuffle delivers them, so the same doubles can sum to a different
+    last bit on another run; rounded, equal scores tie exactly and the ordering's last key
+    (the sku, the category, the source) decides, the same on every run."""
+    return F.round(F.sum(column), SCORE_DIGITS)
 
 
 def _top_per(df: DataFrame, key: str | list[str], order: list[Column], top: int) -> DataFrame:
@@ -192,7 +202,7 @@ def recommend(
     segments = segments.select("customer_key", "segment_id", "segment_name")
     members = segments.join(audience, "customer_key", "left_semi")
     personal = contributions.groupBy("customer_key", "sku").agg(
-        F.sum("weight").alias("score"), F.lit(0).alias("tier")
+        _summed("weight").alias("score"), F.lit(0).alias("tier")
     )
     popular = (
         members.select("customer_key", "segment_id")
@@ -235,7 +245,7 @@ def recommend(
         chosen.join(names, "sku")
         .where(F.col("category").isNotNull())
         .groupBy("customer_key", "category")
-        .agg(F.sum(F.col("score") / (F.col("tier") + 1)).alias("weight"))
+        .agg(_summed(F.col("score") / (F.col("tier") + 1)).alias("weight"))
     )
     categories = (
         _top_per(
@@ -282,7 +292,9 @@ def _reasons(contributions: DataFrame, chosen: DataFrame, names: DataFrame) -> D
     used = contributions.join(
         chosen.where(F.col("tier") == 0).select("customer_key", "sku"), ["customer_key", "sku"]
     )
-    per_source = used.groupBy("customer_key", "kind", "source").agg(F.sum("weight").alias("weight"))
+    per_source = used.groupBy("customer_key", "kind", "source").agg(
+        _summed("weight").alias("weight")
+    )
     heaviest = [F.col("weight").desc(), F.col("source")]
     strongest = _top_per(per_source, ["customer_key", "kind"], heaviest, 1).join(
         names.select(F.col("sku").alias("source"), "product_name"), "source", "left"

@@ -117,6 +117,19 @@ def test_recommendations_ignore_everything_after_the_as_of_date(spark, shop):
     assert after == before
 
 
+def test_equal_scores_tie_exactly_and_the_sku_decides(spark):
+    """0.1 + 0.2 is not 0.3 in doubles, and Spark adds partial sums in the order the shuffle
+    delivers them: rounded sums rank the same way on every run."""
+    weights = spark.createDataFrame(
+        [("c1", "b", 0.1), ("c1", "b", 0.2), ("c1", "a", 0.3)],
+        "customer_key string, sku string, weight double",
+    )
+    scored = weights.groupBy("customer_key", "sku").agg(recommend._summed("weight").alias("score"))
+    assert {r["sku"]: r["score"] for r in scored.collect()} == {"a": 0.3, "b": 0.3}
+    best = recommend._top_per(scored, "customer_key", [F.col("score").desc(), F.col("sku")], 1)
+    assert [r["sku"] for r in best.collect()] == ["a"]
+
+
 def test_recommend_refuses_an_empty_list():
     with pytest.raises(ValueError, match="top=0"):
         recommend.recommend(None, None, None, None, AS_OF, 365, 0)
