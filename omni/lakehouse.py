@@ -91,6 +91,7 @@ def _local_form(location: str) -> str:
 
 
 _ENSURED: set[tuple[int, str, str]] = set()
+_DATABASES: set[tuple[int, str]] = set()
 
 # Table features every Delta reader handles, delta-rs (Polars, pandas, DuckDB) included:
 # protocol 1/2, no reader features. No deletion vectors: a DELETE (erasure) rewrites the files,
@@ -153,9 +154,14 @@ def _ensure_table(spark: SparkSession, settings: Settings, table: Table, path: s
 
 
 def ensure_database(spark: SparkSession, layer: str) -> None:
-    """Create the layer's database in the catalog unless it is there."""
+    """Create the layer's database in the catalog unless it is there (asked once per session
+    and layer, like ``ensure_table``)."""
+    marker = (id(spark), layer)
+    if marker in _DATABASES:
+        return
     if not spark.catalog.databaseExists(layer):  # the Hive client logs an error if it does
         spark.sql(f"CREATE DATABASE IF NOT EXISTS `{layer}`")
+    _DATABASES.add(marker)
 
 
 def registered_location(spark: SparkSession, table: Table) -> str | None:

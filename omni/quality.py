@@ -158,7 +158,7 @@ def validate_tables(
     they will be, while their writes wait for this audit). Nothing is raised for failed
     expectations: the caller decides what blocks.
     """
-    from omni import lakehouse, tables
+    from omni import lakehouse
 
     context = gx_context(settings)
     try:  # updating the data source re-validates and re-saves every asset: 8 s a task
@@ -170,14 +170,14 @@ def validate_tables(
     from omni.landing import channels
 
     present = frozenset(name for name, has in channels(settings.landing_dir).items() if has)
-    if any(spec.freshness and spec.freshness.source for spec in specs.values()):
-        lakehouse.ensure_table(spark, settings, tables.LANDING_FOLDERS)  # the queries read it
     run = _Run(spark, context, datasource, run_id, business_date, history, present, read_as or {})
+    for table in run.tables_read(specs.values()):  # a table never written reads as empty
+        lakehouse.ensure_table(spark, settings, table)
     validations, identifiers = [], []
     for table_name, df in frames.items():
         spec = specs[table_name]
         started = time.perf_counter()
-        batch = lakehouse.materialize(df)
+        batch = df.cache()  # filled by its first action, which counts it (``_batch_size``)
         try:
             validation, result_ids = _validate_one(run, spec, batch)
         finally:
@@ -206,6 +206,21 @@ class _Run:
     present: frozenset[str]  # the sources the retailer has (``omni.landing.channels``)
     read_as: dict[str, str]  # table name -> the view a suite's SQL reads instead
 
+    def tables_read(self, specs) -> list:
+        """The registry's tables that the suites' SQL names (staged ones read as views)."""
+        from omni import tables
+
+        queries = " ".join(
+            item["kwargs"].get("unexpected_rows_query") or ""
+            for spec in specs
+            for item in self.expectations(spec)
+        )
+        return [
+            table
+            for table in tables.ALL_TABLES
+            if re.search(rf"(?<![\w.`]){re.escape(table.name)}(?![\w`])", queries)
+        ]
+
     def expectations(self, spec) -> list[dict[str, Any]]:
         """The suite's expectations for this run, their SQL reading ``read_as``'s views."""
         items = spec.gx_expectations(self.business_date, self.present)
@@ -232,17 +247,7 @@ def _validate_one(run: _Run, spec, batch) -> tuple[TableValidation, list]:
         ExpectationConfiguration,
     )
 
-    rows = batch.count()
-    day_column = {"run": "_business_date", "as_of": "as_of_date"}.get(spec.scope)
-    per = (spec.volume.per if spec.volume else ()) or (
-        (day_column,) if day_column in batch.columns else ()
-    )
-    if not rows:
-        days = 0  # nothing delivered, nothing expected: freshness judges whether it should be
-    elif per:
-        days = batch.selectExpr(*per).distinct().count()
-    else:
-        days = 1
+    rows, days = _batch_size(spec, batch)
     parameters: dict[str, Any] = {}
     if spec.freshness:
         parameters[FRESHNESS_MIN_DATE] = run.business_date - timedelta(spec.freshness.max_lag_days)
@@ -297,6 +302,22 @@ def _validate_one(run: _Run, spec, batch) -> tuple[TableValidation, list]:
     finally:
         run.spark.catalog.dropTempView(view)
     return validation, list(result.run_results)
+
+
+def _batch_size(spec, batch) -> tuple[int, int]:
+    """The batch's rows and days (of ``volume.per``, else of the scope's date column), counted
+    in one pass: on tiny nights each Spark action, not the data, is what a suite costs."""
+    from pyspark.sql import functions as F
+
+    day_column = {"run": "_business_date", "as_of": "as_of_date"}.get(spec.scope)
+    per = (spec.volume.per if spec.volume else ()) or (
+        (day_column,) if day_column in batch.columns else ()
+    )
+    # A struct is never null, so its distinct count keeps null days, as ``distinct()`` does.
+    days = F.count_distinct(F.struct(*(F.expr(p) for p in per))) if per else F.lit(1)
+    rows, days = batch.agg(F.count(F.lit(1)), days).first()
+    # No rows, no days: nothing delivered, nothing expected (freshness judges whether it should).
+    return rows, days if rows else 0
 
 
 def _result_row(spark, item, view: str) -> dict[str, Any]:
