@@ -215,20 +215,15 @@ class _Run:
             for spec in specs
             for item in self.expectations(spec)
         )
-        return [
-            table
-            for table in tables.ALL_TABLES
-            if re.search(rf"(?<![\w.`]){re.escape(table.name)}(?![\w`])", queries)
-        ]
+        named = set(_naming(table.name for table in tables.ALL_TABLES).findall(queries))
+        return [table for table in tables.ALL_TABLES if table.name in named]
 
     def expectations(self, spec) -> list[dict[str, Any]]:
         """The suite's expectations for this run, their SQL reading ``read_as``'s views."""
         items = spec.gx_expectations(self.business_date, self.present)
         if not self.read_as:
             return items
-        names = re.compile(
-            r"(?<![\w.`])(" + "|".join(re.escape(n) for n in sorted(self.read_as)) + r")(?![\w`])"
-        )
+        names = _naming(self.read_as)
 
         def reading_views(item: dict[str, Any]) -> dict[str, Any]:
             query = item["kwargs"].get("unexpected_rows_query")
@@ -238,6 +233,14 @@ class _Run:
             return {**item, "kwargs": {**item["kwargs"], "unexpected_rows_query": query}}
 
         return [reading_views(item) for item in items]
+
+
+def _naming(names) -> re.Pattern:
+    """Matches any of the table names ``names`` where SQL names the table itself (not a
+    column ``x.silver.stores`` or a longer name); group 1 is the name."""
+    return re.compile(
+        r"(?<![\w.`])(" + "|".join(re.escape(n) for n in sorted(names)) + r")(?![\w`])"
+    )
 
 
 def _validate_one(run: _Run, spec, batch) -> tuple[TableValidation, list]:
