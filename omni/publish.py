@@ -156,10 +156,17 @@ class Staging:
     def audit_and_publish(self, layers: list[str], table_names: list[str] | None = None) -> Verdict:
         """Validate the layers' suites on their tables-to-be; publish every staged write if no
         blocking expectation failed, else hold them all (see the module's docstring)."""
+        views: dict[str, DataFrame] = {}  # each table-to-be planned once
+
+        def view(table: Table) -> DataFrame:
+            if table.name not in views:
+                views[table.name] = self.view(table)
+            return views[table.name]
+
         frames = {}
         for table in suites.suite_tables(layers, table_names):
             spec = suites.load_suite(table.name)
-            frame = self.view(table)
+            frame = view(table)
             condition = suites.scope_filter(
                 spec.scope, self.run_id, self.business_date, frame.columns, self.start_date
             )
@@ -169,7 +176,7 @@ class Staging:
         read_as = {}
         for table in {table.name: table for table, _ in self._writes}.values():
             read_as[table.name] = f"staged__{table.name.replace('.', '__')}"
-            self.view(table).createOrReplaceTempView(read_as[table.name])
+            view(table).createOrReplaceTempView(read_as[table.name])
         started = time.perf_counter()
         try:
             validations = quality.validate_tables(

@@ -59,6 +59,8 @@ def gx_context(settings: Settings):
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        from omni import expectations  # noqa: F401 (registers the project's expectation types)
+
     # GX logs every registration of its API at INFO: keep the task logs readable.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     root = settings.gx_dir
@@ -333,7 +335,7 @@ def _result_row(spark, item, view: str) -> dict[str, Any]:
     sample = result.get("unexpected_rows")
     if sample is None:
         sample = result.get("partial_unexpected_list")
-    if not item.success and config.type == "unexpected_rows_expectation":
+    if not item.success and "unexpected_rows_query" in kwargs:
         query = kwargs["unexpected_rows_query"].replace("{batch}", view)
         sample = spark.sql(query).limit(SAMPLE_ROWS).collect()
     exception = _exception(item.exception_info)

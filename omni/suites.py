@@ -25,6 +25,10 @@ A table's suite is ``expectations/<layer>/<table>.json``, found from the table's
   "store_id"]`` makes it an open store's day). A batch with no rows has no unit and expects
   none.
 
+A rule written as SQL (a query returning the rows that break it, ``{batch}`` naming the
+batch) has the type ``unexpected_row_count_expectation`` (``omni.expectations``): GX's own
+``unexpected_rows_expectation`` works too, at twice the Spark jobs.
+
 ``omni.quality`` runs the suites; ``omni.gates`` reads their results for model promotion.
 """
 
@@ -50,6 +54,8 @@ VOLUME_MIN_ROWS = "volume_min_rows"
 VOLUME_MAX_ROWS = "volume_max_rows"
 # A store silent this long is taken as closed, and no longer warned about.
 STORE_SILENCE_DAYS = 30
+# The type of a rule written as SQL (``omni.expectations``).
+SQL_RULE = "unexpected_row_count_expectation"
 
 
 def _severity(path: Path, value: Any, default: str) -> str:
@@ -102,7 +108,7 @@ class Freshness:
         )
         configs = [
             {
-                "type": "unexpected_rows_expectation",
+                "type": SQL_RULE,
                 "kwargs": {
                     "unexpected_rows_query": delivered,
                     "description": f"{self.source} delivered a complete folder by {expected}",
@@ -123,7 +129,7 @@ class Freshness:
             )
             configs.append(
                 {
-                    "type": "unexpected_rows_expectation",
+                    "type": SQL_RULE,
                     "kwargs": {
                         "unexpected_rows_query": stores,
                         "description": (

@@ -526,7 +526,7 @@ def test_the_sample_passes_every_suite_but_the_planted_warning(spark, nightly_ru
     failed = results.where(~F.col("success")).collect()
     assert [
         (r["table_name"], r["expectation_type"], r["severity"], r["observed_value"]) for r in failed
-    ] == [("quarantine.reconciliation", "unexpected_rows_expectation", "warning", "1")]
+    ] == [("quarantine.reconciliation", suites.SQL_RULE, "warning", "1")]
     [bad_day] = json.loads(failed[0]["unexpected_sample"])
     assert (bad_day["source"], bad_day["business_date"]) == ("ecommerce_events", str(WARNING_DAY))
     assert bad_day["quarantined"] >= PLANTED_LINES

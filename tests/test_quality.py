@@ -203,14 +203,14 @@ def test_good_batches_pass_every_expectation(gated):
     "table, expected",
     [
         # referential: a receipt line of a store that silver.stores does not know
-        ("silver.pos_lines", {("unexpected_rows_expectation", None, "blocking")}),
+        ("silver.pos_lines", {(suites.SQL_RULE, None, "blocking")}),
         # allowed values
         # (and freshness: silver's is judged on the same late deliveries as bronze's, below)
         (
             "silver.ecommerce_events",
             {
                 ("expect_column_values_to_be_in_set", "platform", "blocking"),
-                ("unexpected_rows_expectation", None, "blocking"),
+                (suites.SQL_RULE, None, "blocking"),
             },
         ),
         # unique key
@@ -228,7 +228,7 @@ def test_good_batches_pass_every_expectation(gated):
             },
         ),
         # freshness: the source's last complete delivery was three days before the run's date
-        ("bronze.ecommerce_events", {("unexpected_rows_expectation", None, "blocking")}),
+        ("bronze.ecommerce_events", {(suites.SQL_RULE, None, "blocking")}),
         # volume: 4 rows where the previous run had 20
         ("silver.customer_identity", {("expect_table_row_count_to_be_between", None, "warning")}),
         # distribution bounds on gold features
@@ -322,6 +322,42 @@ def test_data_docs_name_the_validated_suites(gated):
         assert suite in page
 
 
+def test_a_sql_rule_is_judged_by_its_count_in_fewer_spark_jobs_than_gxs_own(spark):
+    """The suites' SQL rules give GX's verdict and count without the rows GX would fetch."""
+    import great_expectations as gx
+    from great_expectations.expectations import UnexpectedRowsExpectation
+
+    from omni.expectations import UnexpectedRowCountExpectation
+
+    context = gx.get_context(mode="ephemeral")
+    whole = (
+        context.data_sources.add_spark(name="rules")
+        .add_dataframe_asset(name="numbers")
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    numbers = spark.range(10).withColumnRenamed("id", "n")
+    outcomes = {}
+    for kind in (UnexpectedRowCountExpectation, UnexpectedRowsExpectation):
+        for query, label in (("n >= 7", "breaks"), ("n > 99", "holds")):
+            group = f"rule-{kind.expectation_type}-{label}"
+            spark.sparkContext.setJobGroup(group, group)
+            try:
+                result = whole.get_batch(batch_parameters={"dataframe": numbers}).validate(
+                    kind(unexpected_rows_query=f"SELECT * FROM {{batch}} WHERE {query}"),
+                    result_format="BASIC",
+                )
+            finally:
+                spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+            jobs = len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+            outcomes[kind.expectation_type, label] = (result.success, result.result, jobs)
+    ours, theirs = suites.SQL_RULE, UnexpectedRowsExpectation.expectation_type
+    assert outcomes[ours, "breaks"][:2] == (False, {"observed_value": 3})
+    assert outcomes[ours, "holds"][:2] == (True, {"observed_value": 0})
+    for label in ("breaks", "holds"):
+        assert outcomes[ours, label][:2] == outcomes[theirs, label][:2]
+        assert outcomes[ours, label][2] < outcomes[theirs, label][2], outcomes
+
+
 def test_every_bronze_silver_and_gold_table_has_a_suite():
     for table in tables.ALL_TABLES:
         if table.layer in ("bronze", "silver", "gold"):
@@ -413,7 +449,7 @@ def test_a_quiet_night_passes_every_gate_and_a_source_that_stops_fails(
     }
     late = quality.validate_tables(spark, local, receipts, "late", DAY + timedelta(2))
     stopped = quality.validate_tables(spark, local, receipts, "stop", DAY + timedelta(3))
-    store_warning = ("unexpected_rows_expectation", "freshness", "warning")
+    store_warning = (suites.SQL_RULE, "freshness", "warning")
     assert _outcome(late) == {
         "bronze.pos_lines": [store_warning],
         "silver.pos_lines": [store_warning],
@@ -423,7 +459,7 @@ def test_a_quiet_night_passes_every_gate_and_a_source_that_stops_fails(
         "unexpected_sample"
     ]
     assert json.loads(sample) == [{"store_id": "S2", "last_delivered": str(DAY - timedelta(1))}]
-    source_stopped = ("unexpected_rows_expectation", "freshness", "blocking")
+    source_stopped = (suites.SQL_RULE, "freshness", "blocking")
     assert _outcome(stopped) == {
         "bronze.pos_lines": [source_stopped, store_warning],
         "silver.pos_lines": [source_stopped, store_warning],
