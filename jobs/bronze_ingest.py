@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import reduce
 
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
@@ -148,35 +150,47 @@ class Known:
         return cls({k: frozenset(v) for k, v in logged.items()}, folders)
 
 
-def already_ingested(
-    spark: SparkSession,
-    settings: Settings,
-    source: Source,
-    candidates: dict[str, date],
-    logged: frozenset[str],
-) -> set[str]:
-    """Candidate files in the ingest log; files in bronze but not yet logged are logged now."""
-    unlogged = {path: day for path, day in candidates.items() if path not in logged}
-    if not unlogged:
-        return set(candidates)
-    found = bronze_file_counts(spark, settings, source, unlogged)
-    log_files(spark, settings, source, unlogged, found)
-    return (set(candidates) - set(unlogged)) | set(found)
+@dataclass(frozen=True)
+class Delivered:
+    """A source's delivery folders up to the run's date, and the files of its complete ones
+    (path -> business date) that the ingest log does not have."""
+
+    source: Source
+    folders: list[DeliveryFolder]
+    unlogged: dict[str, date]
+
+    @classmethod
+    def scan(cls, settings: Settings, source: Source, up_to: date, known: Known) -> Delivered:
+        folders = scan_source(settings.landing_dir, source, up_to)
+        candidates = complete_files(folders)
+        logged = known.logged.get(source.name, frozenset())
+        unlogged = {path: day for path, day in candidates.items() if path not in logged}
+        return cls(source, folders, unlogged)
 
 
 def bronze_file_counts(
-    spark: SparkSession,
-    settings: Settings,
-    source: Source,
-    files: dict[str, date],
-) -> dict[str, tuple[str, int]]:
-    """Of ``files``, those in bronze: path -> (ingest run, records); reads their dates only."""
-    bronze = lakehouse.read_table(spark, settings, source.bronze).where(
-        lakehouse.date_literal("_business_date", set(files.values()))
-        & F.col("_source_file").isin(sorted(files))
-    )
-    counts = bronze.groupBy("_source_file", "_run_id").agg(F.count("*").alias("n")).collect()
-    return {row["_source_file"]: (row["_run_id"], row["n"]) for row in counts}
+    spark: SparkSession, settings: Settings, deliveries: list[Delivered]
+) -> dict[str, dict[str, tuple[str, int]]]:
+    """Of the unlogged files, those in bronze: source -> path -> (ingest run, records), for
+    every source in one Spark job that reads their dates only (on a small night each job,
+    not the data, is the cost)."""
+    frames = [
+        lakehouse.read_table(spark, settings, d.source.bronze)
+        .where(
+            lakehouse.date_literal("_business_date", set(d.unlogged.values()))
+            & F.col("_source_file").isin(sorted(d.unlogged))
+        )
+        .groupBy("_source_file", "_run_id")
+        .agg(F.count("*").alias("n"))
+        .select(F.lit(d.source.name).alias("source"), "_source_file", "_run_id", "n")
+        for d in deliveries
+        if d.unlogged
+    ]
+    found: dict[str, dict[str, tuple[str, int]]] = {}
+    if frames:
+        for row in reduce(DataFrame.unionByName, frames).collect():
+            found.setdefault(row["source"], {})[row["_source_file"]] = (row["_run_id"], row["n"])
+    return found
 
 
 def log_files(
@@ -295,48 +309,96 @@ class _Logs:
 
 
 def ingest_source(
+    spark: SparkSession, settings: Settings, source: Source, up_to: date, run_id: str
+) -> dict:
+    """Ingest ``source``'s new complete files up to ``up_to`` on their own: the source's
+    bronze table and the ingest log are audited and published (the counts carry the
+    ``audit``), as ``ingest_all`` does for every source at once."""
+    counts = _ingest(spark, settings, [source], up_to, run_id)
+    return {**counts[source.name], "audit": counts["audit"]}
+
+
+def _ingest(
+    spark: SparkSession, settings: Settings, sources: Sequence[Source], up_to: date, run_id: str
+) -> dict:
+    staging = Staging(spark, settings, run_id, up_to)
+    known = Known.read(spark, settings)
+    logs = _Logs()
+    deliveries = [Delivered.scan(settings, source, up_to, known) for source in sources]
+    found = bronze_file_counts(spark, settings, deliveries)
+    counts = _stage_sources(spark, settings, deliveries, known, found, run_id, staging, logs)
+    logs.record_folders(spark, settings)
+    logs.stage_files(staging)
+    return {**counts, "audit": publish_bronze(staging, counts, sources).summary()}
+
+
+def _stage_sources(
     spark: SparkSession,
     settings: Settings,
-    source: Source,
-    up_to: date,
+    deliveries: list[Delivered],
+    known: Known,
+    found: dict[str, dict[str, tuple[str, int]]],
     run_id: str,
-    known: Known | None = None,
-    staging: Staging | None = None,
-    logs: _Logs | None = None,
-) -> dict:
-    """Stage ``source``'s new complete files up to ``up_to``; their ingest-log rows and the
-    scanned folders go to ``logs``.
-
-    ``known``: what bronze knew before the run (read here when not given). Without a
-    ``staging`` of the run's, the source is audited and published on its own (its bronze
-    table and the ingest log), and the counts carry the ``audit``; so it is without ``logs``.
-    """
-    own = staging is None
-    staging = staging or Staging(spark, settings, run_id, up_to)
-    logs = _Logs() if logs is None else logs
-    known = known or Known.read(spark, settings)
-    folders = scan_source(settings.landing_dir, source, up_to)
-    changed = delivery_folder_rows(source, folders, run_id, known.folders.get(source.name, {}))
-    logs.folders.extend(changed)
-    candidates = complete_files(folders)
-    logged = known.logged.get(source.name, frozenset())
-    done = already_ingested(spark, settings, source, candidates, logged) if candidates else set()
-    new_files = {path: day for path, day in candidates.items() if path not in done}
-    counts = {
-        "files": len(new_files),
-        "records": 0,
-        "complete_folders": sum(folder.complete for folder in folders),
-        "empty_folders": sum(folder.complete and not folder.data_files for folder in folders),
-        "waiting_folders": [row["folder"] for row in changed if row["status"] == "waiting"],
-    }
-    if new_files:
-        counts["records"] = _stage_files(spark, settings, source, new_files, run_id, staging, logs)
-    if own:
-        logs.record_folders(spark, settings)
-        logs.stage_files(staging)
-        verdict = publish_bronze(staging, {source.name: counts}, [source])
-        counts["audit"] = verdict.summary()
+    staging: Staging,
+    logs: _Logs,
+) -> dict[str, dict]:
+    """Stage each source's new files; their ingest-log rows and the scanned folders go to
+    ``logs``. Files already in bronze but not logged (``found``: a run killed between its
+    data and its log) are logged, not ingested again. Source name -> counts."""
+    counts, batches = {}, {}
+    for d in deliveries:
+        source = d.source
+        changed = delivery_folder_rows(
+            source, d.folders, run_id, known.folders.get(source.name, {})
+        )
+        logs.folders.extend(changed)
+        in_bronze = found.get(source.name, {})
+        log_files(spark, settings, source, d.unlogged, in_bronze)
+        new_files = {
+            path: day
+            for path, day in d.unlogged.items()
+            if path not in in_bronze  # the rest: in the log, or just logged
+        }
+        counts[source.name] = {
+            "files": len(new_files),
+            "records": 0,
+            "complete_folders": sum(folder.complete for folder in d.folders),
+            "empty_folders": sum(folder.complete and not folder.data_files for folder in d.folders),
+            "waiting_folders": [row["folder"] for row in changed if row["status"] == "waiting"],
+        }
+        if new_files:
+            batches[source.name] = (
+                source,
+                new_files,
+                _stage_files(spark, settings, source, new_files, run_id, staging),
+            )
+    per_file = _records_per_file({name: batch for name, (_, _, batch) in batches.items()})
+    for name, (source, files, _) in batches.items():
+        counted = per_file.get(name, {})
+        if not set(counted) <= set(files):
+            raise RuntimeError(
+                f"{source.bronze.name}: records of {sorted(set(counted) - set(files))[:3]}, "
+                f"which were not asked for: expected only the files {sorted(files)[:3]}..."
+            )
+        runs = {path: (run_id, n) for path, n in counted.items()}
+        logs.files.append(_log_rows(spark, source, files, runs, run_id))
+        counts[name]["records"] = sum(counted.values())
     return counts
+
+
+def _records_per_file(batches: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
+    """Source name -> file -> records staged, for every source's batch in one Spark job."""
+    per_file: dict[str, dict[str, int]] = {}
+    if batches:
+        counted = [
+            batch.groupBy("_source_file")
+            .agg(F.count("*").alias("n"))
+            .select(F.lit(name).alias("source"), "_source_file", "n")
+            for name, batch in batches.items()
+        ]
+        for row in reduce(DataFrame.unionByName, counted).collect():
+            per_file.setdefault(row["source"], {})[row["_source_file"]] = row["n"]
+    return per_file
 
 
 def _stage_files(
@@ -346,9 +408,8 @@ def _stage_files(
     files: dict[str, date],
     run_id: str,
     staging: Staging,
-    logs: _Logs,
-) -> int:
-    """Stage every record of ``files`` for bronze; their ingest-log rows go to ``logs``."""
+) -> DataFrame:
+    """Stage every record of ``files`` for bronze: the staged batch."""
     records = read_lines(spark, settings, source, sorted(files)).select(
         "*",
         F.current_timestamp().alias("_ingested_at"),
@@ -357,24 +418,10 @@ def _stage_files(
             "_business_date"
         ),
     )
-    batch = staging.append(source.bronze, records)
-    per_file = {
-        row["_source_file"]: row["n"]
-        for row in batch.groupBy("_source_file").agg(F.count("*").alias("n")).collect()
-    }
-    if not set(per_file) <= set(files):
-        raise RuntimeError(
-            f"{source.bronze.name}: records of {sorted(set(per_file) - set(files))[:3]}, "
-            f"which were not asked for: expected only the files {sorted(files)[:3]}..."
-        )
-    counted = {path: (run_id, n) for path, n in per_file.items()}
-    logs.files.append(_log_rows(spark, source, files, counted, run_id))
-    return sum(per_file.values())
+    return staging.append(source.bronze, records)
 
 
-def publish_bronze(
-    staging: Staging, counts: dict[str, dict], sources: tuple[Source, ...] | list[Source]
-):
+def publish_bronze(staging: Staging, counts: dict[str, dict], sources: Sequence[Source]):
     """Audit the staged bronze batches of ``sources`` and publish them, or hold them all.
 
     Published, each bronze table must have received every record staged for it.
@@ -397,16 +444,7 @@ def publish_bronze(
 
 def ingest_all(spark: SparkSession, settings: Settings, up_to: date, run_id: str) -> dict:
     """Stage every source's new files, audit the bronze layer, publish or hold (the ``audit``)."""
-    known = Known.read(spark, settings)
-    staging = Staging(spark, settings, run_id, up_to)
-    logs = _Logs()
-    counts = {
-        source.name: ingest_source(spark, settings, source, up_to, run_id, known, staging, logs)
-        for source in SOURCES
-    }
-    logs.record_folders(spark, settings)
-    logs.stage_files(staging)
-    return {**counts, "audit": publish_bronze(staging, counts, SOURCES).summary()}
+    return _ingest(spark, settings, SOURCES, up_to, run_id)
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
