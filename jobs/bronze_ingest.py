@@ -174,23 +174,33 @@ def bronze_file_counts(
     """Of the unlogged files, those in bronze: source -> path -> (ingest run, records), for
     every source in one Spark job that reads their dates only (on a small night each job,
     not the data, is the cost)."""
-    frames = [
-        lakehouse.read_table(spark, settings, d.source.bronze)
+    in_bronze = {
+        d.source.name: lakehouse.read_table(spark, settings, d.source.bronze)
         .where(
             lakehouse.date_literal("_business_date", set(d.unlogged.values()))
             & F.col("_source_file").isin(sorted(d.unlogged))
         )
         .groupBy("_source_file", "_run_id")
         .agg(F.count("*").alias("n"))
-        .select(F.lit(d.source.name).alias("source"), "_source_file", "_run_id", "n")
         for d in deliveries
         if d.unlogged
-    ]
-    found: dict[str, dict[str, tuple[str, int]]] = {}
+    }
+    return {
+        name: {row["_source_file"]: (row["_run_id"], row["n"]) for row in rows}
+        for name, rows in _collect_by_source(in_bronze).items()
+    }
+
+
+def _collect_by_source(frames: dict[str, DataFrame]) -> dict[str, list[Row]]:
+    """The rows of each source's frame (frames of one schema), collected in one Spark job."""
+    rows: dict[str, list[Row]] = {}
     if frames:
-        for row in reduce(DataFrame.unionByName, frames).collect():
-            found.setdefault(row["source"], {})[row["_source_file"]] = (row["_run_id"], row["n"])
-    return found
+        labelled = [
+            frame.select(F.lit(name).alias("_source_name"), "*") for name, frame in frames.items()
+        ]
+        for row in reduce(DataFrame.unionByName, labelled).collect():
+            rows.setdefault(row["_source_name"], []).append(row)
+    return rows
 
 
 def log_files(
@@ -388,17 +398,14 @@ def _stage_sources(
 
 def _records_per_file(batches: dict[str, DataFrame]) -> dict[str, dict[str, int]]:
     """Source name -> file -> records staged, for every source's batch in one Spark job."""
-    per_file: dict[str, dict[str, int]] = {}
-    if batches:
-        counted = [
-            batch.groupBy("_source_file")
-            .agg(F.count("*").alias("n"))
-            .select(F.lit(name).alias("source"), "_source_file", "n")
-            for name, batch in batches.items()
-        ]
-        for row in reduce(DataFrame.unionByName, counted).collect():
-            per_file.setdefault(row["source"], {})[row["_source_file"]] = row["n"]
-    return per_file
+    counted = {
+        name: batch.groupBy("_source_file").agg(F.count("*").alias("n"))
+        for name, batch in batches.items()
+    }
+    return {
+        name: {row["_source_file"]: row["n"] for row in rows}
+        for name, rows in _collect_by_source(counted).items()
+    }
 
 
 def _stage_files(
