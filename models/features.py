@@ -9,7 +9,8 @@ computed from data up to ``c`` only, and the label "no purchase in any channel i
   ``step`` days earlier each, so no training label sees a day of the holdout's window.
 
 Nothing after ``T`` is read. Scoring uses the features as of ``T``. Each example also carries
-its BG/NBD purchase summary (``x``, ``t_x``, ``T`` in weeks) for the baseline.
+its BG/NBD purchase summary (``x``, ``t_x``, ``T`` in weeks) for the baseline, and ``m_x``, the
+average net value of its repeat purchase days, for the Gamma-Gamma spend model.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ SEGMENT_FEATURES: tuple[str, ...] = (
 )
 LABEL = "churned"
 HOLDOUT, TRAIN = "holdout", "train"
-HISTORY_COLUMNS = ("x", "t_x", "T")
+HISTORY_COLUMNS = ("x", "t_x", "T", "m_x")
 
 
 def training_cutoff(as_of: date, horizon_days: int) -> date:
@@ -66,24 +67,32 @@ class ChurnWindows:
 
 
 def purchase_history(transactions: DataFrame, cutoff: date) -> DataFrame:
-    """BG/NBD summary per buyer up to ``cutoff``: repeat purchase days, t_x and T in weeks."""
+    """BG/NBD and Gamma-Gamma summary per buyer up to ``cutoff``: repeat purchase days ``x``,
+    ``t_x`` and ``T`` in weeks, and ``m_x``, the mean net value (after discounts) of the
+    purchase lines of the repeat days, the first day left out as the papers do (null when
+    ``x = 0``). A purchase day is a day with a line of positive quantity, in any channel."""
     end = F.lit(cutoff.isoformat()).cast("date")
     days = (
         transactions.where(
             F.col("customer_key").isNotNull() & (F.col("date") <= end) & (F.col("quantity") > 0)
         )
+        .groupBy("customer_key", "date")
+        .agg(F.sum("net_amount").cast("double").alias("value"))
         .groupBy("customer_key")
         .agg(
-            F.countDistinct("date").alias("purchase_days"),
+            F.count("*").alias("purchase_days"),
             F.min("date").alias("first"),
             F.max("date").alias("last"),
+            (F.sum("value") - F.min_by("value", "date")).alias("repeat_value"),
         )
     )
+    x = F.col("purchase_days") - 1
     return days.select(
         "customer_key",
-        (F.col("purchase_days") - 1).cast("double").alias("x"),
+        x.cast("double").alias("x"),
         (F.datediff("last", "first") / 7.0).alias("t_x"),
         (F.datediff(end, "first") / 7.0).alias("T"),
+        F.when(x > 0, F.col("repeat_value") / x).alias("m_x"),
     )
 
 

@@ -3,6 +3,9 @@
 Scoring runs in Spark through ``mlflow.pyfunc.spark_udf``, so it scales with the cluster.
 Customers who never bought are not scored by the models (neither learned from them): they
 get the segment ``no purchase yet``, no churn probability and the band ``no_purchase_yet``.
+Buyers also get their expected purchases and value over 365 days from the value model the
+churn champion carries (``models.value``), computed from their purchase history up to the
+date, and their value at risk (expected value times churn probability).
 A rerun replaces all of the date's scores, rows of keys that no longer exist included. The
 scores are audited by their suite before they are published (``omni.publish``): a failed
 blocking expectation publishes nothing and holds the batch; the DAG's gate step says so.
@@ -14,16 +17,20 @@ import json
 from datetime import date
 
 import mlflow
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from models import registry
-from models.features import CHURN_FEATURES, SEGMENT_FEATURES
+from models import registry, value
+from models.features import CHURN_FEATURES, SEGMENT_FEATURES, purchase_history
 from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
 from omni.publish import Staging
+from omni.transforms import gold
+
+# The value columns the value model computes; value at risk is theirs times churn probability.
+PREDICTED_VALUE = value.VALUE_COLUMNS[:2]
 
 NO_PURCHASE_BAND = "no_purchase_yet"
 
@@ -50,10 +57,34 @@ def _int_map(values: dict[str, object]) -> Column:
     return F.create_map(*(item for k, v in values.items() for item in (F.lit(int(k)), F.lit(v))))
 
 
+def customer_values(
+    spark: SparkSession, settings: Settings, model: value.ValueModel, as_of: date
+) -> DataFrame:
+    """(customer_key, expected purchases, expected value) of every buyer as of ``as_of``."""
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    transactions = gold.customer_transactions(
+        read(tables.SILVER_ORDER_LINES),
+        read(tables.SILVER_POS),
+        read(tables.SILVER_IDENTITY),
+        read(tables.SILVER_PRODUCTS),
+    )
+    text = model.to_json()
+
+    def predict(batches):
+        fitted = value.ValueModel.from_json(text)
+        for history in batches:
+            values = value.customer_value(fitted, history)
+            yield values[list(PREDICTED_VALUE)].assign(customer_key=history["customer_key"])
+
+    schema = ", ".join(["customer_key string", *(f"{name} double" for name in PREDICTED_VALUE)])
+    return purchase_history(transactions, as_of).mapInPandas(predict, schema)
+
+
 def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
     client = registry.configure_tracking(settings)
     segmentation = _champion(client, registry.SEGMENTATION_MODEL)
     churn = _champion(client, registry.CHURN_MODEL)
+    value_model, value_status = value.from_tag(churn.tags.get(value.VALUE_MODEL_TAG))
     names = json.loads(segmentation.tags.get("segment_names", "{}"))
     # The model predicts k-means labels; the version's tag maps them to stable segment ids.
     ids = json.loads(segmentation.tags.get("segment_ids", "{}"))
@@ -81,10 +112,17 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
         F.lit(None).cast("double").alias("churn_probability"),
         F.lit(NO_PURCHASE_SEGMENT).alias("segment_name"),
         F.lit(NO_PURCHASE_BAND).alias("churn_risk_band"),
+        *(F.lit(None).cast("double").alias(name) for name in value.VALUE_COLUMNS),
     )
+    buyers = features.where(F.col("has_purchase"))
+    if value_model is None:
+        buyers = buyers.select("*", *(F.lit(None).cast("double").alias(n) for n in PREDICTED_VALUE))
+    else:
+        buyers = buyers.join(
+            customer_values(spark, settings, value_model, as_of), "customer_key", "left"
+        )
     scored = (
-        features.where(F.col("has_purchase"))
-        .withColumn("_segment_label", segment_udf(*SEGMENT_FEATURES))
+        buyers.withColumn("_segment_label", segment_udf(*SEGMENT_FEATURES))
         .withColumn("segment_id", F.coalesce(id_map[label], label) if ids else label)
         .drop("_segment_label")
         .withColumn("churn_probability", churn_udf(*CHURN_FEATURES).getItem(1))
@@ -102,6 +140,7 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
                 settings.churn_high_threshold,
             ),
         )
+        .withColumn("value_at_risk", F.col("expected_value_365d") * F.col("churn_probability"))
         .unionByName(never_bought)
         .withColumn(
             "segmentation_model", F.lit(f"{registry.SEGMENTATION_MODEL}/{segmentation.version}")
@@ -114,14 +153,27 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
     batch = staging.replace_where(
         tables.GOLD_SCORES, scored, lakehouse.sql_in("as_of_date", [as_of])
     )
-    bands = {
-        row["churn_risk_band"]: row["n"]
-        for row in batch.groupBy("churn_risk_band").agg(F.count("*").alias("n")).collect()
-    }
+    per_band = (
+        batch.groupBy("churn_risk_band")
+        .agg(
+            F.count("*").alias("n"),
+            F.count("expected_value_365d").alias("valued"),
+            F.sum("value_at_risk").alias("value_at_risk"),
+        )
+        .collect()
+    )
+    bands = {row["churn_risk_band"]: row["n"] for row in per_band}
     verdict = staging.audit_and_publish(["gold"], [tables.GOLD_SCORES.name])
     return {
         "scored": verdict.written.get(tables.GOLD_SCORES.name, 0) if verdict.published else 0,
         "bands": bands,
+        "value": {
+            "model": value_status,
+            "valued": {row["churn_risk_band"]: row["valued"] for row in per_band},
+            "value_at_risk": {
+                row["churn_risk_band"]: round(row["value_at_risk"] or 0.0, 2) for row in per_band
+            },
+        },
         "segmentation_version": segmentation.version,
         "churn_version": churn.version,
         "audit": verdict.summary(),

@@ -38,8 +38,10 @@ from models.features import (
     TRAIN,
     ChurnWindows,
     churn_training_set,
+    purchase_history,
 )
 from models.segmentation import train_segmentation
+from models.value import VALUE_MODEL_TAG, ValueModel, fit_value_model, unfitted_tag
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import REPO_ROOT, Settings
@@ -252,7 +254,13 @@ def train_churn_model(
     as_of,
     run_id,
     versions,
+    value: ValueModel | str,
 ) -> dict:
+    """``value`` is the fitted value model, or why it could not be fitted (too few repeat
+    buyers, say): the churn model is still trained, and its scores carry no value."""
+    fitted = isinstance(value, ValueModel)
+    if not fitted:
+        log.warning("churn: no value model: %s", value)
     started = time.monotonic()
     result = train_churn(training, settings.churn_horizon_days)
     seconds = time.monotonic() - started
@@ -288,6 +296,7 @@ def train_churn_model(
                     )
                 },
                 **result.baseline.params(),
+                **(value.params() if fitted else {"value_model": value[:500]}),
             }
         )
         mlflow.log_metrics(
@@ -297,6 +306,9 @@ def train_churn_model(
                 "fit_seconds": seconds,
             }
         )
+        if fitted:
+            # Gamma-Gamma assumes spend independent of frequency: near 0 is what it needs.
+            mlflow.log_metric("spend_frequency_correlation", value.spend_frequency_correlation)
         log_table_inputs(spark, settings, CHURN_INPUTS, versions)
         label = LABEL
         _log_figures(
@@ -331,6 +343,12 @@ def train_churn_model(
             skops_trusted_types=list(TRUSTED_TYPES),
         )
         version = str(info.registered_model_version)
+        client.set_model_version_tag(
+            registry.CHURN_MODEL,
+            version,
+            VALUE_MODEL_TAG,
+            value.to_json() if fitted else unfitted_tag(value),
+        )
 
         def champion_auc(current) -> float:
             model = mlflow.sklearn.load_model(f"models:/{registry.CHURN_MODEL}/{current.version}")
@@ -355,7 +373,21 @@ def train_churn_model(
         **{f"baseline_{k}": round(v, 4) for k, v in result.baseline_metrics.items()},
         "decision": decision.reason,
         "seconds": round(seconds, 1),
+        "value": {
+            "spend_frequency_correlation": round(value.spend_frequency_correlation, 4),
+            "repeat_buyers": value.repeat_buyers,
+            "excluded_repeat_buyers": value.excluded_repeat_buyers,
+        }
+        if fitted
+        else value,
     }
+
+
+def _value_model(history: pd.DataFrame) -> ValueModel | str:
+    try:
+        return fit_value_model(history)
+    except ValueError as error:
+        return str(error)
 
 
 def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
@@ -404,8 +436,21 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
                 .orderBy("split", "snapshot_date", "customer_key")
                 .toPandas()
             )
+            # The value model learns from every buyer's whole history up to the date.
+            history = (
+                purchase_history(inputs["transactions"], as_of).orderBy("customer_key").toPandas()
+            )
         return train_churn_model(
-            spark, settings, client, training, gates, windows, as_of, run_id, versions
+            spark,
+            settings,
+            client,
+            training,
+            gates,
+            windows,
+            as_of,
+            run_id,
+            versions,
+            _value_model(history),
         )
 
     return {

@@ -679,11 +679,33 @@ GOLD_SCORES = Table(
         _c("segmentation_model", _s, "Registered model name and version", False),
         _c("churn_model", _s, "Registered model name and version", False),
         _c("scored_at", "timestamp", "When the row was scored (UTC)", False),
+        _c(
+            "expected_purchases_365d",
+            "double",
+            "Expected purchase days in the next 365 days (BG/NBD of the churn model's version); "
+            "null for a customer with no purchase yet",
+        ),
+        _c(
+            "expected_value_365d",
+            "double",
+            "Expected net spend in the next 365 days, in the shop's currency: expected purchases "
+            "times the Gamma-Gamma expected value of a purchase day; null with no purchase yet",
+        ),
+        _c(
+            "value_at_risk",
+            "double",
+            "expected_value_365d times churn_probability; null with no purchase yet",
+        ),
     ),
     keys=("customer_key", "as_of_date"),
     partition_by=("as_of_date",),
     grain="one row per customer per as-of date",
-    upstream=("gold.customer_features",),
+    upstream=(
+        "gold.customer_features",
+        "silver.order_lines",
+        "silver.pos_lines",
+        "silver.customer_identity",
+    ),
     producer="models/score.py",
     erase_by=(("customer_key", "customer_key"),),
 )

@@ -15,6 +15,7 @@ from models.features import (
     LABEL,
     ChurnWindows,
     churn_training_set,
+    purchase_history,
 )
 from tests.conftest import rows
 from tests.test_gold import _events, _tx
@@ -151,3 +152,34 @@ def test_churn_trains_when_a_channel_is_missing_entirely(spark, history, only):
     assert 0.5 < result.metrics["roc_auc"] <= 1
     assert 0 <= result.baseline_metrics["roc_auc"] <= 1
     assert result.holdout["probability"].between(0, 1).all()
+
+
+def test_purchase_history_averages_the_repeat_days_net_value_in_every_channel(spark):
+    """Days, not orders: two orders of one day are one purchase day of their summed value. The
+    first day is left out of the average, a return is not a purchase day, and nothing after
+    the cut-off counts."""
+    line = lambda key, channel, order, day, quantity, net: (  # noqa: E731
+        key, channel, None if channel == "online" else "S01", order, day, "SKU1", quantity,
+        net, net, 0, "books",
+    )  # fmt: skip
+    transactions = _tx(
+        spark,
+        [
+            line("A", "online", "A1", "2026-06-01", 1, 100),  # first day: not averaged
+            line("A", "store", "A2", "2026-06-08", 1, 30),
+            line("A", "online", "A3", "2026-06-08", 2, 20),  # same day, other channel
+            line("A", "store", "A4", "2026-06-15", 1, 10),
+            line("A", "store", "A5", "2026-06-20", -1, -10),  # a return: no purchase day
+            line("A", "online", "A6", "2026-07-05", 1, 999),  # after the cut-off
+            line("B", "store", "B1", "2026-06-29", 1, 40),  # one purchase day: no m_x
+            line(None, "store", "X1", "2026-06-10", 1, 55),  # nobody's: no history
+        ],
+    )
+    history = {
+        r["customer_key"]: (r["x"], r["t_x"], r["T"], r["m_x"])
+        for r in purchase_history(transactions, AS_OF).collect()
+    }
+    assert history == {
+        "A": (2.0, 2.0, 29 / 7, pytest.approx((50 + 10) / 2)),
+        "B": (0.0, 0.0, 1 / 7, None),
+    }

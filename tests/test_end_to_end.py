@@ -33,6 +33,7 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
+from models import value
 from omni import quality, suites, tables
 from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
@@ -354,6 +355,46 @@ def test_one_score_row_per_customer(spark, nightly_run):
     assert {r["churn_model"] for r in scores.select("churn_model").distinct().collect()} == {
         "customer_churn/1"
     }
+
+
+def test_every_buyer_has_an_expected_value_and_value_at_risk_is_value_times_churn(
+    spark, nightly_run
+):
+    scores = _table(spark, nightly_run, "gold.customer_scores").where(
+        F.col("as_of_date") == F.lit(str(RUN_DATE)).cast("date")
+    )
+    buyers = scores.where(F.col("churn_probability").isNotNull())
+    assert buyers.count() > 100
+    # Every scored buyer of the sample has a purchase day, so every one of them has a value.
+    unvalued = buyers.where(
+        F.col("expected_purchases_365d").isNull() | ~(F.col("expected_value_365d") > 0)
+    )
+    assert unvalued.count() == 0
+    wrong = buyers.where(
+        F.abs(F.col("value_at_risk") - F.col("expected_value_365d") * F.col("churn_probability"))
+        > 1e-9
+    )
+    assert wrong.count() == 0
+    never = scores.where(F.col("churn_probability").isNull())
+    assert (
+        never.where(
+            F.coalesce(
+                "expected_purchases_365d", "expected_value_365d", "value_at_risk"
+            ).isNotNull()
+        ).count()
+        == 0
+    )
+    # The values come from the value model the churn champion carries; its fit is logged.
+    client = _client(nightly_run)
+    churn = client.get_model_version_by_alias("customer_churn", "champion")
+    model, status = value.from_tag(churn.tags[value.VALUE_MODEL_TAG])
+    assert status == "fitted" and model.repeat_buyers > 10
+    run = client.get_run(churn.run_id)
+    assert float(run.data.params["gamma_gamma_p"]) == pytest.approx(model.spend.p, rel=1e-5)
+    assert -1 <= run.data.metrics["spend_frequency_correlation"] <= 1
+    # Frequent buyers are worth more: the value follows the expected purchases.
+    ranked = buyers.select("expected_purchases_365d", "expected_value_365d").toPandas()
+    assert ranked.corr(method="spearman").iloc[0, 1] > 0.5
 
 
 def test_the_feed_holds_every_consented_channel_and_nobody_else(spark, nightly_run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from datetime import date
 
 import numpy as np
@@ -10,10 +11,31 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from models import registry
-from models.baseline import fit_bgnbd, p_alive, p_no_purchase
+from models.baseline import (
+    BgNbd,
+    GammaGamma,
+    bgnbd_log_likelihood,
+    expected_purchases,
+    expected_spend,
+    expected_value,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    gamma_gamma_log_likelihood,
+    p_alive,
+    p_no_purchase,
+    spend_frequency_correlation,
+)
 from models.churn import TRUSTED_TYPES, lift_at_top_decile, train_churn
 from models.features import CHURN_FEATURES, LABEL, SEGMENT_FEATURES, training_cutoff
 from models.segmentation import name_segment, name_segments, train_segmentation
+from models.value import (
+    VALUE_COLUMNS,
+    ValueModel,
+    customer_value,
+    fit_value_model,
+    from_tag,
+    unfitted_tag,
+)
 from omni.gates import GateStatus
 
 PASSED = GateStatus(True, "gates passed")
@@ -109,6 +131,108 @@ def test_bgnbd_p_alive_follows_the_purchase_history():
     assert ((quiet >= 0) & (quiet <= 1)).all() and quiet[3] > quiet[1]
     with pytest.raises(ValueError, match="expected x >= 0, 0 <= t_x <= T"):
         p_alive(model, pd.DataFrame({"x": [1.0], "t_x": [5.0], "T": [3.0]}))
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    """The CDNOW sample of both papers: 2,357 customers of their first quarter of 1997, with
+    ``x``, ``t_x`` and ``T`` in weeks over the 39-week calibration period and ``m_x`` the
+    average value of the repeat transactions, as the ``lifetimes`` wheel ships it (read as a
+    file: the package's own code is not used)."""
+    name = "lifetimes/datasets/cdnow_customers_summary_with_transactions.csv"
+    path = importlib.metadata.distribution("lifetimes").locate_file(name)
+    return pd.read_csv(path).rename(columns={"zbar": "m_x"})
+
+
+def _significant(value: float, digits: int = 3) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def test_bgnbd_fit_reproduces_the_published_cdnow_parameters(cdnow):
+    """Fader, Hardie and Lee (2005), "Counting your customers the easy way", table 1."""
+    assert len(cdnow) == 2357
+    model = fit_bgnbd(cdnow)
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    fitted = {name: getattr(model, name) for name in published}
+    assert {k: _significant(v) for k, v in fitted.items()} == {
+        k: _significant(v) for k, v in published.items()
+    }
+    assert round(bgnbd_log_likelihood(model, cdnow), 1) == -9582.4
+    # The paper's worked example: x = 2, t_x = 30.43, T = 38.86 expects 1.226 purchases in
+    # the next 39 weeks.
+    example = pd.DataFrame({"x": [2.0], "t_x": [30.43], "T": [38.86]})
+    assert expected_purchases(model, example, 39 * 7)[0] == pytest.approx(1.226, abs=5e-4)
+
+
+def test_gamma_gamma_fit_reproduces_the_published_cdnow_parameters(cdnow):
+    """Fader, Hardie and Lee (2005), "RFM and CLV": p = 6.25, q = 3.74, gamma = 15.44 on the
+    946 repeat buyers, whose spend is nearly independent of their frequency (r = 0.11)."""
+    model = fit_gamma_gamma(cdnow)
+    fitted = (model.p, model.q, model.gamma)
+    assert [_significant(v) for v in fitted] == [_significant(v) for v in (6.25, 3.74, 15.44)]
+    assert gamma_gamma_log_likelihood(model, cdnow) > gamma_gamma_log_likelihood(
+        GammaGamma(6.0, 4.0, 15.0), cdnow
+    )
+    assert round(spend_frequency_correlation(cdnow), 2) == 0.11
+    # A repeat buyer's expected value is their own average shrunk towards the mean; a customer
+    # with no repeat purchase gets the mean, p * gamma / (q - 1).
+    spend = expected_spend(model, cdnow.head(3))
+    assert spend == pytest.approx([24.66, 18.91, 35.17], abs=0.01)
+    assert model.mean_spend() == pytest.approx(spend[2])
+
+
+def test_expected_value_is_purchases_times_spend_and_refuses_a_repeat_buyer_without_spend(cdnow):
+    purchases, spend = fit_bgnbd(cdnow), fit_gamma_gamma(cdnow)
+    value = expected_value(purchases, spend, cdnow, 365)
+    assert value == pytest.approx(
+        expected_purchases(purchases, cdnow, 365) * expected_spend(spend, cdnow)
+    )
+    assert (value > 0).all()
+    # More purchases at the same recency and spend: more expected purchases and more value.
+    same = pd.DataFrame({"x": [1.0, 4.0], "t_x": [30.0, 30.0], "T": [38.86, 38.86]})
+    assert np.diff(expected_purchases(BgNbd(0.243, 4.414, 0.793, 2.426), same, 365)) > 0
+    refused = cdnow.head(2).assign(m_x=[0.0, 11.77])
+    for step in (fit_gamma_gamma, lambda frame: expected_spend(spend, frame)):
+        with pytest.raises(ValueError, match=r"\{'x': 2.0, 'm_x': 0.0\}: expected a positive"):
+            step(refused)
+
+
+def test_the_value_model_counts_the_repeat_buyers_it_cannot_use_and_values_them_at_the_mean(
+    cdnow,
+):
+    history = cdnow.assign(m_x=cdnow["m_x"].where(cdnow["x"] > 0))  # null with no repeat day
+    free = history.index[history["x"] > 0][:3]
+    history.loc[free, "m_x"] = [0.0, -5.0, 0.0]  # repeat days worth nothing, or returns
+    model = fit_value_model(history)
+    assert (model.customers, model.repeat_buyers, model.excluded_repeat_buyers) == (2357, 946, 3)
+    assert model.spend == fit_gamma_gamma(history.drop(free))  # fitted without them
+    churn = np.linspace(0.0, 1.0, len(history))
+    value = customer_value(model, history, churn)
+    assert list(value.columns) == list(VALUE_COLUMNS)
+    assert value["expected_purchases_365d"].to_numpy() == pytest.approx(
+        expected_purchases(model.purchases, history, 365)
+    )
+    assert value.loc[free, "expected_value_365d"].to_numpy() == pytest.approx(
+        value.loc[free, "expected_purchases_365d"].to_numpy() * model.spend.mean_spend()
+    )
+    assert value["value_at_risk"].to_numpy() == pytest.approx(value["expected_value_365d"] * churn)
+    assert value["expected_value_365d"].gt(0).all()
+    assert customer_value(model, history.head(2))["value_at_risk"].isna().all()
+
+
+def test_a_churn_versions_value_model_tag_round_trips_or_says_why_there_is_none(cdnow):
+    model = fit_value_model(cdnow)
+    assert from_tag(model.to_json()) == (model, "fitted")
+    assert model.params()["gamma_gamma_p"] == round(model.spend.p, 6)
+    few = cdnow[cdnow["x"] == 0].head(20).pipe(lambda f: pd.concat([f, cdnow[cdnow.x > 0].head(3)]))
+    with pytest.raises(ValueError, match="Gamma-Gamma fit on 3 customers with a repeat purchase"):
+        fit_value_model(few)
+    assert from_tag(unfitted_tag("too few")) == (
+        None,
+        "the churn version's value model was not fitted: too few",
+    )
+    assert from_tag(None)[0] is None and "carries no value model" in from_tag(None)[1]
+    assert ValueModel.from_json(model.to_json()).spend == model.spend
 
 
 def test_lift_of_a_perfect_ranking():
