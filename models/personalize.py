@@ -3,17 +3,18 @@
 A customer appears once per channel (``email``, ``push``) they opted in to, as the CRM
 records it now (``silver.customers``): consent withdrawn since the scores were made is
 respected. Customers without a CRM id have no recorded consent and never appear. Each row
-carries the customer's segment and churn band from ``gold.customer_scores`` of the date and
-their recommendations (``models.recommend``). The date's rows are replaced as a whole, so a
-rerun after a withdrawal removes the customer. The rows are audited by the feed's suite
-before they are published (``omni.publish``).
+carries the customer's segment and churn band from ``gold.customer_scores`` of the date, their
+recommendations (``models.recommend``), and their value at risk with a contact priority per
+channel (1 = most value at risk): the order in which a campaign that must choose contacts them.
+The date's rows are replaced as a whole, so a rerun after a withdrawal removes the customer.
+The rows are audited by the feed's suite before they are published (``omni.publish``).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from models import recommend
@@ -24,6 +25,14 @@ from omni.history import customer_history
 from omni.publish import Staging
 
 CHANNELS = {"email": "email_opt_in", "push": "push_opt_in"}
+
+
+def contact_priority() -> Column:
+    """Where a campaign must choose, it contacts the most value at risk first, per channel."""
+    order = F.col("value_at_risk").desc_nulls_last()
+    return F.row_number().over(
+        Window.partitionBy("channel", "as_of_date").orderBy(order, "customer_key")
+    )
 
 
 def consenting(population: DataFrame) -> DataFrame:
@@ -65,6 +74,7 @@ def feed_rows(
         audience.drop("customer_id")
         .join(consent, "customer_key")
         .join(recommendations, "customer_key")
+        .withColumn("contact_priority", contact_priority())
         .withColumn("generated_at", F.current_timestamp())
     )
 

@@ -733,6 +733,20 @@ GOLD_FEED = Table(
             "P(no purchase within the horizon); null for a customer with no purchase yet",
         ),
         _c(
+            "value_at_risk",
+            "double",
+            "From gold.customer_scores: expected value over 365 days times churn probability; "
+            "null with no purchase yet or no value model",
+        ),
+        _c(
+            "contact_priority",
+            "int",
+            "Rank in the channel and as-of date, 1 first, by value at risk (highest first, "
+            "customers without one last, then by customer_key): a campaign that can contact "
+            "only N customers takes those ranked N or better",
+            False,
+        ),
+        _c(
             "recommended_skus",
             "array<string>",
             "Skus to show, best first, none already bought in the look-back window",

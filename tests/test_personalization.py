@@ -142,9 +142,10 @@ def _population(spark, consent):
     )
 
 
-def _scores(spark, keys):
+def _scores(spark, keys, value_at_risk=None):
     def change(i, row):
         row.update(
+            value_at_risk=(value_at_risk or {}).get(keys[i]),
             customer_key=keys[i],
             customer_id=f"C{keys[i]}",
             as_of_date=AS_OF,
@@ -164,10 +165,13 @@ def test_feed_rows_are_one_per_opted_in_channel(spark, shop):
             "customer_key string, customer_id string, email_opt_in boolean, push_opt_in boolean",
         )
     )
-    scores = _scores(spark, ["K1", "K2", "K4", "K5", "K6"])
+    at_risk = {"K1": 5.0, "K2": 99.0, "K5": 9.0, "K6": 50.0}  # K4: none (no value model)
+    scores = _scores(spark, ["K1", "K2", "K4", "K5", "K6"], at_risk)
     feed = feed_rows(scores, population, transactions, activity, products, AS_OF, 365, 2)
-    got = {(r["customer_key"], r["channel"]) for r in feed.collect()}
-    assert got == {("K1", "email"), ("K1", "push"), ("K4", "email"), ("K5", "push")}
+    got = {(r["customer_key"], r["channel"]): r["contact_priority"] for r in feed.collect()}
+    # A campaign that must choose contacts the most value at risk first, per channel; a
+    # customer without a value comes last, and a customer without consent has no rank.
+    assert got == {("K1", "email"): 1, ("K4", "email"): 2, ("K5", "push"): 1, ("K1", "push"): 2}
     k4 = feed.where(F.col("customer_key") == "K4").first()
     assert (k4["customer_id"], k4["segment_name"], k4["recommended_skus"]) == ("CK4", "new", ["P2"])
 
