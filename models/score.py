@@ -26,8 +26,8 @@ from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+from omni.history import read_transactions
 from omni.publish import Staging
-from omni.transforms import gold
 
 # The value columns the value model computes; value at risk is theirs times churn probability.
 PREDICTED_VALUE = value.VALUE_COLUMNS[:2]
@@ -61,13 +61,7 @@ def customer_values(
     spark: SparkSession, settings: Settings, model: value.ValueModel, as_of: date
 ) -> DataFrame:
     """(customer_key, expected purchases, expected value) of every buyer as of ``as_of``."""
-    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
-    transactions = gold.customer_transactions(
-        read(tables.SILVER_ORDER_LINES),
-        read(tables.SILVER_POS),
-        read(tables.SILVER_IDENTITY),
-        read(tables.SILVER_PRODUCTS),
-    )
+    transactions = read_transactions(spark, settings)
     text = model.to_json()
 
     def predict(batches):

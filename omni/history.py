@@ -11,11 +11,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from omni import lakehouse, tables
 from omni.config import Settings
 from omni.transforms import gold
+
+
+def read_transactions(
+    spark: SparkSession, settings: Settings, identity: DataFrame | None = None
+) -> DataFrame:
+    """Every purchase and return line of both channels, resolved through ``identity`` (read
+    from ``silver.customer_identity`` when not given)."""
+    read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    return gold.customer_transactions(
+        read(tables.SILVER_ORDER_LINES),
+        read(tables.SILVER_POS),
+        read(tables.SILVER_IDENTITY) if identity is None else identity,
+        read(tables.SILVER_PRODUCTS),
+    )
 
 
 def load_inputs(spark: SparkSession, settings: Settings) -> dict:
@@ -29,14 +43,7 @@ def load_inputs(spark: SparkSession, settings: Settings) -> dict:
         "population": lakehouse.materialize(
             gold.customer_population(identity, read(tables.SILVER_CUSTOMERS))
         ),
-        "transactions": lakehouse.materialize(
-            gold.customer_transactions(
-                read(tables.SILVER_ORDER_LINES),
-                read(tables.SILVER_POS),
-                identity,
-                read(tables.SILVER_PRODUCTS),
-            )
-        ),
+        "transactions": lakehouse.materialize(read_transactions(spark, settings, identity)),
         "activity": lakehouse.materialize(gold.customer_activity(events, identity)),
         "events": events,
     }
