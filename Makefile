@@ -112,7 +112,7 @@ test: lint postgres-server ## Run the whole test suite (after the lint checks; P
 
 # The long histories: the year on one worker, the two shops with one channel on the other.
 YEAR_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
-test-year: lint ## A retailer's year, then three nights; shops with one channel (in-process; 25-29 min; .ci/run runs it after make test)
+test-year: lint ## A retailer's year, then two nights; shops with one channel (in-process; 25-29 min; .ci/run runs it after make test)
 	$(BIN)/pytest -m year tests/test_year.py tests/test_one_channel.py $(YEAR_PYTEST_ARGS)
 
 # The PostgreSQL profile end to end: both DAGs under the scheduler (LocalExecutor) on a server

@@ -1,14 +1,14 @@
-"""A retailer's year, then three nights: the DAGs' jobs in-process on a generated history.
+"""A retailer's year, then two nights: the DAGs' jobs in-process on a generated history.
 
 The sample is a year shaped like a real retailer's: store S002 closes on public holidays (its
 folders complete and empty), S006 opens half-way, records arrive late, and S003's folder of the
 first night comes a night late. ``omni_nightly`` backfills the year in one DAG run
-(``start_date`` its first day) and ``omni_models`` models its last day; then each of three nights
+(``start_date`` its first day) and ``omni_models`` models its last day; then each of two nights
 runs both. Every task is the DAG's own job with
 its own arguments, in this process (``tests/dag_runner.py``): real Spark, Delta, Great
 Expectations and an MLflow SQLite registry.
-On the last night a CRM record claims a loyalty card that had a customer of its own: two
-customers found to be one.
+On the last night, which also reads S003's late folder, a CRM record claims a loyalty card
+that had a customer of its own: two customers found to be one.
 
 It takes about 19 minutes on 2 cores alone (27 beside ``tests/test_one_channel.py``), more
 than the suite's budget allows, so ``make test`` leaves it out (marker ``year``) and
@@ -47,8 +47,8 @@ from tests.lake_checks import (
 )
 
 RUN_DATE = date(2026, 11, 3)  # the last night
-NIGHT_DATES = [RUN_DATE - timedelta(days=n) for n in (2, 1, 0)]
-FIRST_NIGHT = NIGHT_DATES[1]  # the night before the last
+NIGHT_DATES = [RUN_DATE - timedelta(days=n) for n in (1, 0)]
+FIRST_NIGHT = NIGHT_DATES[0]  # the night before the last
 BACKFILL_END = NIGHT_DATES[0] - timedelta(days=1)
 YEAR = SampleSpec(
     customers=60,
@@ -102,7 +102,7 @@ def _late_folder(settings):
 
 @pytest.fixture(scope="module")
 def lake(spark, settings, tmp_path_factory):
-    """The year backfilled in one run, then three nights (both DAGs each time)."""
+    """The year backfilled in one run, then two nights (both DAGs each time)."""
     root = tmp_path_factory.mktemp("year")
     local = settings_under(settings, root)
     generate_sample(local.landing_dir, YEAR)
@@ -117,7 +117,6 @@ def lake(spark, settings, tmp_path_factory):
     _night(spark, local, NIGHT_DATES[0], "night-1")
     (_late_folder(local) / "_SUCCESS").touch()  # S003's folder of night 1 arrives
     _night(spark, local, NIGHT_DATES[1], "night-2")
-    _night(spark, local, NIGHT_DATES[2], "night-3")
     return local
 
 
@@ -149,8 +148,8 @@ def test_the_backfill_builds_every_day_of_the_year_in_one_run(spark, lake, recor
         .agg(F.countDistinct("date").alias("days"))
     )
     assert {r["channel"]: r["days"] for r in kpi_days.collect()} == {
-        "online": 365 + 3,
-        "store": 365 + 3,
+        "online": 365 + len(NIGHT_DATES),
+        "store": 365 + len(NIGHT_DATES),
     }
 
 
@@ -263,7 +262,7 @@ def test_each_night_scores_every_customer_once_and_registers_one_version_per_mod
             assert versions[0].tags["promotion_decision"]
     for model in MODELS:
         decisions = {int(v.version): v.tags["promotion_decision"] for v in registered[model]}
-        assert sorted(decisions) == [1, 2, 3, 4]  # the backfill's, then one a night
+        assert sorted(decisions) == [1, 2, 3]  # the backfill's, then one a night
         # The champion is the last version promoted; every later one kept it.
         champion = int(client.get_model_version_by_alias(model, "champion").version)
         promoted = [v for v, reason in decisions.items() if reason.startswith("promoted")]
@@ -272,7 +271,7 @@ def test_each_night_scores_every_customer_once_and_registers_one_version_per_mod
 
 
 def test_each_night_passes_its_gates(spark, lake):
-    for run_id in ("night-1", "night-2", "night-3"):
+    for run_id in ("night-1", "night-2"):
         for run in (run_id, f"{run_id}-models"):
             results, failed = failed_checks(spark, lake, run)
             assert results.count() > 50
@@ -285,17 +284,17 @@ def test_counts_reconcile_per_source_and_date_over_every_night(spark, lake):
 
 
 def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
-    assert_keys_stable(spark, lake, NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"])
+    assert_keys_stable(spark, lake, NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"])
 
 
 def test_a_merge_across_nights_leaves_a_trail_that_yesterdays_rows_join_through(spark, lake):
-    assert NIGHTS["night-3"]["silver"]["retired_keys"] >= 1
-    before, after = NIGHTS["night-2"]["identity"], NIGHTS["night-3"]["identity"]
-    assert_merge_trail(spark, lake, before, after, "night-3", RUN_DATE, PLANTED_DAY)
+    assert NIGHTS["night-2"]["silver"]["retired_keys"] >= 1
+    before, after = NIGHTS["night-1"]["identity"], NIGHTS["night-2"]["identity"]
+    assert_merge_trail(spark, lake, before, after, "night-2", RUN_DATE, PLANTED_DAY)
 
 
 def test_late_records_recompute_the_features_of_the_days_they_touch(spark, lake):
-    night = NIGHTS["night-3"]["gold"]
+    night = NIGHTS["night-2"]["gold"]
     late_days = [day for day in night["touched_dates"] if day != str(RUN_DATE)]
     assert late_days, f"the sample should hold late records for the nights before: {night}"
     # Every day that has features (the backfill's year, the nights) and that late records
