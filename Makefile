@@ -104,21 +104,21 @@ run: sample airflow-db ## Run the nightly DAGs (lakehouse, then models) through 
 airflow: sample airflow-db ## Start Airflow standalone (UI, scheduler) on localhost with the project's DAGs
 	@AIRFLOW_PORT=$(AIRFLOW_PORT) tools/airflow_standalone.sh
 
-# Two workers on two cores, whole files, the longest first (tests/conftest.py): the year and
-# the PostgreSQL profile's scheduler run start at once, one on each worker, the short files end.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=30
-test: lint postgres-server ## Run the whole test suite, long histories and PostgreSQL profile included (after the lint checks; PYTEST_ARGS=... to change how)
+# Two workers on two cores: the end-to-end module, the longest, starts at once on one of them
+# (tests/conftest.py puts it first) while the other modules share the other worker.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
+test: lint postgres-server ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The long histories: the year on one worker, the two shops with one channel on the other.
 YEAR_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
-test-year: lint ## Only the long histories: a retailer's year, then two nights; shops with one channel (part of make test)
+test-year: lint ## A retailer's year, then two nights; shops with one channel (in-process; 25-35 min; .ci/run runs it after make test)
 	$(BIN)/pytest -m year tests/test_year.py tests/test_one_channel.py $(YEAR_PYTEST_ARGS)
 
 # The PostgreSQL profile end to end: both DAGs under the scheduler (LocalExecutor) on a server
 # the test starts, beside an embedded-profile run of the same sample.
 PRODUCTION_PYTEST_ARGS ?= -n 2 --dist loadfile --durations=10
-test-production: lint postgres-server ## Only the PostgreSQL profile: under a real Airflow scheduler against an embedded run; one catalog, moves, outages (part of make test)
+test-production: lint postgres-server ## The PostgreSQL profile: under a real Airflow scheduler against an embedded run; one catalog, moves, outages (20-30 min; not in .ci/run)
 	$(BIN)/pytest -m production tests/test_production_profile.py tests/test_postgres_profile.py $(PRODUCTION_PYTEST_ARGS)
 
 BENCH_ARGS ?= --customers 2000 --days 90 --night 60

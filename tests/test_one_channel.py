@@ -1,12 +1,11 @@
 """A retailer with one channel: a shop with stores and no web site, and one with no stores.
 
 Each lands only its own sources (``raw-landing.md``: a source with no folder at all is a channel
-the retailer lacks). Its history (75 days: a 10-day churn horizon leaves a holdout and three
-weekly training snapshots, as in ``tests/test_production_profile.py``) is backfilled in one
-``omni_nightly`` run and modelled by ``omni_models``, then one more night runs both DAGs:
-the DAGs' own jobs in-process (``tests/dag_runner.py``) on real Spark, Delta, Great
-Expectations and an MLflow SQLite registry. Marker ``year``, with the year
-(``make test-year`` runs both alone).
+the retailer lacks). Its history (160 days, enough for the churn horizon and its snapshots) is
+backfilled in one ``omni_nightly`` run and modelled by ``omni_models``, then one more night runs
+both DAGs: the DAGs' own jobs in-process (``tests/dag_runner.py``) on real Spark, Delta, Great
+Expectations and an MLflow SQLite registry. Part of ``make test-year`` (marker ``year``): about
+8 minutes per retailer.
 """
 
 from __future__ import annotations
@@ -49,13 +48,8 @@ pytestmark = pytest.mark.year
 def shop(request, spark, settings, tmp_path_factory):
     """(channels, settings, each run's task counts by run id) after the backfill and a night."""
     channels = request.param
-    local = settings_under(
-        settings.with_overrides(
-            churn_horizon_days=10, churn_snapshot_step_days=7, churn_training_snapshots=3
-        ),
-        tmp_path_factory.mktemp(f"only-{channels}"),
-    )
-    spec = SampleSpec(customers=60, days=75, end_date=RUN_DATE, seed=5, channels=channels)
+    local = settings_under(settings, tmp_path_factory.mktemp(f"only-{channels}"))
+    spec = SampleSpec(customers=60, days=160, end_date=RUN_DATE, seed=5, channels=channels)
     generate_sample(local.landing_dir, spec)
     backfill_end = RUN_DATE - timedelta(days=1)
     counts, seconds = {}, {}

@@ -9,7 +9,8 @@ environment; a "notebook" is a Python process holding ``get_spark(load_settings(
 ``make spark-sql``'s. Under the embedded profile any two of them at once fail on Derby's lock.
 
 The set-up test runs in ``make test``; the others, each a few JVMs for minutes, run in ``make
-test-production`` (marker ``production``) with the end-to-end run of the profile.
+test-production`` (marker ``production``) with the end-to-end run of the profile, which
+``.ci/run`` no longer runs (README, "Tests").
 """
 
 from __future__ import annotations

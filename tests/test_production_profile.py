@@ -7,7 +7,8 @@ nightly runs, and the tables equal to an embedded-profile run of the same sample
 as an operator would (a three-day backfill), its gold assets trigger ``omni_models``, whose
 ``personalize`` and ``monitor_models`` run side by side. The embedded run is the same DAGs'
 jobs in-process (``tests/dag_runner.py``) on a Derby catalog and an SQLite registry. Part of
-``make test``, and of ``make test-production`` (marker ``production``), which runs it alone.
+``make test-production`` (marker ``production``), which ``.ci/run`` no longer runs (README,
+"Tests"): it does not fit in CI's 90 minutes beside the long histories.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ Expectations and an MLflow SQLite registry.
 On the last night, which also reads S003's late folder, a CRM record claims a loyalty card
 that had a customer of its own: two customers found to be one.
 
-The suite's longest module: ``tests/conftest.py`` starts it first. Marker ``year``:
-``make test-year`` runs it with ``tests/test_one_channel.py`` alone.
+It takes 20 to 30 minutes on 2 cores beside ``tests/test_one_channel.py``, more than the
+suite's budget allows, so ``make test`` leaves it out (marker ``year``) and ``make test-year``
+runs it; ``.ci/run`` runs both.
 """
 
 from __future__ import annotations
