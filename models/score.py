@@ -22,7 +22,11 @@ from pyspark.sql import functions as F
 
 from models import registry, value
 from models.features import CHURN_FEATURES, SEGMENT_FEATURES, purchase_history
-from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID
+from models.segmentation import (
+    NO_PURCHASE_DESCRIPTION,
+    NO_PURCHASE_SEGMENT,
+    NO_PURCHASE_SEGMENT_ID,
+)
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
@@ -80,6 +84,8 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
     churn = _champion(client, registry.CHURN_MODEL)
     value_model, value_status = value.from_tag(churn.tags.get(value.VALUE_MODEL_TAG))
     names = json.loads(segmentation.tags.get("segment_names", "{}"))
+    # Versions trained before descriptions carry none: their rows' description is null.
+    descriptions = json.loads(segmentation.tags.get("segment_descriptions", "{}"))
     # The model predicts k-means labels; the version's tag maps them to stable segment ids.
     ids = json.loads(segmentation.tags.get("segment_ids", "{}"))
     segment_udf = mlflow.pyfunc.spark_udf(
@@ -98,6 +104,7 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
         F.col("as_of_date") == F.lit(str(as_of)).cast("date")
     )
     name_map = _int_map(names)
+    description_map = _int_map(descriptions)
     id_map = _int_map(ids)
     label = F.col("_segment_label")  # the model runs once per row, then the map is applied
     never_bought = features.where(~F.col("has_purchase")).select(
@@ -105,6 +112,7 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
         F.lit(NO_PURCHASE_SEGMENT_ID).alias("segment_id"),
         F.lit(None).cast("double").alias("churn_probability"),
         F.lit(NO_PURCHASE_SEGMENT).alias("segment_name"),
+        F.lit(NO_PURCHASE_DESCRIPTION).alias("segment_description"),
         F.lit(NO_PURCHASE_BAND).alias("churn_risk_band"),
         *(F.lit(None).cast("double").alias(name) for name in value.VALUE_COLUMNS),
     )
@@ -125,6 +133,10 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
             F.coalesce(
                 name_map[F.col("segment_id")], F.concat(F.lit("segment "), F.col("segment_id"))
             ),
+        )
+        .withColumn(
+            "segment_description",
+            description_map[F.col("segment_id")] if descriptions else F.lit(None).cast("string"),
         )
         .withColumn(
             "churn_risk_band",

@@ -25,6 +25,12 @@ segment takes the id of the champion segment whose profile is nearest (an optima
 matching of the profiles in standard deviations of today's features). New segments with no
 match get ids never used by the champion. The k-means label to id map travels with the model
 version (tag ``segment_ids``); scoring applies it.
+
+Each segment also gets a one-line description a marketer can read (``describe_segment``): its
+share of the buyers and what its centroid says in the shop's units (days since the last
+purchase, purchase days and net spend in a year, the online share, discounts). A retrain's
+``stability`` is the share of today's buyers it leaves in the segment the champion gave them:
+1.0 on a night with no new data, lower as the population moves.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ class SegmentationResult:
     profiles: pd.DataFrame  # by stable segment id, original units, with a customers column
     segment_ids: dict[int, int]  # k-means label -> stable segment id
     champion_silhouette: float | None = None  # the champion's labels, same data and space
+    descriptions: dict[int, str] | None = None  # by stable segment id
+    stability: float | None = None  # share of rows keeping the champion's segment id
 
 
 def build_pipeline(k: int, seed: int) -> Pipeline:
@@ -94,6 +102,35 @@ def name_segment(profile: pd.Series) -> str:
     if profile["discount_share_365d"] >= 0.12:
         return "discount hunters"
     return "omni-channel loyal"
+
+
+NO_PURCHASE_DESCRIPTION = "Known customers with no purchase yet: nothing to segment them by."
+
+
+def describe_segment(profile: pd.Series, share: float) -> str:
+    """One line from a centroid profile (original units) and the segment's share of buyers."""
+    online = profile["online_share_365d"]
+    channel = (
+        "mostly online"
+        if online >= 0.7
+        else "mostly in store"
+        if online <= 0.2
+        else f"{online:.0%} of spend online"
+    )
+    return (
+        f"{share:.0%} of buyers: last purchase {profile['recency_days']:.0f} days ago, "
+        f"{profile['frequency_365d']:.1f} purchase days and {profile['monetary_365d']:.0f} net "
+        f"spend in a year, {channel}, {profile['discount_share_365d']:.0%} of it discounted."
+    )
+
+
+def describe_segments(profiles: pd.DataFrame) -> dict[int, str]:
+    """``describe_segment`` of every segment (``profiles`` with its ``customers`` column)."""
+    total = float(profiles["customers"].sum()) or 1.0
+    return {
+        int(segment): describe_segment(row, row["customers"] / total)
+        for segment, row in profiles.iterrows()
+    }
 
 
 def value_tiers(count: int) -> tuple[str, ...]:
@@ -208,4 +245,6 @@ def train_segmentation(
         profiles,
         segment_ids,
         champion_silhouette,
+        describe_segments(profiles),
+        None if previous is None else float(np.mean(stable == previous)),
     )

@@ -193,10 +193,13 @@ def train_segmentation_model(
             }
         )
         mlflow.log_metrics({"silhouette": result.silhouette, "fit_seconds": seconds})
+        if result.stability is not None:  # the first version has no champion to keep
+            mlflow.log_metric("segment_stability", result.stability)
         for k, score in result.silhouettes.items():
             mlflow.log_metric("silhouette_by_k", score, step=k)
         log_table_inputs(settings, SEGMENTATION_INPUTS, versions)
         mlflow.log_dict(result.names, "segment_names.json")
+        mlflow.log_dict(result.descriptions, "segment_descriptions.json")
         mlflow.log_table(
             result.profiles.assign(name=pd.Series(result.names)).reset_index(),
             "segment_profiles.json",
@@ -220,6 +223,7 @@ def train_segmentation_model(
         version = str(info.registered_model_version)
         for key, value in {
             "segment_names": {str(k): v for k, v in result.names.items()},
+            "segment_descriptions": {str(k): v for k, v in result.descriptions.items()},
             "segment_ids": {str(k): v for k, v in result.segment_ids.items()},
             "next_segment_id": max([*result.segment_ids.values(), (next_id or 0) - 1]) + 1,
         }.items():
@@ -242,6 +246,8 @@ def train_segmentation_model(
         "promoted": decision.promoted,
         "decision": decision.reason,
         "names": result.names,
+        "descriptions": result.descriptions,
+        "stability": None if result.stability is None else round(result.stability, 4),
         "seconds": round(seconds, 1),
     }
 

@@ -696,6 +696,12 @@ GOLD_SCORES = Table(
             "double",
             "expected_value_365d times churn_probability; null with no purchase yet",
         ),
+        _c(
+            "segment_description",
+            _s,
+            "One line on the segment: its share of buyers and its centroid in the shop's units "
+            "(null for a segmentation version from before descriptions)",
+        ),
     ),
     keys=("customer_key", "as_of_date"),
     partition_by=("as_of_date",),

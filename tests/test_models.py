@@ -328,6 +328,22 @@ def test_segmentation_picks_k_in_range_and_names_every_segment():
     # Id 0 is the no-purchase segment's: k-means segments are numbered from 1.
     assert set(result.names) == set(result.segment_ids.values()) == set(range(1, result.k + 1))
     assert set(result.pipeline.predict(frame)) == set(range(result.k))
+    assert result.stability is None  # no champion to keep a segment of
+
+
+def test_every_segment_has_a_one_line_description_of_its_centroid():
+    frame = _customers(300)[list(SEGMENT_FEATURES)]
+    result = train_segmentation(frame, k_range=range(3, 5))
+    assert set(result.descriptions) == set(result.names)
+    assert len(set(result.descriptions.values())) == len(result.descriptions)
+    shares = []
+    for segment, text in result.descriptions.items():
+        profile = result.profiles.loc[segment]
+        assert "\n" not in text and text.endswith(".")
+        assert f"last purchase {profile['recency_days']:.0f} days ago" in text, text
+        assert f"{profile['monetary_365d']:.0f} net spend in a year" in text, text
+        shares.append(int(text.split("%")[0]))
+    assert sum(shares) == pytest.approx(100, abs=len(shares))  # rounded shares of all buyers
 
 
 def _register(settings, name: str) -> str:
@@ -403,6 +419,10 @@ def test_segment_ids_stay_with_the_same_customers_across_retrains():
         [second.segment_ids[int(x)] for x in second.pipeline.predict(moved[list(SEGMENT_FEATURES)])]
     )
     assert (relabelled == previous).mean() > 0.9
+    assert second.stability == pytest.approx((relabelled == previous).mean())
+    # A night with no new data: the retrain keeps every customer in the champion's segment.
+    same = train_segmentation(frame, k_range=range(4, 5), seed=1, previous=previous)
+    assert same.stability == 1.0
     assert set(second.names) == set(second.segment_ids.values()) == set(previous)
     assert second.champion_silhouette == pytest.approx(second.silhouette, abs=0.05)
     # More segments than the champion: the new one gets an id the champion never used.

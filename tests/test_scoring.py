@@ -16,7 +16,12 @@ from sklearn.linear_model import LogisticRegression
 from models import registry
 from models.features import CHURN_FEATURES, SEGMENT_FEATURES
 from models.score import NO_PURCHASE_BAND, score_customers
-from models.segmentation import NO_PURCHASE_SEGMENT, NO_PURCHASE_SEGMENT_ID, train_segmentation
+from models.segmentation import (
+    NO_PURCHASE_DESCRIPTION,
+    NO_PURCHASE_SEGMENT,
+    NO_PURCHASE_SEGMENT_ID,
+    train_segmentation,
+)
 from omni import gates, lakehouse, tables
 from tests.conftest import settings_under
 from tests.test_quality import batch
@@ -71,6 +76,7 @@ def scored(spark, settings, tmp_path_factory):
         buyers[list(SEGMENT_FEATURES)],
         {
             "segment_names": {str(k): v for k, v in segmentation.names.items()},
+            "segment_descriptions": {str(k): v for k, v in segmentation.descriptions.items()},
             "segment_ids": {str(k): v for k, v in segmentation.segment_ids.items()},
         },
     )
@@ -99,6 +105,10 @@ def test_customers_who_never_bought_keep_a_segment_but_get_no_churn_probability(
     assert {r["churn_risk_band"] for r in buyers} <= {"low", "medium", "high"}
     assert {r["segment_id"] for r in buyers} == set(segmentation.names) == {1, 2, 3}
     assert {r["segment_name"] for r in buyers} == set(segmentation.names.values())
+    assert {(r["segment_id"], r["segment_description"]) for r in buyers} == set(
+        segmentation.descriptions.items()
+    )
+    assert {r["segment_description"] for r in never} == {NO_PURCHASE_DESCRIPTION}
     assert first["bands"][NO_PURCHASE_BAND] == NEVER_BOUGHT
 
 
