@@ -10,7 +10,7 @@ Expectations and an MLflow SQLite registry.
 On the last night, which also reads S003's late folder, a CRM record claims a loyalty card
 that had a customer of its own: two customers found to be one.
 
-It takes 20 to 30 minutes on 2 cores beside ``tests/test_one_channel.py``, more than the
+It takes 25 to 35 minutes on 2 cores beside ``tests/test_one_channel.py``, more than the
 suite's budget allows, so ``make test`` leaves it out (marker ``year``) and ``make test-year``
 runs it; ``.ci/run`` runs both.
 """
