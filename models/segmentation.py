@@ -69,8 +69,12 @@ class SegmentationResult:
     profiles: pd.DataFrame  # by stable segment id, original units, with a customers column
     segment_ids: dict[int, int]  # k-means label -> stable segment id
     champion_silhouette: float | None = None  # the champion's labels, same data and space
-    descriptions: dict[int, str] | None = None  # by stable segment id
     stability: float | None = None  # share of rows keeping the champion's segment id
+
+    @property
+    def descriptions(self) -> dict[int, str]:
+        """One line per segment, by stable segment id (``describe_segments``)."""
+        return describe_segments(self.profiles)
 
 
 def build_pipeline(k: int, seed: int) -> Pipeline:
@@ -245,6 +249,5 @@ def train_segmentation(
         profiles,
         segment_ids,
         champion_silhouette,
-        describe_segments(profiles),
         None if previous is None else float(np.mean(stable == previous)),
     )
