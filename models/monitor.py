@@ -1,10 +1,12 @@
 """Monitor the champions for ``--date``: drift of their features and scores, into gold.
 
 Each training run keeps a *reference* (``monitoring/reference.json`` in its MLflow run): the
-decile edges and shares of the monitored features on its training data and the distribution
-of its outputs (churn probabilities on the holdout, segment shares on the day's customers).
-Each night the date's scored population is binned on the champion's edges, in one Spark
-pass, and compared with the population stability index
+decile edges and shares of the monitored features and of the model's outputs (churn
+probabilities, segment shares) over the population it is judged on, its training date's
+buyers as ``gold.customer_features`` holds them, scored by the model itself. Each night the
+date's scored buyers are binned on the champion's edges, in one Spark pass: like with like,
+so a night with no new data reads as no drift. They are compared with the population
+stability index
 
     PSI = sum over bins of (current share - reference share) * ln(current / reference)
 
@@ -26,6 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from models import registry
+from models.features import CHURN_FEATURES
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
@@ -85,14 +88,22 @@ def categorical_reference(values) -> dict:
 
 
 def build_reference(as_of: date, features, scores: dict[str, dict]) -> dict:
-    """A model's monitoring reference: every column of ``features`` (training rows), binned,
-    and its output distributions ``scores`` (from ``numeric_reference`` or
+    """A model's monitoring reference: every column of ``features`` (its training date's
+    buyers), binned, and its output distributions ``scores`` (from ``numeric_reference`` or
     ``categorical_reference``)."""
     return {
         "as_of_date": str(as_of),
         "features": {column: numeric_reference(features[column]) for column in features.columns},
         "scores": scores,
     }
+
+
+def churn_reference(as_of: date, buyers, model) -> dict:
+    """The churn model's reference: ``buyers`` (the ``CHURN_FEATURES`` of the training date's
+    buyers) binned on ``CHURN_MONITORED``, and ``model``'s own probabilities for them."""
+    X = buyers[list(CHURN_FEATURES)]
+    probabilities = numeric_reference(model.predict_proba(X)[:, 1])
+    return build_reference(as_of, X[list(CHURN_MONITORED)], {"churn_probability": probabilities})
 
 
 def psi(reference: list[float], current: list[float]) -> float:

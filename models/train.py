@@ -263,9 +263,15 @@ def train_churn_model(
     run_id,
     versions,
     value: ValueModel | str,
+    buyers: pd.DataFrame,
 ) -> dict:
     """``value`` is the fitted value model, or why it could not be fitted (too few repeat
-    buyers, say): the churn model is still trained, and its scores carry no value."""
+    buyers, say): the churn model is still trained, and its scores carry no value.
+
+    ``buyers`` are tonight's buyers' features: the model's monitoring reference is its own
+    scoring of them, the population ``models.monitor`` bins every night (training snapshots
+    of past cut-offs and holdout customers are another population: their PSI against a
+    night would be high by construction)."""
     fitted = isinstance(value, ValueModel)
     if not fitted:
         log.warning("churn: no value model: %s", value)
@@ -332,12 +338,7 @@ def train_churn_model(
         )
         mlflow.log_dict(result.importance.round(6).to_dict(), "feature_importance.json")
         mlflow.log_dict(
-            monitor.build_reference(
-                as_of,
-                training.loc[training.split == TRAIN, list(monitor.CHURN_MONITORED)],
-                {"churn_probability": monitor.numeric_reference(result.holdout["probability"])},
-            ),
-            monitor.REFERENCE_ARTIFACT,
+            monitor.churn_reference(as_of, buyers, result.pipeline), monitor.REFERENCE_ARTIFACT
         )
         info = mlflow.sklearn.log_model(
             result.pipeline,
@@ -404,13 +405,14 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
         t.name: lakehouse.table_version(spark, settings, t)
         for t in (*SEGMENTATION_INPUTS, *CHURN_INPUTS)
     }
+    # Tonight's buyers: what segmentation learns from (customers who never bought have their
+    # own segment) and the population both champions are monitored on (``models.monitor``).
     features = (
-        spark.read.format("delta")
-        .option("versionAsOf", versions[tables.GOLD_FEATURES.name])
-        .load(lakehouse.table_path(settings, tables.GOLD_FEATURES))
-        # Customers who never bought have their own segment: k-means learns from buyers.
+        lakehouse.read_table(
+            spark, settings, tables.GOLD_FEATURES, versions[tables.GOLD_FEATURES.name]
+        )
         .where((F.col("as_of_date") == F.lit(str(as_of)).cast("date")) & F.col("has_purchase"))
-        .select("customer_key", *SEGMENT_FEATURES)
+        .select("customer_key", *CHURN_FEATURES)
         .orderBy("customer_key")
         .toPandas()
     )
@@ -431,7 +433,7 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
 
     def train_churn_on_history() -> dict:
         # Built only when the run has not registered its churn version yet (a retry has).
-        with customer_history(spark, settings) as inputs:
+        with customer_history(spark, settings, versions) as inputs:
             training = (
                 churn_training_set(
                     inputs,
@@ -459,6 +461,7 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
             run_id,
             versions,
             _value_model(history),
+            features,
         )
 
     return {

@@ -187,10 +187,16 @@ def materialize(df: DataFrame) -> DataFrame:
     return df
 
 
-def read_table(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
-    """Read a table by registry entry; an empty frame of its schema when it was never written."""
+def read_table(
+    spark: SparkSession, settings: Settings, table: Table, version: int | None = None
+) -> DataFrame:
+    """Read a table by registry entry, at its latest Delta ``version`` unless one is given; an
+    empty frame of its schema when it was never written."""
     ensure_table(spark, settings, table)
-    return spark.read.format("delta").load(table_path(settings, table))
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(table_path(settings, table))
 
 
 def table_version(spark: SparkSession, settings: Settings, table: Table) -> int:

@@ -9,11 +9,18 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from models import monitor, registry
+from models.features import CHURN_FEATURES
 from omni import lakehouse, tables
+from omni.transforms import gold
 from tests.conftest import settings_under
+from tests.test_gold import _events, _tx
 from tests.test_quality import batch
 
 AS_OF = date(2026, 6, 30)
@@ -188,3 +195,110 @@ def test_nightly_monitoring_flags_a_retrain_only_when_the_population_drifts(
     night_again = monitor.monitor_models(spark, local, later, "night-2-retry")
     assert night_again["drifted"] == drift["drifted"]
     assert len(lakehouse.read_table(spark, local, tables.GOLD_MONITORING).toPandas()) == len(rows)
+
+
+def _history(spark, rng, customers: int, as_of: date):
+    """A shop's population, purchases and web activity over the 500 days before ``as_of``."""
+    population = spark.createDataFrame(
+        [(f"K{i:04d}", f"C{i:04d}", True, True, "2024-01-01") for i in range(customers)],
+        "customer_key string, customer_id string, email_opt_in boolean, push_opt_in boolean, "
+        "signup_date string",
+    ).withColumn("signup_date", F.col("signup_date").cast("date"))
+    lines, events = [], []
+    for i in range(customers):
+        for n in range(1 + rng.poisson(4)):
+            day = str(as_of - timedelta(days=int(rng.integers(0, 500))))
+            online = bool(rng.random() < 0.4)
+            amount = round(float(rng.gamma(2, 30)), 2)
+            lines.append(
+                (
+                    f"K{i:04d}",
+                    "online" if online else "store",
+                    None if online else f"S0{rng.integers(1, 4)}",
+                    f"T{i}-{n}",
+                    day,
+                    f"SKU{rng.integers(0, 40):02d}",
+                    1,
+                    amount,
+                    amount,
+                    0.0,
+                    f"category {rng.integers(0, 6)}",
+                )
+            )
+        for n in range(rng.poisson(3)):
+            day = as_of - timedelta(days=int(rng.integers(0, 120)))
+            session = f"s{i}-{n}"
+            key = f"K{i:04d}"
+            events.append((key, str(day), f"{day} 10:00:00", "search", session, "shirt", None))
+            events.append((key, str(day), f"{day} 10:01:00", "page_view", session, None, None))
+    return population, _tx(spark, lines), _events(spark, events)
+
+
+def test_a_night_with_no_new_data_reads_as_no_drift_against_the_champions_training_date(
+    spark, settings, tmp_path, request
+):
+    """Like with like: the churn champion's reference is its training date's buyers scored by
+    itself, the population monitoring bins each night. The next night, with no new data, is
+    the same customers one day older: below the threshold on every column. (A reference built
+    on training snapshots of past cut-offs read as drift on such a night.)"""
+    local = settings_under(settings, tmp_path, landing=False)
+    registry.configure_tracking(local)
+    request.addfinalizer(lambda: registry.configure_tracking(settings))
+    population, transactions, activity = _history(spark, np.random.default_rng(7), 800, AS_OF)
+    quiet = AS_OF + timedelta(days=1)
+    features = {
+        day: lakehouse.materialize(
+            lakehouse.conform(
+                gold.build_customer_features(population, transactions, activity, day),
+                tables.GOLD_FEATURES,
+            )
+        )
+        for day in (AS_OF, quiet)
+    }
+    buyers = features[AS_OF].where(F.col("has_purchase")).orderBy("customer_key").toPandas()
+    X = buyers[list(CHURN_FEATURES)]
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, buyers.recency_days > 90)
+    registry.use_experiment(local, registry.CHURN_MODEL)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=registry.CHURN_MODEL,
+            pip_requirements=["scikit-learn"],
+        )
+        mlflow.log_dict(monitor.churn_reference(AS_OF, buyers, model), monitor.REFERENCE_ARTIFACT)
+    mlflow.MlflowClient().set_registered_model_alias(
+        registry.CHURN_MODEL, registry.CHAMPION, str(info.registered_model_version)
+    )
+
+    def night(day):
+        night_buyers = features[day].where(F.col("has_purchase")).orderBy("customer_key")
+        keyed = night_buyers.toPandas()
+        probability = model.predict_proba(keyed[list(CHURN_FEATURES)])[:, 1]
+
+        def score(i, row):
+            row.update(
+                customer_key=keyed.customer_key[i],
+                as_of_date=day,
+                churn_probability=float(probability[i]),
+            )
+
+        lakehouse.append(spark, local, tables.GOLD_FEATURES, features[day])
+        scores = batch(spark, "gold.customer_scores", len(keyed), score)
+        lakehouse.append(spark, local, tables.GOLD_SCORES, scores)
+        monitor.monitor_models(spark, local, day, f"night-{day}")
+        return (
+            lakehouse.read_table(spark, local, tables.GOLD_MONITORING)
+            .where(F.col("as_of_date") == F.lit(str(day)).cast("date"))
+            .toPandas()
+            .set_index("column_name")
+        )
+
+    trained_on = night(AS_OF)
+    assert set(trained_on.index) == {*monitor.CHURN_MONITORED, "churn_probability"}
+    assert (trained_on["rows"] == len(buyers)).all()
+    assert trained_on["psi"].abs().max() < 1e-9  # the same population, binned the same way
+    next_night = night(quiet)
+    assert (next_night["rows"] == len(buyers)).all()
+    assert not next_night["drifted"].any(), next_night["psi"].sort_values().tail(3)
+    assert next_night["psi"].max() < local.psi_threshold / 2
