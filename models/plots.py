@@ -3,6 +3,7 @@
 Churn: ROC and precision-recall curves and the lift by decile (model and BG/NBD baseline on
 the same holdout), a reliability diagram of the calibrated probabilities, and permutation
 feature importance. Segmentation: each segment's profile against the population.
+Recommendations: recall of the held-out purchases per method and channel mix.
 """
 
 from __future__ import annotations
@@ -110,4 +111,22 @@ def segment_profiles(profiles: pd.DataFrame, names: dict[int, str], population: 
         axes.text(column, row, f"{value:.3g}", ha="center", va="center", fontsize=8)
     figure.colorbar(image, ax=axes, label="standard deviations from the mean")
     axes.set_title("Segment profiles: mean of each feature (colour: vs all customers)")
+    return figure
+
+
+def recommendation_recall(rows: list[dict], top: int) -> Figure:
+    """Recall@top of each method per channel mix (``models.recommend.holdout_evaluation``)."""
+    frame = pd.DataFrame(rows)
+    table = frame.pivot(index="channel_mix", columns="method", values="recall")
+    customers = frame.drop_duplicates("channel_mix").set_index("channel_mix")["customers"]
+    figure, axes = _figure(f"Recall@{top} of the held-out purchases", size=(7.0, 4.5))
+    width = 0.8 / len(table.columns)
+    for i, method in enumerate(table.columns):
+        axes.bar(np.arange(len(table)) + i * width, table[method], width, label=method)
+    axes.set_xticks(
+        np.arange(len(table)) + width * (len(table.columns) - 1) / 2,
+        [f"{mix}\n({customers[mix]} customers)" for mix in table.index],
+    )
+    axes.set_ylabel(f"recall@{top}")
+    axes.legend()
     return figure

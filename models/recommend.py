@@ -21,7 +21,7 @@ most: the bought product and the search that contributed most to the list, or th
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -36,6 +36,9 @@ MAX_ITEMS_PER_CUSTOMER = 25
 # Places a summed score keeps (see ``_summed``): far below any difference that means something.
 SCORE_DIGITS = 9
 PURCHASE, SEARCH, SEGMENT = "purchase", "search", "segment"
+# Where a candidate comes from, best first: the customer's own purchases and searches, the
+# best sellers of their segment, the best sellers of all customers.
+PERSONAL, SEGMENT_POPULAR, POPULAR = 0, 1, 2
 
 
 def purchased(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
@@ -170,6 +173,70 @@ def _contributions(
     )
 
 
+def _candidates(
+    bought: DataFrame,
+    activity: DataFrame,
+    segments: DataFrame,
+    audience: DataFrame,
+    as_of: date,
+    days: int,
+    top: int,
+) -> tuple[DataFrame, DataFrame]:
+    """(contributions, tiers) for the ``audience``: each signal's part of a personal
+    candidate's score (cached), and every candidate with its ``tier`` (``PERSONAL``,
+    ``SEGMENT_POPULAR``, ``POPULAR``) and score, a sku once per tier it is in."""
+    # Similarities come from everyone's purchases; candidates only for the audience.
+    contributions = _contributions(
+        bought.join(audience, "customer_key", "left_semi"),
+        customer_searches(activity, as_of, days).join(audience, "customer_key", "left_semi"),
+        item_similarity(bought),
+        search_associations(activity, as_of, days),
+    ).cache()
+    personal = contributions.groupBy("customer_key", "sku").agg(
+        _summed("weight").alias("score"), F.lit(PERSONAL).alias("tier")
+    )
+    popular = (
+        segments.join(audience, "customer_key", "left_semi")
+        .select("customer_key", "segment_id")
+        .join(segment_best_sellers(bought, segments, top * 3), "segment_id")
+        .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
+        .select(
+            "customer_key",
+            "sku",
+            F.col("share").alias("score"),
+            F.lit(SEGMENT_POPULAR).alias("tier"),
+        )
+    )
+    # A segment that bought nothing in the window (lapsed customers) falls back on everyone.
+    best_sellers = (
+        bought.groupBy("sku")
+        .agg(F.countDistinct("customer_key").alias("share"))
+        .orderBy(F.col("share").desc(), "sku")
+        .limit(top * 3)
+    )
+    overall = (
+        audience.crossJoin(F.broadcast(best_sellers))
+        .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
+        .select("customer_key", "sku", F.col("share").alias("score"), F.lit(POPULAR).alias("tier"))
+    )
+    return contributions, personal.unionByName(popular).unionByName(overall)
+
+
+def choose(tiers: DataFrame, top: int, by: tuple[str, ...] = ()) -> DataFrame:
+    """(*by, customer_key, sku, tier, score): the ``top`` candidates of each customer of
+    ``tiers`` (per value of the ``by`` columns). A sku in several tiers keeps its best
+    (lowest) one; lower tiers come first, then higher scores, then the sku."""
+    candidates = tiers.groupBy(*by, "customer_key", "sku").agg(
+        F.min("tier").alias("tier"), F.min_by("score", "tier").alias("score")
+    )
+    return _top_per(
+        candidates,
+        [*by, "customer_key"],
+        [F.col("tier"), F.col("score").desc(), F.col("sku")],
+        top,
+    )
+
+
 def recommend(
     transactions: DataFrame,
     activity: DataFrame,
@@ -192,49 +259,10 @@ def recommend(
         raise ValueError(f"top={top}, top_categories={top_categories}: expected at least 1 each")
     audience = (segments if audience is None else audience).select("customer_key").distinct()
     bought = purchased(transactions, as_of, days).cache()
-    # Similarities come from everyone's purchases; candidates only for the audience.
-    contributions = _contributions(
-        bought.join(audience, "customer_key", "left_semi"),
-        customer_searches(activity, as_of, days).join(audience, "customer_key", "left_semi"),
-        item_similarity(bought),
-        search_associations(activity, as_of, days),
-    ).cache()
     segments = segments.select("customer_key", "segment_id", "segment_name")
     members = segments.join(audience, "customer_key", "left_semi")
-    personal = contributions.groupBy("customer_key", "sku").agg(
-        _summed("weight").alias("score"), F.lit(0).alias("tier")
-    )
-    popular = (
-        members.select("customer_key", "segment_id")
-        .join(segment_best_sellers(bought, segments, top * 3), "segment_id")
-        .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
-        .select("customer_key", "sku", F.col("share").alias("score"), F.lit(1).alias("tier"))
-    )
-    # A segment that bought nothing in the window (lapsed customers) falls back on everyone.
-    best_sellers = (
-        bought.groupBy("sku")
-        .agg(F.countDistinct("customer_key").alias("share"))
-        .orderBy(F.col("share").desc(), "sku")
-        .limit(top * 3)
-    )
-    overall = (
-        audience.crossJoin(F.broadcast(best_sellers))
-        .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
-        .select("customer_key", "sku", F.col("share").alias("score"), F.lit(2).alias("tier"))
-    )
-    # A sku in several tiers keeps its best (lowest) one.
-    candidates = (
-        personal.unionByName(popular)
-        .unionByName(overall)
-        .groupBy("customer_key", "sku")
-        .agg(F.min("tier").alias("tier"), F.min_by("score", "tier").alias("score"))
-    )
-    chosen = _top_per(
-        candidates,
-        "customer_key",
-        [F.col("tier"), F.col("score").desc(), F.col("sku")],
-        top,
-    ).cache()
+    contributions, tiers = _candidates(bought, activity, segments, audience, as_of, days, top)
+    chosen = choose(tiers, top).cache()
     names = products.select("sku", "product_name", "category")
     skus = chosen.groupBy("customer_key").agg(
         F.sort_array(
@@ -277,10 +305,10 @@ def recommend(
             F.coalesce(
                 "reason",
                 F.when(
-                    F.col("ranked")[0]["tier"] == 1,
+                    F.col("ranked")[0]["tier"] == SEGMENT_POPULAR,
                     F.concat(F.lit("popular in your segment ("), "segment_name", F.lit(")")),
                 )
-                .when(F.col("ranked")[0]["tier"] == 2, F.lit("popular with our customers"))
+                .when(F.col("ranked")[0]["tier"] == POPULAR, F.lit("popular with our customers"))
                 .otherwise(F.lit("nothing to recommend yet")),
             ).alias("reason"),
         )
@@ -290,7 +318,8 @@ def recommend(
 def _reasons(contributions: DataFrame, chosen: DataFrame, names: DataFrame) -> DataFrame:
     """(customer_key, reason): the bought product and the search that weighed most."""
     used = contributions.join(
-        chosen.where(F.col("tier") == 0).select("customer_key", "sku"), ["customer_key", "sku"]
+        chosen.where(F.col("tier") == PERSONAL).select("customer_key", "sku"),
+        ["customer_key", "sku"],
     )
     per_source = used.groupBy("customer_key", "kind", "source").agg(
         _summed("weight").alias("weight")
@@ -313,4 +342,131 @@ def _reasons(contributions: DataFrame, chosen: DataFrame, names: DataFrame) -> D
                 ),
             ),
         ).alias("reason")
+    )
+
+
+# What the offline evaluation compares, by the tiers each may draw from: the feed's
+# recommender, and the two popularity baselines it falls back on.
+METHODS = {
+    "recommender": (PERSONAL, SEGMENT_POPULAR, POPULAR),
+    "segment_popularity": (SEGMENT_POPULAR, POPULAR),
+    "popularity": (POPULAR,),
+}
+ALL, NEW = "all", "new"  # every customer evaluated; those with no purchase before the cut-off
+
+
+def channel_mix(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
+    """(customer_key, channel_mix): "online only", "store only" or "both", from the
+    customer's purchases in the window; customers with none there are not listed."""
+    online = F.max((F.col("channel") == "online").cast("int"))
+    store = F.max((F.col("channel") == "store").cast("int"))
+    return (
+        transactions.where(
+            F.col("customer_key").isNotNull()
+            & (F.col("quantity") > 0)
+            & _since("date", as_of, days)
+        )
+        .groupBy("customer_key")
+        .agg(
+            F.when((online == 1) & (store == 1), "both")
+            .when(online == 1, "online only")
+            .otherwise("store only")
+            .alias("channel_mix")
+        )
+    )
+
+
+def holdout_evaluation(
+    transactions: DataFrame,
+    activity: DataFrame,
+    segments: DataFrame,
+    as_of: date,
+    holdout_days: int,
+    window_days: int,
+    top: int = 5,
+) -> list[dict]:
+    """Recall@``top`` and hit rate of each of ``METHODS`` on the last ``holdout_days``.
+
+    Recommendations are made as of the cut-off ``as_of - holdout_days`` from the
+    ``window_days`` before it, exactly as the feed makes them, and compared with what each
+    customer bought after it, up to ``as_of``, in any channel. Only skus new to the customer
+    count: no method recommends what the customer bought in the window already. A customer's
+    recall is the share of those skus in their list; the hit rate is the share of customers
+    with at least one of them in it. ``segments`` (customer_key, segment_id, segment_name)
+    are the customers' segments at the cut-off.
+
+    Returns one dict per method and channel mix (``ALL``, the mixes of ``channel_mix`` as of
+    the cut-off, ``NEW``): method, channel_mix, customers, recall, hit_rate.
+    """
+    if holdout_days < 1 or top < 1:
+        raise ValueError(f"holdout_days={holdout_days}, top={top}: expected at least 1 each")
+    cutoff = as_of - timedelta(days=holdout_days)
+    bought = purchased(transactions, cutoff, window_days).cache()
+    held = (
+        purchased(transactions, as_of, holdout_days)
+        .select("customer_key", "sku")
+        .join(bought.select("customer_key", "sku"), ["customer_key", "sku"], "left_anti")
+        .cache()
+    )
+    audience = held.select("customer_key").distinct()
+    segments = segments.select("customer_key", "segment_id", "segment_name")
+    contributions, tiers = _candidates(
+        bought, activity, segments, audience, cutoff, window_days, top
+    )
+    # Every method chooses from the tiers it may draw from, all in one pass.
+    drawn = tiers.sparkSession.createDataFrame(
+        [(method, tier) for method, allowed in METHODS.items() for tier in allowed],
+        "method string, tier int",
+    )
+    chosen = choose(tiers.join(F.broadcast(drawn), "tier"), top, by=("method",))
+    hits = (
+        chosen.join(held, ["customer_key", "sku"])
+        .groupBy("method", "customer_key")
+        .agg(F.count("*").alias("hits"))
+    )
+    relevant = held.groupBy("customer_key").agg(F.count("*").alias("relevant"))
+    per_customer = (
+        relevant.join(channel_mix(transactions, cutoff, window_days), "customer_key", "left")
+        .crossJoin(F.broadcast(drawn.select("method").distinct()))
+        .join(hits, ["method", "customer_key"], "left")
+        .select(
+            "method",
+            F.coalesce("channel_mix", F.lit(NEW)).alias("channel_mix"),
+            (F.coalesce("hits", F.lit(0)) / F.col("relevant")).alias("recall"),
+            (F.coalesce("hits", F.lit(0)) > 0).cast("double").alias("hit"),
+        )
+    )
+    per_mix = (
+        per_customer.groupBy("method", "channel_mix")
+        .agg(
+            F.count("*").alias("customers"),
+            F.sum("recall").alias("recall"),
+            F.sum("hit").alias("hits"),
+        )
+        .collect()
+    )
+    for frame in (bought, held, contributions):
+        frame.unpersist()
+    # Sums per mix add up to the figures over all customers.
+    totals: dict[tuple[str, str], list] = {}
+    for row in per_mix:
+        for mix in (row["channel_mix"], ALL):
+            total = totals.setdefault((row["method"], mix), [0, 0.0, 0.0])
+            total[0] += row["customers"]
+            total[1] += row["recall"]
+            total[2] += row["hits"]
+    rows = [
+        {
+            "method": method,
+            "channel_mix": mix,
+            "customers": customers,
+            "recall": recall / customers,
+            "hit_rate": hits / customers,
+        }
+        for (method, mix), (customers, recall, hits) in totals.items()
+    ]
+    order = {method: i for i, method in enumerate(METHODS)}
+    return sorted(
+        rows,
+        key=lambda r: (r["channel_mix"] != ALL, r["channel_mix"], order[r["method"]]),
     )

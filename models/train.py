@@ -20,7 +20,9 @@ import json
 import logging
 import subprocess
 import time
+from contextlib import ExitStack
 from datetime import date
+from functools import cache
 
 import mlflow
 import numpy as np
@@ -42,6 +44,7 @@ from models.features import (
     churn_training_set,
     purchase_history,
 )
+from models.recommend_evaluation import evaluate_recommendations
 from models.segmentation import train_segmentation
 from models.value import VALUE_MODEL_TAG, ValueModel, fit_value_model, unfitted_tag
 from omni import lakehouse, tables
@@ -431,9 +434,12 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
         settings.churn_snapshot_step_days,
     )
 
-    def train_churn_on_history() -> dict:
-        # Built only when the run has not registered its churn version yet (a retry has).
-        with customer_history(spark, settings, versions) as inputs:
+    with ExitStack() as stack:
+        # Read only when the churn model or the recommendations need it (a retry may not).
+        history = cache(lambda: stack.enter_context(customer_history(spark, settings, versions)))
+
+        def train_churn_on_history() -> dict:
+            inputs = history()
             training = (
                 churn_training_set(
                     inputs,
@@ -447,42 +453,43 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
                 .toPandas()
             )
             # The value model learns from every buyer's whole history up to the date.
-            history = (
+            history_rows = (
                 purchase_history(inputs["transactions"], as_of).orderBy("customer_key").toPandas()
             )
-        return train_churn_model(
-            spark,
-            settings,
-            client,
-            training,
-            gates,
-            windows,
-            as_of,
-            run_id,
-            versions,
-            _value_model(history),
-            features,
-        )
+            return train_churn_model(
+                spark,
+                settings,
+                client,
+                training,
+                gates,
+                windows,
+                as_of,
+                run_id,
+                versions,
+                _value_model(history_rows),
+                features,
+            )
 
-    return {
-        "gates": gates.reason,
-        "segmentation": once_per_run(
-            client,
-            registry.SEGMENTATION_MODEL,
-            run_id,
-            as_of,
-            lambda: train_segmentation_model(
-                spark, settings, client, features, gates, as_of, run_id, versions
+        summary = {
+            "gates": gates.reason,
+            "segmentation": once_per_run(
+                client,
+                registry.SEGMENTATION_MODEL,
+                run_id,
+                as_of,
+                lambda: train_segmentation_model(
+                    spark, settings, client, features, gates, as_of, run_id, versions
+                ),
             ),
-        ),
-        "churn": once_per_run(
-            client,
-            registry.CHURN_MODEL,
-            run_id,
-            as_of,
-            train_churn_on_history,
-        ),
-    }
+            "churn": once_per_run(
+                client, registry.CHURN_MODEL, run_id, as_of, train_churn_on_history
+            ),
+        }
+        # After segmentation: customers are segmented at the cut-off by tonight's champion.
+        summary["recommendations"] = evaluate_recommendations(
+            spark, settings, client, history, as_of, run_id, _common_tags(as_of, run_id)
+        )
+    return summary
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:

@@ -232,6 +232,8 @@ class Settings:
     segmentation_promotion_margin: float = 0.01
     # Skus per customer and channel in gold.personalization_feed.
     recommendation_count: int = 5
+    # Days held out at training time to evaluate the recommendations (0: not evaluated).
+    recommendation_holdout_days: int = 28
     # Population stability index above which monitoring flags a retrain (0.1 to 0.25 is
     # the usual "moderate shift" band; 0.2 its middle).
     psi_threshold: float = 0.2
@@ -350,6 +352,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             env, "OMNI_SEGMENTATION_PROMOTION_MARGIN", 0.01, zero=True
         ),
         recommendation_count=_positive_int(env, "OMNI_RECOMMENDATIONS", 5),
+        recommendation_holdout_days=_positive_int(
+            env, "OMNI_RECOMMENDATION_HOLDOUT_DAYS", 28, minimum=0
+        ),
         psi_threshold=_fraction(env, "OMNI_PSI_THRESHOLD", 0.2),
         nightly_at=_time_of_day(env, "OMNI_NIGHTLY_AT", "03:00"),
         maintenance_at=_time_of_day(env, "OMNI_MAINTENANCE_AT", "05:00"),

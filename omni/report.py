@@ -1,13 +1,180 @@
-"""Print what a run left behind: row counts of the serving tables and the champion models."""
+"""Print what a run left behind, for the people who read it first.
+
+For the data engineer: row counts of the tables and the night's data quality. For marketing:
+the segments with their sizes and descriptions, customers and value at risk per churn risk
+band. For the data scientist: the champions, churn ROC-AUC beside its BG/NBD baseline,
+recommendation recall beside popularity. Then where to look next. ``make run`` ends with it.
+"""
 
 from __future__ import annotations
 
 import argparse
+from datetime import date
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from omni import lakehouse, quality, tables
-from omni.config import load_settings, parse_date
+from omni.config import Settings, load_settings, parse_date
+
+# Riskiest first; a band the scores do not hold is left out.
+RISK_BANDS = ("high", "medium", "low", "no_purchase_yet")
+
+
+def _on(df, as_of: date, column: str = "as_of_date"):
+    return df.where(F.col(column) == F.lit(str(as_of)).cast("date"))
+
+
+def _money(amount) -> str:
+    return "-" if amount is None else f"{amount:,.0f}"
+
+
+def lakehouse_lines(spark: SparkSession, settings: Settings, as_of: date) -> list[str]:
+    """Row counts (of the date where a table has one) and the date's expectation results."""
+    lines = [f"Lakehouse {settings.lakehouse_location} after the run of {as_of}:"]
+    for table in tables.ALL_TABLES:
+        df = lakehouse.read_table(spark, settings, table)
+        if "as_of_date" in df.columns:
+            df = _on(df, as_of)
+        lines.append(f"  {table.name:<28} {df.count():>9} rows")
+    results = _on(
+        lakehouse.read_table(spark, settings, tables.VALIDATION_RESULTS), as_of, "business_date"
+    )
+    failed = results.where(~F.col("success")).orderBy("table_name").collect()
+    lines += [
+        "",
+        f"Data quality of {as_of}: {results.count()} expectation results, {len(failed)} failed",
+    ]
+    lines += [
+        f"  [{row['severity']}] {row['table_name']}: {row['expectation_type']} "
+        f"{row['kwargs']} (observed {row['observed_value']})"
+        for row in failed
+    ]
+    return lines
+
+
+def customer_lines(spark: SparkSession, settings: Settings, as_of: date) -> list[str]:
+    """The date's segments (customers, share, description) and risk bands (customers,
+    expected value and value at risk over 365 days), from gold.customer_scores."""
+    scores = _on(lakehouse.read_table(spark, settings, tables.GOLD_SCORES), as_of).cache()
+    total = scores.count()
+    if total == 0:
+        scores.unpersist()
+        return [f"Customers: gold.customer_scores holds no scores for {as_of}"]
+    segments = (
+        scores.groupBy("segment_name", "segment_description")
+        .agg(F.count("*").alias("customers"))
+        .orderBy(F.col("customers").desc(), "segment_name")
+        .collect()
+    )
+    lines = [f"Segments of {as_of} ({total} customers scored):"]
+    width = max(len(row["segment_name"]) for row in segments)
+    for row in segments:
+        lines.append(
+            f"  {row['segment_name']:<{width}} {row['customers']:>8} "
+            f"{row['customers'] / total:>6.1%}  {row['segment_description'] or ''}"
+        )
+    bands = {
+        row["churn_risk_band"]: row
+        for row in scores.groupBy("churn_risk_band")
+        .agg(
+            F.count("*").alias("customers"),
+            F.sum("expected_value_365d").alias("value"),
+            F.sum("value_at_risk").alias("at_risk"),
+        )
+        .collect()
+    }
+    scores.unpersist()
+    lines += [
+        "",
+        f"Churn risk of {as_of} (next 365 days, in the shop's currency):",
+        f"  {'band':<16} {'customers':>9} {'expected value':>15} {'value at risk':>14}",
+    ]
+    for band in sorted(bands, key=lambda b: (RISK_BANDS + (b,)).index(b)):
+        row = bands[band]
+        lines.append(
+            f"  {band:<16} {row['customers']:>9} {_money(row['value']):>15} "
+            f"{_money(row['at_risk']):>14}"
+        )
+    return lines
+
+
+def model_lines(client, as_of: date) -> list[str]:
+    """The champions, churn metrics beside the baseline's, the date's recommendation
+    evaluation beside its baselines."""
+    from models import registry
+    from models.recommend_evaluation import EXPERIMENT
+
+    lines = ["Models (MLflow registry):"]
+    for model in (registry.SEGMENTATION_MODEL, registry.CHURN_MODEL):
+        champion = registry.champion_version(client, model)
+        if champion is None:
+            lines.append(f"  {model:<24} no champion")
+            continue
+        run = client.get_run(champion.run_id)
+        lines.append(
+            f"  {model:<24} champion version {champion.version}, "
+            f"trained on {run.data.tags.get('as_of_date', '?')}"
+        )
+        if model == registry.CHURN_MODEL:
+            metrics = run.data.metrics
+            for name in ("roc_auc", "brier"):
+                if name in metrics:
+                    lines.append(
+                        f"    {name:<9} {metrics[name]:.3f}  (BG/NBD baseline "
+                        f"{metrics.get('baseline_' + name, float('nan')):.3f}, same holdout)"
+                    )
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = (
+        client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.as_of_date = '{as_of}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if experiment
+        else []
+    )
+    if not runs:
+        lines.append(f"  recommendations            not evaluated on {as_of}")
+        return lines
+    params, metrics = runs[0].data.params, runs[0].data.metrics
+    top = params["top"]
+    lines.append(
+        f"  recommendations            {params['holdout_days']} days held out after "
+        f"{params['cutoff']}, {int(metrics['customers'])} customers buying something new:"
+    )
+    for method in ("recommender", "segment_popularity", "popularity"):
+        lines.append(
+            f"    {method:<19} recall@{top} {metrics[f'{method}_recall_at_{top}']:.3f}  "
+            f"hit rate {metrics[f'{method}_hit_rate']:.3f}"
+        )
+    if "recall_lift_over_popularity" in metrics:
+        lines.append(
+            f"    the feed's recommender recalls {metrics['recall_lift_over_popularity']:.2f}x "
+            "what popularity does"
+        )
+    return lines
+
+
+def next_lines(settings: Settings) -> list[str]:
+    return [
+        "Where to look next:",
+        f"  MLflow UI      .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
+        f"  Data Docs      make data-docs (or open {quality.data_docs_index(settings)})",
+        "  SQL server     make sql-server, then JDBC/ODBC on localhost:10000, tables by name",
+        "  Notebooks      make notebooks (profiles and segments, model runs review)",
+    ]
+
+
+def render(spark: SparkSession, settings: Settings, client, as_of: date) -> str:
+    sections = (
+        lakehouse_lines(spark, settings, as_of),
+        customer_lines(spark, settings, as_of),
+        model_lines(client, as_of),
+        next_lines(settings),
+    )
+    return "\n\n".join("\n".join(lines) for lines in sections)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,34 +187,10 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = get_spark(settings, "omni.report")
     spark.sparkContext.setLogLevel("ERROR")
-    print(f"\nLakehouse {settings.lakehouse_location} after the run of {args.date}:")
-    for table in tables.ALL_TABLES:
-        df = lakehouse.read_table(spark, settings, table)
-        if "as_of_date" in df.columns:
-            df = df.where(F.col("as_of_date") == F.lit(str(args.date)).cast("date"))
-        print(f"  {table.name:<28} {df.count():>9} rows")
-    results = lakehouse.read_table(spark, settings, tables.VALIDATION_RESULTS).where(
-        F.col("business_date") == F.lit(str(args.date)).cast("date")
-    )
-    failed = results.where(~F.col("success")).orderBy("table_name").collect()
-    print(
-        f"\nData quality of {args.date}: {results.count()} expectation results, "
-        f"{len(failed)} failed; Data Docs: {quality.data_docs_index(settings)}"
-    )
-    for row in failed:
-        print(
-            f"  [{row['severity']}] {row['table_name']}: {row['expectation_type']} "
-            f"{row['kwargs']} (observed {row['observed_value']})"
-        )
-    spark.stop()
-    client = registry.configure_tracking(settings)
-    print(f"\nMLflow registry {settings.mlflow_tracking_uri}:")
-    for model in (registry.SEGMENTATION_MODEL, registry.CHURN_MODEL):
-        champion = registry.champion_version(client, model)
-        print(
-            f"  {model:<24} champion: "
-            f"{'none' if champion is None else 'version ' + str(champion.version)}"
-        )
+    try:
+        print("\n" + render(spark, settings, registry.configure_tracking(settings), args.date))
+    finally:
+        spark.stop()
     return 0
 
 

@@ -94,6 +94,8 @@ def test_settings_are_frozen():
         ),
         ({"OMNI_CHURN_TRAINING_SNAPSHOTS": "0"}, "expected a number of at least 1"),
         ({"OMNI_RECOMMENDATIONS": "0"}, "OMNI_RECOMMENDATIONS='0': expected a number of at"),
+        ({"OMNI_RECOMMENDATION_HOLDOUT_DAYS": "-1"}, "HOLDOUT_DAYS='-1': expected a number of"),
+        ({"OMNI_RECOMMENDATION_HOLDOUT_DAYS": "4w"}, "HOLDOUT_DAYS='4w': expected a whole"),
         ({"OMNI_PSI_THRESHOLD": "0"}, "OMNI_PSI_THRESHOLD='0': expected a number between 0 and 1"),
         ({"OMNI_SPARK_DRIVER_MEMORY": "lots"}, "OMNI_SPARK_DRIVER_MEMORY='lots': expected a JVM"),
         ({"OMNI_TASK_RETRIES": "-1"}, "OMNI_TASK_RETRIES='-1': expected a number of at least 0"),
@@ -118,6 +120,11 @@ def test_a_promotion_margin_of_zero_is_allowed():
     assert settings.segmentation_promotion_margin == 0.0
     assert settings.churn_promotion_margin == 0.005
     assert (settings.recommendation_count, settings.psi_threshold) == (5, 0.2)
+
+
+def test_recommendations_are_evaluated_on_four_weeks_unless_turned_off():
+    assert load_settings({}).recommendation_holdout_days == 28
+    assert load_settings({"OMNI_RECOMMENDATION_HOLDOUT_DAYS": "0"}).recommendation_holdout_days == 0
 
 
 def test_orchestration_settings_from_the_environment():

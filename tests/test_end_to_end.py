@@ -487,6 +487,66 @@ def test_registry_has_both_models_with_a_champion(nightly_run):
     assert any(artifacts.rglob("MLmodel"))
 
 
+def test_the_recommendations_are_evaluated_on_the_last_four_weeks(nightly_run):
+    client = _client(nightly_run)
+    [run] = client.search_runs([client.get_experiment_by_name("recommendations").experiment_id])
+    assert run.data.tags["as_of_date"] == str(RUN_DATE)
+    assert run.data.params["cutoff"] == str(RUN_DATE - timedelta(days=28))
+    assert run.data.params["segmented_by"] == "customer_segmentation/1"
+    metrics = run.data.metrics
+    mixes = ("store_only", "online_only", "both", "new")
+    assert metrics["customers"] == sum(metrics.get(f"customers.{m}", 0) for m in mixes) > 0
+    for method in ("recommender", "segment_popularity", "popularity"):
+        assert 0 <= metrics[f"{method}_recall_at_5"] <= metrics[f"{method}_hit_rate"] <= 1
+    assert metrics["recall_lift_over_popularity"] == pytest.approx(
+        metrics["recommender_recall_at_5"] / metrics["popularity_recall_at_5"]
+    )
+    plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/recommendation_recall.png"}
+
+
+def test_the_report_says_what_marketing_and_data_science_look_for_first(spark, nightly_run):
+    from omni import report
+
+    client = _client(nightly_run)
+    scores = _table(spark, nightly_run, "gold.customer_scores").where(
+        F.col("as_of_date") == F.lit(str(RUN_DATE)).cast("date")
+    )
+    customers = report.customer_lines(spark, nightly_run, RUN_DATE)
+    for row in scores.groupBy("segment_name", "segment_description").count().collect():
+        assert any(
+            line.split()[: len(row["segment_name"].split()) + 1]
+            == [*row["segment_name"].split(), str(row["count"])]
+            and line.endswith(row["segment_description"] or "")
+            for line in customers
+        ), (row, customers)
+    bands = scores.groupBy("churn_risk_band").agg(
+        F.count("*").alias("n"), F.sum("value_at_risk").alias("at_risk")
+    )
+    for row in bands.collect():
+        expected = [row["churn_risk_band"], str(row["n"])]
+        at_risk = "-" if row["at_risk"] is None else f"{row['at_risk']:,.0f}"
+        assert any(
+            line.split()[:2] == expected and line.split()[-1] == at_risk for line in customers
+        ), (row, customers)
+
+    models = "\n".join(report.model_lines(client, RUN_DATE))
+    churn = client.get_run(client.get_model_version_by_alias("customer_churn", "champion").run_id)
+    roc, baseline = churn.data.metrics["roc_auc"], churn.data.metrics["baseline_roc_auc"]
+    assert f"roc_auc   {roc:.3f}  (BG/NBD baseline {baseline:.3f}" in models
+    [evaluation] = client.search_runs(
+        [client.get_experiment_by_name("recommendations").experiment_id]
+    )
+    recall = evaluation.data.metrics["popularity_recall_at_5"]
+    assert f"popularity          recall@5 {recall:.3f}" in models
+    assert "customer_segmentation    champion version 1" in models
+    assert nightly_run.mlflow_tracking_uri in "\n".join(report.next_lines(nightly_run))
+    # A date nothing scored says so rather than printing empty tables.
+    assert report.customer_lines(spark, nightly_run, RUN_DATE + timedelta(days=9)) == [
+        f"Customers: gold.customer_scores holds no scores for {RUN_DATE + timedelta(days=9)}"
+    ]
+
+
 def test_counts_reconcile_and_every_bad_kind_is_quarantined(spark, nightly_run):
     counts = _table(spark, nightly_run, "quarantine.reconciliation").collect()
     assert counts

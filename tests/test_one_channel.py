@@ -139,3 +139,17 @@ def test_each_run_registers_one_version_per_model(shop):
         assert decisions[1].startswith("promoted: no champion yet")
         champion = int(client.get_model_version_by_alias(model, "champion").version)
         assert champion == (2 if decisions[2].startswith("promoted") else 1), decisions
+
+
+def test_recommendations_are_evaluated_on_the_channel_the_shop_has(shop):
+    """Every customer evaluated bought in the shop's one channel before the cut-off, or is
+    new; the other mixes are absent, not zero."""
+    channels, _, counts, _ = shop
+    mix = {"store": "store_only", "online": "online_only"}[channels]
+    for run in ("backfill-models", "night-models"):
+        figures = counts[run]["train_models"]["recommendations"]
+        assert figures["evaluated"] and figures["customers"] > 0, figures
+        mixes = {k.split(".", 1)[1] for k in figures if k.startswith("customers.")}
+        assert mixes <= {mix, "new"} and mix in mixes, figures
+        assert figures["customers"] == sum(figures[f"customers.{m}"] for m in mixes)
+        assert 0 <= figures["recommender_recall_at_5"] <= figures["recommender_hit_rate"] <= 1
