@@ -83,6 +83,16 @@ def lift_at_top_decile(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(y_true[order].mean() / base) if base > 0 else float("nan")
 
 
+def calibration_error(y_true: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """How far the probabilities are from the rates they promise: customers in ``bins``
+    equal groups by probability (deciles), the size-weighted mean over groups of
+    |mean probability - observed rate|. 0 is perfectly calibrated."""
+    order = np.argsort(probabilities, kind="stable")
+    groups = [g for g in np.array_split(order, min(bins, len(order))) if len(g)]
+    gaps = [len(g) * abs(probabilities[g].mean() - y_true[g].mean()) for g in groups]
+    return float(sum(gaps) / len(order))
+
+
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
     """The churn metrics on one holdout: both classes must be present."""
     return {
@@ -90,6 +100,7 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
         "pr_auc": float(average_precision_score(y_true, probabilities)),
         "brier": float(brier_score_loss(y_true, probabilities)),
         "lift_top_decile": lift_at_top_decile(y_true, probabilities),
+        "calibration_error": calibration_error(y_true, probabilities),
     }
 
 

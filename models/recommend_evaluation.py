@@ -6,7 +6,9 @@ before it, and are scored on what the customers then bought, in any channel
 (``models.recommend.holdout_evaluation``). Customers are segmented at the cut-off by the
 segmentation champion on their features as of then. One run per training date and pipeline
 run, in the experiment ``recommendations``: recall@k and hit rate of each method, overall
-and per channel mix, the recommender's lift over popularity, the rows as a table and a plot.
+and per channel mix, the recommender's lift over popularity, the rows as a table and a plot;
+the tag ``beats_popularity`` says whether the feed's recommender recalls more than popularity
+(a warning in the log when it does not).
 """
 
 from __future__ import annotations
@@ -143,8 +145,22 @@ def evaluate_recommendations(
         )
         return {"evaluated": False, "reason": f"no new purchases between {cutoff} and {as_of}"}
     figures = summary(rows, top)
+    recall = figures[f"{RECOMMENDER}_recall_at_{top}"]
+    popular = figures[f"{POPULARITY}_recall_at_{top}"]
+    beats = recall > popular
+    if not beats:
+        log.warning(
+            "the feed's recommender does not beat popularity on the %s days after %s: "
+            "recall@%s %.3f against %.3f",
+            holdout,
+            cutoff,
+            top,
+            recall,
+            popular,
+        )
     registry.use_experiment(settings, EXPERIMENT)
-    with mlflow.start_run(run_name=f"recommendations {as_of}", tags=tags):
+    run_tags = {**tags, "beats_popularity": str(beats).lower()}
+    with mlflow.start_run(run_name=f"recommendations {as_of}", tags=run_tags):
         mlflow.log_params(
             {
                 "holdout_days": holdout,
@@ -166,8 +182,13 @@ def evaluate_recommendations(
     log.info(
         "recommendations: recall@%s %.3f against popularity's %.3f (%s customers)",
         top,
-        figures[f"{RECOMMENDER}_recall_at_{top}"],
-        figures[f"{POPULARITY}_recall_at_{top}"],
+        recall,
+        popular,
         figures["customers"],
     )
-    return {"evaluated": True, "lift": None if lift is None else round(lift, 3), **figures}
+    return {
+        "evaluated": True,
+        "beats_popularity": beats,
+        "lift": None if lift is None else round(lift, 3),
+        **figures,
+    }

@@ -118,10 +118,10 @@ def model_lines(client, as_of: date) -> list[str]:
         )
         if model == registry.CHURN_MODEL:
             metrics = run.data.metrics
-            for name in ("roc_auc", "brier"):
+            for name in ("roc_auc", "brier", "calibration_error"):
                 if name in metrics:
                     lines.append(
-                        f"    {name:<9} {metrics[name]:.3f}  (BG/NBD baseline "
+                        f"    {name:<17} {metrics[name]:.3f}  (BG/NBD baseline "
                         f"{metrics.get('baseline_' + name, float('nan')):.3f}, same holdout)"
                     )
     experiment = client.get_experiment_by_name(EXPERIMENT)

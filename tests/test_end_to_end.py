@@ -464,7 +464,7 @@ def test_registry_has_both_models_with_a_champion(nightly_run):
     churn_run = client.get_run(
         client.get_model_version_by_alias("customer_churn", "champion").run_id
     )
-    metrics = {"roc_auc", "pr_auc", "brier", "lift_top_decile"}
+    metrics = {"roc_auc", "pr_auc", "brier", "lift_top_decile", "calibration_error"}
     assert metrics | {f"baseline_{m}" for m in metrics} <= set(churn_run.data.metrics)
     assert churn_run.data.params["holdout_cutoff"] == str(RUN_DATE - timedelta(days=10))
     # The tables read, with their Delta versions, are the run's dataset inputs.
@@ -533,7 +533,7 @@ def test_the_report_says_what_marketing_and_data_science_look_for_first(spark, n
     models = "\n".join(report.model_lines(client, RUN_DATE))
     churn = client.get_run(client.get_model_version_by_alias("customer_churn", "champion").run_id)
     roc, baseline = churn.data.metrics["roc_auc"], churn.data.metrics["baseline_roc_auc"]
-    assert f"roc_auc   {roc:.3f}  (BG/NBD baseline {baseline:.3f}" in models
+    assert f"{'roc_auc':<17} {roc:.3f}  (BG/NBD baseline {baseline:.3f}" in models
     [evaluation] = client.search_runs(
         [client.get_experiment_by_name("recommendations").experiment_id]
     )

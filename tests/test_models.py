@@ -72,13 +72,33 @@ def test_churn_model_learns_the_signal_and_reports_metrics_beside_the_baseline()
     result = train_churn(frame, 30)
     assert result.metrics["roc_auc"] > 0.75
     assert set(result.metrics) == set(result.baseline_metrics)
-    assert set(result.metrics) == {"roc_auc", "pr_auc", "brier", "lift_top_decile"}
+    assert set(result.metrics) == {
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "lift_top_decile",
+        "calibration_error",
+    }
+    assert result.metrics["calibration_error"] < 0.1
     # Trained on the train rows, scored on exactly the holdout rows.
     assert result.train_rows == (frame.split == "train").sum()
     assert result.holdout_rows == (frame.split == "holdout").sum()
     assert result.calibration == "sigmoid"  # under 1,000 training rows
     assert result.holdout["probability"].between(0, 1).all()
     assert result.importance.index[0] == "recency_days"
+
+
+def test_calibration_error_is_the_gap_between_promised_and_observed_rates_per_decile():
+    from models.churn import calibration_error
+
+    rng = np.random.default_rng(3)
+    promised = rng.uniform(0, 1, 20_000)
+    honest = (rng.uniform(0, 1, 20_000) < promised).astype(int)
+    assert calibration_error(honest, promised) < 0.01
+    # Every probability 0.2 too high: off by 0.2 in every decile but the clipped top one.
+    assert calibration_error(honest, np.clip(promised + 0.2, 0, 1)) == pytest.approx(0.18, abs=0.01)
+    # Two customers, each alone in a group: half a point off each.
+    assert calibration_error(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
 
 
 @pytest.mark.parametrize("rows", [800, 1500])  # sigmoid, then isotonic calibration

@@ -50,6 +50,14 @@ def shop(spark):
     return _tx(spark, tx), activity, segments
 
 
+def _population(spark):
+    return spark.createDataFrame(
+        [(f"K{i}", f"C{i}", True, False, "2025-01-01") for i in range(1, 11)],
+        "customer_key string, customer_id string, email_opt_in boolean, push_opt_in boolean, "
+        "signup_date string",
+    ).withColumn("signup_date", F.col("signup_date").cast("date"))
+
+
 def _figures(rows):
     return {
         (r["method"], r["channel_mix"]): (r["customers"], r["recall"], r["hit_rate"]) for r in rows
@@ -117,11 +125,7 @@ def test_the_evaluation_is_logged_once_per_run_with_its_table_and_plot(
         recommendation_count=1,
     )
     client = registry.configure_tracking(local)
-    population = spark.createDataFrame(
-        [(f"K{i}", f"C{i}", True, False, "2025-01-01") for i in range(1, 11)],
-        "customer_key string, customer_id string, email_opt_in boolean, push_opt_in boolean, "
-        "signup_date string",
-    ).withColumn("signup_date", F.col("signup_date").cast("date"))
+    population = _population(spark)
     reads = []
 
     def history():
@@ -140,6 +144,7 @@ def test_the_evaluation_is_logged_once_per_run_with_its_table_and_plot(
     (run,) = mlflow.search_runs([experiment.experiment_id], output_format="list")
     assert run.data.params["cutoff"] == str(CUTOFF)
     assert run.data.params["segmented_by"] == "none"
+    assert run.data.tags["beats_popularity"] == "true" and got["beats_popularity"]
     assert run.data.metrics["recall_lift_over_popularity"] == pytest.approx(2.0)
     assert run.data.metrics["popularity_recall_at_1.store_only"] == 0.0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
@@ -152,6 +157,36 @@ def test_the_evaluation_is_logged_once_per_run_with_its_table_and_plot(
     assert again["reused"] and again["recommender_recall_at_1"] == got["recommender_recall_at_1"]
     assert len(reads) == 1
     assert len(mlflow.search_runs([experiment.experiment_id], output_format="list")) == 1
+
+
+def test_a_recommender_no_better_than_popularity_is_flagged(
+    spark, settings, tmp_path, shop, caplog
+):
+    """Without K4's purchase after the cut-off, the only customers left are K5 (nobody
+    predicts P3) and K10 (new: everyone's fallback): all methods recall the same."""
+    transactions, activity, _ = shop
+    local = replace(settings_under(settings, tmp_path), recommendation_holdout_days=HOLDOUT)
+    client = registry.configure_tracking(local)
+    inputs = {
+        "population": _population(spark),
+        "transactions": transactions.where(
+            ~(
+                (F.col("customer_key") == "K4")
+                & (F.col("sku") == "P2")
+                & (F.col("date") > str(CUTOFF))
+            )
+        ),
+        "activity": activity,
+    }
+    with caplog.at_level("WARNING", logger="omni.recommend_evaluation"):
+        got = evaluate_recommendations(
+            spark, local, client, lambda: inputs, AS_OF, "night-2", {"as_of_date": str(AS_OF)}
+        )
+    assert not got["beats_popularity"] and got["lift"] == 1.0
+    assert "does not beat popularity" in caplog.text
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    (run,) = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    assert run.data.tags["beats_popularity"] == "false"
 
 
 def test_a_holdout_of_zero_days_turns_the_evaluation_off(spark, settings):
