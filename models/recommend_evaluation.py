@@ -36,7 +36,7 @@ RECOMMENDER, POPULARITY = "recommender", "popularity"
 
 
 def segments_at(spark: SparkSession, client, inputs: dict, cutoff: date, window_days: int):
-    """(segments, by): (customer_key, segment_id, segment_name) of every customer known at
+    """(segments, by): (customer_key, segment_id) of every customer known at
     ``cutoff``, segmented by the segmentation champion on their features as of then, and
     which version that was. Without a champion everyone is one segment (the segment
     baseline is then popularity itself)."""
@@ -121,7 +121,8 @@ def evaluate_recommendations(
     top = settings.recommendation_count
     logged = _logged(as_of, run_id)
     if logged is not None:
-        return {"evaluated": True, "reused": True, **logged.data.metrics}
+        beats = logged.data.tags.get("beats_popularity") == "true"
+        return {"evaluated": True, "reused": True, "beats_popularity": beats, **logged.data.metrics}
     cutoff = as_of - timedelta(days=holdout)
     inputs = history()
     segments, segmented_by = segments_at(

@@ -155,6 +155,7 @@ def test_the_evaluation_is_logged_once_per_run_with_its_table_and_plot(
     # A retried training finds the run's evaluation and does not read the history again.
     again = evaluate_recommendations(spark, local, client, history, AS_OF, "night-1", tags)
     assert again["reused"] and again["recommender_recall_at_1"] == got["recommender_recall_at_1"]
+    assert again["beats_popularity"]
     assert len(reads) == 1
     assert len(mlflow.search_runs([experiment.experiment_id], output_format="list")) == 1
 
