@@ -41,14 +41,17 @@ PURCHASE, SEARCH, SEGMENT = "purchase", "search", "segment"
 PERSONAL, SEGMENT_POPULAR, POPULAR = 0, 1, 2
 
 
+def _purchase_lines(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
+    """Known customers' purchase lines (no returns) in the window."""
+    return transactions.where(
+        F.col("customer_key").isNotNull() & (F.col("quantity") > 0) & _since("date", as_of, days)
+    )
+
+
 def purchased(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
     """(customer_key, sku, last_date): what each known customer bought in the window."""
     return (
-        transactions.where(
-            F.col("customer_key").isNotNull()
-            & (F.col("quantity") > 0)
-            & _since("date", as_of, days)
-        )
+        _purchase_lines(transactions, as_of, days)
         .groupBy("customer_key", "sku")
         .agg(F.max("date").alias("last_date"))
     )
@@ -361,11 +364,7 @@ def channel_mix(transactions: DataFrame, as_of: date, days: int) -> DataFrame:
     online = F.max((F.col("channel") == "online").cast("int"))
     store = F.max((F.col("channel") == "store").cast("int"))
     return (
-        transactions.where(
-            F.col("customer_key").isNotNull()
-            & (F.col("quantity") > 0)
-            & _since("date", as_of, days)
-        )
+        _purchase_lines(transactions, as_of, days)
         .groupBy("customer_key")
         .agg(
             F.when((online == 1) & (store == 1), "both")

@@ -103,6 +103,7 @@ def model_lines(client, as_of: date) -> list[str]:
     """The champions, churn metrics beside the baseline's, the date's recommendation
     evaluation beside its baselines."""
     from models import registry
+    from models.recommend import METHODS
     from models.recommend_evaluation import EXPERIMENT
 
     lines = ["Models (MLflow registry):"]
@@ -144,7 +145,7 @@ def model_lines(client, as_of: date) -> list[str]:
         f"  recommendations            {params['holdout_days']} days held out after "
         f"{params['cutoff']}, {int(metrics['customers'])} customers buying something new:"
     )
-    for method in ("recommender", "segment_popularity", "popularity"):
+    for method in METHODS:
         lines.append(
             f"    {method:<19} recall@{top} {metrics[f'{method}_recall_at_{top}']:.3f}  "
             f"hit rate {metrics[f'{method}_hit_rate']:.3f}"
