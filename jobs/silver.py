@@ -199,6 +199,8 @@ def process(
         (row["run_id"], row["business_date"]): row["count"]
         for row in rows_of_runs.groupBy("run_id", "business_date").count().collect()
     }
+    if step.source is sources.CRM:
+        staging.append(tables.SILVER_CRM_LINKS, new_crm_links(spark, settings, accepted))
     if step.source is sources.EVENTS:
         staging.append(tables.SILVER_DEVICE_LOGINS, new_device_logins(spark, settings, accepted))
         # An order line's date is its purchase event's date: one of the batch's dates.
@@ -253,13 +255,23 @@ def process(
 _LOGIN_COLUMNS = ("anonymous_id", "customer_id", "event_date", "_run_id")
 
 
+def _unseen(pairs: DataFrame, known: DataFrame, keys: tuple[str, ...]) -> DataFrame:
+    """``pairs`` whose ``keys`` are not in ``known`` (null-safe: a null matches a null)."""
+    seen = known.select(*(F.col(k).alias(f"_known_{k}") for k in keys))
+    matches = [pairs[k].eqNullSafe(seen[f"_known_{k}"]) for k in keys]
+    condition = matches[0]
+    for match in matches[1:]:
+        condition = condition & match
+    return pairs.join(seen, condition, "left_anti")
+
+
 def new_device_logins(spark: SparkSession, settings: Settings, accepted: DataFrame) -> DataFrame:
     """The batch's (device, customer) pairs not yet in ``silver.device_logins``.
 
     The identity graph reads this table, whose size follows the devices and customers, not the
     event history. While it is empty (a lakehouse from before the table), it is seeded from all
-    silver events. Pairs already there are left out by an anti-join (null-safe: ``customer_id``
-    is null for anonymous visits), so a retried run adds nothing.
+    silver events. Pairs already there are left out (``customer_id`` is null for anonymous
+    visits), so a retried run adds nothing.
     """
     logins = lakehouse.read_table(spark, settings, tables.SILVER_DEVICE_LOGINS)
     events = accepted
@@ -270,15 +282,49 @@ def new_device_logins(spark: SparkSession, settings: Settings, accepted: DataFra
     pairs = events.groupBy("anonymous_id", "customer_id").agg(
         F.min("event_date").alias("first_seen_date"), F.min("_run_id").alias("_run_id")
     )
-    known = logins.select(
-        F.col("anonymous_id").alias("_known_device"), F.col("customer_id").alias("_known_customer")
+    return _unseen(pairs, logins, tables.SILVER_DEVICE_LOGINS.keys)
+
+
+_CRM_COLUMNS = ("customer_id", "loyalty_card_id", "email_hash", "updated_at", "_run_id")
+
+
+def new_crm_links(spark: SparkSession, settings: Settings, accepted: DataFrame) -> DataFrame:
+    """The batch's (customer, card) and (customer, email hash) pairs not yet in
+    ``silver.crm_links``, each first seen on its earliest record's ``updated_at`` date.
+
+    Every accepted record counts, not only the latest of a customer: a card replaced within the
+    batch was still linked from its record's date. While the table is empty (a lakehouse from
+    before it) it is seeded from ``silver.customers``, whose latest records are all that is
+    left of the earlier ones: a link is then dated by its latest record, never earlier than
+    it was seen. A retried run adds nothing.
+    """
+    links = lakehouse.read_table(spark, settings, tables.SILVER_CRM_LINKS)
+    records = accepted.select(*_CRM_COLUMNS)
+    if links.limit(1).count() == 0:
+        customers = lakehouse.read_table(spark, settings, tables.SILVER_CUSTOMERS)
+        records = records.unionByName(customers.select(*_CRM_COLUMNS))
+    pairs = (
+        records.select(
+            "customer_id",
+            F.explode(
+                F.array(
+                    *(
+                        F.struct(
+                            F.lit(kind).alias("identifier_type"), F.col(kind).alias("identifier")
+                        )
+                        for kind in ("loyalty_card_id", "email_hash")
+                    )
+                )
+            ).alias("link"),
+            F.to_date("updated_at").alias("seen"),
+            "_run_id",
+        )
+        .select("customer_id", "link.*", "seen", "_run_id")
+        .where(F.col("identifier").isNotNull() & (F.col("identifier") != ""))
+        .groupBy(*tables.SILVER_CRM_LINKS.keys)
+        .agg(F.min("seen").alias("first_seen_date"), F.min("_run_id").alias("_run_id"))
     )
-    return pairs.join(
-        known,
-        (pairs["anonymous_id"] == known["_known_device"])
-        & pairs["customer_id"].eqNullSafe(known["_known_customer"]),
-        "left_anti",
-    )
+    return _unseen(pairs, links, tables.SILVER_CRM_LINKS.keys)
 
 
 # The silver tables whose rows the customers' days sum, each with its date.

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from omni.tables import FEATURE_COLUMNS
 from omni.transforms import gold
+from omni.transforms.identity import node_of
 
 CHURN_FEATURES: tuple[str, ...] = tuple(name for name, _ in FEATURE_COLUMNS)
 SEGMENT_FEATURES: tuple[str, ...] = (
@@ -38,6 +39,8 @@ SEGMENT_FEATURES: tuple[str, ...] = (
 LABEL = "churned"
 HOLDOUT, TRAIN = "holdout", "train"
 HISTORY_COLUMNS = ("x", "t_x", "T", "m_x")
+# The inputs' entry with the identifiers keyed otherwise on a cut-off (``known_on``).
+KEYS_THEN = "keys_then"
 
 
 def training_cutoff(as_of: date, horizon_days: int) -> date:
@@ -52,6 +55,10 @@ class ChurnWindows:
 
     holdout: date
     training: tuple[date, ...]
+
+    @property
+    def cutoffs(self) -> list[date]:
+        return [self.holdout, *self.training]
 
     @classmethod
     def for_date(
@@ -96,21 +103,69 @@ def purchase_history(transactions: DataFrame, cutoff: date) -> DataFrame:
     )
 
 
+def known_on(inputs: dict[str, DataFrame], cutoff: date) -> tuple[dict[str, DataFrame], DataFrame]:
+    """``inputs`` with the customers as they were known on ``cutoff``, and the map from those
+    keys to today's (``customer_key``, ``current_key``).
+
+    ``inputs[KEYS_THEN]`` (``omni.history.keys_as_of``) lists the identifiers whose customer was
+    another on the cut-off; their lines, events and identity rows take that customer's key, so a
+    link found after the cut-off (a device logging in, a card added in CRM) moves nothing into
+    the snapshot. Without it, ``inputs`` are taken as they are.
+    """
+    moved = inputs.get(KEYS_THEN)
+    if moved is None:
+        return inputs, inputs["population"].sparkSession.createDataFrame(
+            [], "customer_key string, current_key string"
+        )
+    on = moved.where(F.col("snapshot_date") == F.lit(cutoff.isoformat()).cast("date"))
+    then_key = F.col("customer_key").alias("_then")
+    by_node = on.select(
+        node_of(F.col("identifier_type"), F.col("identifier")).alias("key_node"), then_key
+    )
+    by_identifier = on.select("identifier_type", "identifier", then_key)
+
+    def rekeyed(frame: DataFrame, lookup: DataFrame) -> DataFrame:
+        keys = [c for c in lookup.columns if c != "_then"]
+        return (
+            frame.join(F.broadcast(lookup), keys, "left")
+            .withColumn("customer_key", F.coalesce("_then", "customer_key"))
+            .drop("_then")
+        )
+
+    identity = rekeyed(inputs["identity"], by_identifier)
+    keyed = {
+        **inputs,
+        "identity": identity,
+        "population": gold.customer_population(identity, inputs["customers"]),
+        "transactions": rekeyed(inputs["transactions"], by_node),
+        "activity": rekeyed(inputs["activity"], by_node),
+    }
+    return keyed, on.select("customer_key", "current_key").distinct()
+
+
 def churn_snapshot(
     inputs: dict[str, DataFrame], cutoff: date, horizon_days: int, window_days: int = 365
 ) -> DataFrame:
     """Features as of ``cutoff`` for customers who had bought by then, labelled, with history.
 
-    A customer whose only purchase lines up to the cut-off are returns has no purchase
-    history and is left out (BG/NBD counts purchases).
+    Features and history see the customers as known on the cut-off (``known_on``); the label
+    (a purchase in the horizon, any channel) is of the same person as known today, so a card
+    linked later still counts their purchases in the window. A customer whose only purchase
+    lines up to the cut-off are returns has no purchase history and is left out (BG/NBD
+    counts purchases).
     """
+    then, current = known_on(inputs, cutoff)
     features = gold.build_customer_features(
-        inputs["population"], inputs["transactions"], inputs["activity"], cutoff, window_days
+        then["population"], then["transactions"], then["activity"], cutoff, window_days
     ).where("has_purchase")
-    labels = gold.churn_labels(inputs["transactions"], cutoff, horizon_days)
-    history = purchase_history(inputs["transactions"], cutoff)
+    labels = gold.churn_labels(inputs["transactions"], cutoff, horizon_days).withColumnRenamed(
+        "customer_key", "current_key"
+    )
+    history = purchase_history(then["transactions"], cutoff)
     return (
-        features.join(labels, "customer_key", "inner")
+        features.join(F.broadcast(current), "customer_key", "left")
+        .withColumn("current_key", F.coalesce("current_key", "customer_key"))
+        .join(labels, "current_key", "inner")
         .join(history, "customer_key", "inner")
         .select(
             "customer_key",

@@ -37,6 +37,7 @@ from models import monitor, plots, registry
 from models.churn import TRUSTED_TYPES, evaluate, train_churn
 from models.features import (
     CHURN_FEATURES,
+    KEYS_THEN,
     LABEL,
     SEGMENT_FEATURES,
     TRAIN,
@@ -51,7 +52,7 @@ from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import REPO_ROOT, Settings
 from omni.gates import gate_status
-from omni.history import customer_history
+from omni.history import customer_history, keys_as_of
 
 log = logging.getLogger("omni.train")
 # What each model reads: logged as dataset inputs with their Delta versions.
@@ -63,6 +64,8 @@ CHURN_INPUTS = (
     tables.SILVER_POS,
     tables.SILVER_PRODUCTS,
     tables.SILVER_EVENTS,
+    tables.SILVER_DEVICE_LOGINS,  # the links, dated, for identity as of each cut-off
+    tables.SILVER_CRM_LINKS,
 )
 
 
@@ -292,6 +295,7 @@ def train_churn_model(
                 "holdout_cutoff": str(windows.holdout),
                 "training_cutoffs": ",".join(str(c) for c in windows.training),
                 "split": "time: train snapshots end where the holdout's labels begin",
+                "identity": "as known on each cut-off: links first seen by then",
                 "train_rows": result.train_rows,
                 "holdout_rows": result.holdout_rows,
                 "holdout_churn_rate": round(result.churn_rate, 4),
@@ -440,6 +444,12 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
 
         def train_churn_on_history() -> dict:
             inputs = history()
+            # Each snapshot's customers as the links seen by its cut-off made them.
+            moved = keys_as_of(
+                spark, settings, inputs["identity"], windows.cutoffs, as_of, versions
+            ).localCheckpoint()
+            log.info("churn: %d identifiers keyed otherwise on a cut-off", moved.count())
+            inputs = {**inputs, KEYS_THEN: moved}
             training = (
                 churn_training_set(
                     inputs,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 
 from omni import lakehouse, tables
 from omni.config import Settings
 from omni.transforms import gold
+from omni.transforms import identity as links
 
 
 def _reader(spark: SparkSession, settings: Settings, versions: dict | None):
@@ -30,35 +32,63 @@ def read_transactions(
     settings: Settings,
     identity: DataFrame | None = None,
     versions: dict | None = None,
+    with_node: bool = False,
 ) -> DataFrame:
     """Every purchase and return line of both channels, resolved through ``identity`` (read
-    from ``silver.customer_identity`` when not given)."""
+    from ``silver.customer_identity`` when not given); with ``with_node``, each with the
+    identity node its key came from."""
     read = _reader(spark, settings, versions)
     return gold.customer_transactions(
         read(tables.SILVER_ORDER_LINES),
         read(tables.SILVER_POS),
         read(tables.SILVER_IDENTITY) if identity is None else identity,
         read(tables.SILVER_PRODUCTS),
+        with_node,
     )
 
 
 def load_inputs(spark: SparkSession, settings: Settings, versions: dict | None = None) -> dict:
     """Silver inputs (``tables.HISTORY_INPUTS``), resolved to customer keys: identity,
-    population, transactions, activity (cached) and events (read lazily)."""
+    population, transactions, activity (cached; the last two with the node each key came
+    from, so ``keys_as_of`` can key them as on another day), customers and events (read
+    lazily)."""
     read = _reader(spark, settings, versions)
     identity = lakehouse.materialize(read(tables.SILVER_IDENTITY))
+    customers = read(tables.SILVER_CUSTOMERS)
     events = read(tables.SILVER_EVENTS)
     return {
         "identity": identity,
-        "population": lakehouse.materialize(
-            gold.customer_population(identity, read(tables.SILVER_CUSTOMERS))
-        ),
+        "customers": customers,
+        "population": lakehouse.materialize(gold.customer_population(identity, customers)),
         "transactions": lakehouse.materialize(
-            read_transactions(spark, settings, identity, versions)
+            read_transactions(spark, settings, identity, versions, with_node=True)
         ),
-        "activity": lakehouse.materialize(gold.customer_activity(events, identity)),
+        "activity": lakehouse.materialize(gold.customer_activity(events, identity, True)),
         "events": events,
     }
+
+
+def keys_as_of(
+    spark: SparkSession,
+    settings: Settings,
+    identity: DataFrame,
+    cutoffs: list[date],
+    today: date,
+    versions: dict | None = None,
+) -> DataFrame:
+    """``identity.keys_as_of``: the identifiers whose customer on a cut-off was another than
+    today's, from the links ``silver.crm_links`` and ``silver.device_logins`` had seen by then
+    (tables read at their ``versions``)."""
+    read = _reader(spark, settings, versions)
+    logins = read(tables.SILVER_DEVICE_LOGINS)
+    _, edges = links.identity_links(
+        read(tables.SILVER_CUSTOMERS),
+        logins.select("anonymous_id", "customer_id"),
+        read(tables.SILVER_POS).select("loyalty_card_id"),
+        settings.max_customers_per_device,
+    )
+    dated = links.link_dates(edges, read(tables.SILVER_CRM_LINKS), logins, today)
+    return links.keys_as_of(identity, dated, cutoffs)
 
 
 @contextmanager

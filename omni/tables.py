@@ -405,6 +405,29 @@ SILVER_DEVICE_LOGINS = Table(
     erase_by=(("customer_id", "customer_id"), ("anonymous_id", "anonymous_id")),
 )
 
+SILVER_CRM_LINKS = Table(
+    "silver.crm_links",
+    "Every (customer, loyalty card) and (customer, email hash) pair CRM records have shown, "
+    "with the day it was first seen: the identity graph's CRM links as of any date, so a "
+    "training snapshot links only what was known by its cut-off.",
+    (
+        _c("customer_id", _s, "CRM customer id", False),
+        _c("identifier_type", _s, "loyalty_card_id or email_hash", False),
+        _c("identifier", _s, "The card id, or the keyed hash of the email", False),
+        _c(
+            "first_seen_date",
+            "date",
+            "Earliest updated_at date (UTC) of a CRM record with the pair in the run that added it",
+            False,
+        ),
+        _c("_run_id", _s, "Pipeline run that added the pair", False),
+    ),
+    keys=("customer_id", "identifier_type", "identifier"),
+    upstream=("silver.customers",),
+    producer="jobs/silver.py",
+    erase_by=(("customer_id", "customer_id"),),
+)
+
 SILVER_IDENTITY = Table(
     "silver.customer_identity",
     "Every identifier seen, mapped to one customer_key (connected components of the links).",
@@ -899,6 +922,7 @@ ALL_TABLES: tuple[Table, ...] = (
     SILVER_ORDER_LINES,
     SILVER_POS,
     SILVER_DEVICE_LOGINS,
+    SILVER_CRM_LINKS,
     SILVER_IDENTITY,
     SILVER_KEY_HISTORY,
     SILVER_CUSTOMER_DAILY,

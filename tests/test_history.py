@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import date, datetime
+
+from pyspark.sql import functions as F
+
+from jobs.silver import new_crm_links, new_device_logins
+from models.features import KEYS_THEN, ChurnWindows, churn_training_set
 from omni import lakehouse, tables
-from omni.history import customer_history
-from tests.conftest import settings_under
+from omni.history import customer_history, keys_as_of
+from omni.transforms import identity, silver
+from tests.conftest import assert_frame_equal, settings_under
 from tests.test_quality import batch
 
 
@@ -33,3 +41,129 @@ def test_the_history_is_read_at_the_recorded_versions_not_at_the_latest(spark, s
 
     assert keys(versions) == ["K0", "K1", "K2"]
     assert keys(None) == ["K0", "K1", "K2", "K3", "K4"]
+
+
+AS_OF = date(2026, 6, 30)
+HORIZON = 21
+WINDOWS = ChurnWindows.for_date(AS_OF, HORIZON, snapshots=1, step_days=7)
+LINKED_LATE = datetime(2026, 6, 20, 9, 0)  # after both cut-offs, before the date
+
+
+def _shop(spark, settings, root, *, planted: bool):
+    """A lakehouse of two customers and their silver tables. With ``planted``, two links
+    appear after the training and holdout cut-offs: C1 logs in on D1, the device of three
+    guest orders before them, and CRM adds card L2, of four receipts before them, to C2."""
+    assert LINKED_LATE.date() > max(WINDOWS.cutoffs)
+    local = settings_under(settings, root, landing=False)
+
+    def write(name, frame):  # the rows as stored (``new_*`` frames are lazy anti-joins)
+        lakehouse.append(spark, local, tables.table(name), frame)
+        return lakehouse.read_table(spark, local, tables.table(name))
+
+    def at(day: str) -> dict:
+        moment = datetime.fromisoformat(f"{day} 12:00")
+        return {"date": moment.date(), "ts": moment}
+
+    write("silver.products", batch(spark, "silver.products", 1, sku="SKU1", category="books"))
+    signup = datetime(2026, 1, 1)
+    records = [("C1", "L1", signup, "r1"), ("C2", None, signup, "r1")]
+    if planted:
+        records.append(("C2", "L2", LINKED_LATE, "r2"))
+
+    def customer(i, row):
+        row.update(zip(("customer_id", "loyalty_card_id", "updated_at", "_run_id"), records[i]))
+        row.update(signup_ts=signup, email_hash=row["customer_id"].lower() * 32)
+
+    crm = batch(spark, "silver.customers", len(records), customer)
+    for run in ("r1", "r2"):  # two nights: CRM links grow as the records arrive
+        write("silver.crm_links", new_crm_links(spark, local, crm.where(F.col("_run_id") == run)))
+    write("silver.customers", silver.latest_per_key(crm, ["customer_id"], ["updated_at"]))
+
+    orders = [("D1", None, d) for d in ("2026-03-10", "2026-04-10", "2026-05-01")]
+    orders += [("D2", "C1", d) for d in ("2026-05-12", "2026-06-01")]
+
+    def order(i, row):
+        device, customer_id, day = orders[i]
+        row.update(anonymous_id=device, customer_id=customer_id, order_id=f"O{i}", sku="SKU1")
+        row.update(order_date=at(day)["date"], order_ts=at(day)["ts"], quantity=1, net_amount=30)
+
+    write("silver.order_lines", batch(spark, "silver.order_lines", len(orders), order))
+    receipts = [("L1", d) for d in ("2026-02-01", "2026-04-01", "2026-06-15")]
+    receipts += [("L2", d) for d in ("2026-02-03", "2026-03-03", "2026-04-03", "2026-06-05")]
+
+    def receipt(i, row):
+        card, day = receipts[i]
+        row.update(loyalty_card_id=card, transaction_id=f"T{i}", sku="SKU1", quantity=1)
+        row.update(transaction_date=at(day)["date"], transaction_ts=at(day)["ts"])
+        row.update(net_amount=20, unit_price=20, discount_amount=0, is_return=False)
+
+    pos = write("silver.pos_lines", batch(spark, "silver.pos_lines", len(receipts), receipt))
+    visits = [(device, customer_id, day) for device, customer_id, day in orders]
+    if planted:
+        visits.append(("D1", "C1", str(LINKED_LATE.date())))
+
+    def event(i, row):
+        device, customer_id, day = visits[i]
+        row.update(anonymous_id=device, customer_id=customer_id, session_id=f"S{i}")
+        row.update(event_date=at(day)["date"], event_ts=at(day)["ts"], _run_id="r1")
+
+    events = write(
+        "silver.ecommerce_events", batch(spark, "silver.ecommerce_events", len(visits), event)
+    )
+    logins = write("silver.device_logins", new_device_logins(spark, local, events))
+    nodes, edges = identity.identity_links(
+        lakehouse.read_table(spark, local, tables.SILVER_CUSTOMERS),
+        logins.select("anonymous_id", "customer_id"),
+        pos.select("loyalty_card_id"),
+        local.max_customers_per_device,
+    )
+    write("silver.customer_identity", identity.resolve_identities(nodes, edges, "r2"))
+    return local
+
+
+def _training_set(spark, settings, *, as_known_on: bool = True):
+    with customer_history(spark, settings) as inputs:
+        if as_known_on:
+            moved = keys_as_of(spark, settings, inputs["identity"], WINDOWS.cutoffs, AS_OF)
+            inputs = {**inputs, KEYS_THEN: moved}
+        training = churn_training_set(inputs, AS_OF, HORIZON, 365, 1, 7)
+        return spark.createDataFrame(training.collect(), training.schema).cache()
+
+
+def test_a_link_found_after_the_cut_off_leaves_the_training_rows_unchanged(
+    spark, settings, tmp_path
+):
+    """Training snapshots see the customers as the links known on their cut-off made them: a
+    device logging in, or a card added in CRM, after the cut-off moves none of its purchases
+    into the snapshot's features; the label still counts the person's purchases in the window
+    in every channel, through today's identity."""
+    planted = _shop(spark, settings, tmp_path / "planted", planted=True)
+    without = _shop(spark, settings, tmp_path / "without", planted=False)
+    today = lakehouse.read_table(spark, planted, tables.SILVER_IDENTITY)
+    key = {r["identifier"]: r["customer_key"] for r in today.collect()}
+    assert key["D1"] == key["C1"] and key["L2"] == key["C2"]  # both links are there today
+
+    expected = _training_set(spark, without)
+    assert_frame_equal(_training_set(spark, planted), expected)
+    by_cutoff = {(r["snapshot_date"], r["customer_key"]): r for r in expected.collect()}
+    c1, l2 = key["C1"], _key("2|loyalty_card_id|L2")
+    training, holdout = WINDOWS.training[0], WINDOWS.holdout
+    # 2026-05-19: C1 had two receipts and an order of their own; D1's three guest orders stay
+    # with the device, which is no customer yet. L2's receipts are a card's of its own.
+    assert by_cutoff[(training, c1)]["frequency_365d"] == 3.0
+    assert by_cutoff[(holdout, c1)]["frequency_365d"] == 4.0  # + C1's order of 06-01
+    assert by_cutoff[(training, l2)]["frequency_365d"] == 3.0
+    assert not by_cutoff[(training, l2)]["churned"]  # the card's receipt of 06-05
+    assert len(by_cutoff) == 4
+
+    # What the run read before: today's identity moved D1's orders into C1's past.
+    leaked = {
+        (r["snapshot_date"], r["customer_key"]): r
+        for r in _training_set(spark, planted, as_known_on=False).collect()
+    }
+    assert leaked[(training, c1)]["frequency_365d"] == 6.0
+    assert (training, l2) not in leaked
+
+
+def _key(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()[: identity.KEY_LENGTH]

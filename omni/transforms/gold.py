@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from omni.sources import EVENTS, POS
 from omni.tables import FEATURE_COLUMNS
+from omni.transforms.identity import node
 
 ONLINE, STORE = "online", "store"
 
@@ -117,42 +118,63 @@ def purchase_lines(order_lines: DataFrame, pos_lines: DataFrame, products: DataF
     return online.unionByName(store).join(F.broadcast(categories), "sku", "left")
 
 
-def _online_keys(df: DataFrame, identity: DataFrame) -> DataFrame:
-    """Online rows with their ``customer_key``: the logged-in customer's, else the device's."""
-    return (
+def _online_keys(df: DataFrame, identity: DataFrame, with_node: bool = False) -> DataFrame:
+    """Online rows with their ``customer_key``: the logged-in customer's, else the device's
+    (and with ``with_node``, ``key_node``: the identity graph's node the key came from)."""
+    keyed = (
         df.join(
             _keys(identity, "customer_id", "customer_id", "_by_customer"), "customer_id", "left"
         )
         .join(_keys(identity, "anonymous_id", "anonymous_id", "_by_device"), "anonymous_id", "left")
         .withColumn("customer_key", F.coalesce("_by_customer", "_by_device"))
-        .drop("_by_customer", "_by_device")
     )
+    if with_node:
+        keyed = keyed.withColumn(
+            "key_node",
+            F.when(F.col("_by_customer").isNotNull(), node("customer_id", "customer_id")).when(
+                F.col("_by_device").isNotNull(), node("anonymous_id", "anonymous_id")
+            ),
+        )
+    return keyed.drop("_by_customer", "_by_device")
 
 
-def resolve_keys(df: DataFrame, identity: DataFrame) -> DataFrame:
+def resolve_keys(df: DataFrame, identity: DataFrame, with_node: bool = False) -> DataFrame:
     """Rows of both channels (``channel`` and ``IDENTIFIERS`` columns) with the customer key
     their identifiers resolve to today: online the customer's, else the device's; in store the
-    loyalty card's. Null when nothing resolves (an anonymous receipt)."""
-    online = _online_keys(df.where(F.col("channel") == ONLINE), identity)
+    loyalty card's. Null when nothing resolves (an anonymous receipt). With ``with_node``, also
+    the node the key came from (``key_node``), so the key can be resolved on another day."""
+    online = _online_keys(df.where(F.col("channel") == ONLINE), identity, with_node)
     store = df.where(F.col("channel") == STORE).join(
         _keys(identity, "loyalty_card_id", "loyalty_card_id", "customer_key"),
         "loyalty_card_id",
         "left",
     )
+    if with_node:
+        store = store.withColumn(
+            "key_node",
+            F.when(F.col("customer_key").isNotNull(), node("loyalty_card_id", "loyalty_card_id")),
+        )
     return online.unionByName(store)
 
 
 def customer_transactions(
-    order_lines: DataFrame, pos_lines: DataFrame, identity: DataFrame, products: DataFrame
+    order_lines: DataFrame,
+    pos_lines: DataFrame,
+    identity: DataFrame,
+    products: DataFrame,
+    with_node: bool = False,
 ) -> DataFrame:
-    """Purchase and return lines of both channels, with the buyer's key (null when unknown)."""
+    """Purchase and return lines of both channels, with the buyer's key (null when unknown)
+    and with ``with_node`` the node it came from (``resolve_keys``)."""
     lines = purchase_lines(order_lines, pos_lines, products)
-    return resolve_keys(lines, identity).select(*TRANSACTION_COLUMNS)
+    extra = ("key_node",) if with_node else ()
+    return resolve_keys(lines, identity, with_node).select(*TRANSACTION_COLUMNS, *extra)
 
 
-def customer_activity(events: DataFrame, identity: DataFrame) -> DataFrame:
+def customer_activity(events: DataFrame, identity: DataFrame, with_node: bool = False) -> DataFrame:
     """Online events with the visitor's key (logged-in customer first, else the device)."""
-    return _online_keys(events, identity).select(
+    extra = ("key_node",) if with_node else ()
+    return _online_keys(events, identity, with_node).select(
         "customer_key",
         "event_date",
         "event_ts",
@@ -160,6 +182,7 @@ def customer_activity(events: DataFrame, identity: DataFrame) -> DataFrame:
         "session_id",
         "search_query",
         "sku",
+        *extra,
     )
 
 

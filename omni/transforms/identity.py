@@ -13,7 +13,10 @@ when two clusters merge, the cluster holding the lower customer id gives its key
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+import hashlib
+from datetime import date
+
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 TYPE_ORDER = {"customer_id": 1, "loyalty_card_id": 2, "email_hash": 3, "anonymous_id": 4}
@@ -26,6 +29,17 @@ def node(identifier_type: str, column: str) -> F.Column:
         F.col(column).isNotNull() & (F.col(column) != ""),
         F.concat(F.lit(f"{TYPE_ORDER[identifier_type]}|{identifier_type}|"), F.col(column)),
     )
+
+
+def node_of(identifier_type: F.Column, identifier: F.Column) -> F.Column:
+    """``node`` for rows whose identifier type is a column."""
+    order = F.create_map(*(F.lit(v) for pair in TYPE_ORDER.items() for v in pair))
+    return F.concat_ws("|", order[identifier_type].cast("string"), identifier_type, identifier)
+
+
+def customer_key(label: F.Column) -> F.Column:
+    """The customer_key of a component whose smallest node is ``label``."""
+    return F.substring(F.sha2(label, 256), 1, KEY_LENGTH)
 
 
 def identity_links(
@@ -108,7 +122,7 @@ def resolve_identities(nodes: DataFrame, edges: DataFrame, run_id: str) -> DataF
     return labels.select(
         parts.getItem(1).alias("identifier_type"),
         parts.getItem(2).alias("identifier"),
-        F.substring(F.sha2("label", 256), 1, KEY_LENGTH).alias("customer_key"),
+        customer_key(F.col("label")).alias("customer_key"),
         F.lit(run_id).alias("updated_run_id"),
     )
 
@@ -160,3 +174,97 @@ def key_history(
         .join(keys, "retired_key", "left_anti")
         .select("retired_key", "surviving_key", "merged_into_key", "retired_on", "retired_run_id")
     )
+
+
+def link_dates(edges: DataFrame, crm_links: DataFrame, logins: DataFrame, today: date) -> DataFrame:
+    """``edges`` (``identity_links``) with ``first_seen_date``: the day ``silver.crm_links`` or
+    ``silver.device_logins`` first saw the link; a link neither has (none should) counts as
+    seen ``today``, so it is never read into the past."""
+    crm = crm_links.select(
+        node("customer_id", "customer_id").alias("a"),
+        node_of(F.col("identifier_type"), F.col("identifier")).alias("b"),
+        "first_seen_date",
+    )
+    devices = logins.where(F.col("customer_id").isNotNull()).select(
+        node("anonymous_id", "anonymous_id").alias("a"),
+        node("customer_id", "customer_id").alias("b"),
+        "first_seen_date",
+    )
+    dates = crm.unionByName(devices).groupBy("a", "b").agg(F.min("first_seen_date").alias("seen"))
+    return edges.join(dates, ["a", "b"], "left").select(
+        "a", "b", F.coalesce("seen", F.lit(today.isoformat()).cast("date")).alias("first_seen_date")
+    )
+
+
+def _python_key(label: str) -> str:
+    """``customer_key`` in Python: the same hex digest prefix as Spark's ``sha2``."""
+    return hashlib.sha256(label.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def keys_as_of(identity: DataFrame, dated_edges: DataFrame, cutoffs: list[date]) -> DataFrame:
+    """The identifiers whose customer was another on a cut-off: rows ``(snapshot_date,
+    identifier_type, identifier, customer_key, current_key)``, ``customer_key`` as the graph of
+    the links first seen by the cut-off gives it and ``current_key`` as ``identity`` (today's,
+    from all of ``dated_edges``) does. Identifiers whose key was the same are left out.
+
+    Links only add up over time, so a customer on a cut-off is part of today's customer. Only
+    today's customers that a link first seen after the earliest cut-off touched can differ: their
+    identifiers and links (a small share of the graph, each customer's own few) are collected and
+    their components on each cut-off found by union-find, smallest node first as
+    ``connected_components`` labels them.
+    """
+    spark: SparkSession = identity.sparkSession
+    schema = (
+        "snapshot_date date, identifier_type string, identifier string, customer_key string, "
+        "current_key string"
+    )
+    if not cutoffs:
+        return spark.createDataFrame([], schema)
+    earliest = F.lit(min(cutoffs).isoformat()).cast("date")
+    nodes = identity.select(
+        node_of(F.col("identifier_type"), F.col("identifier")).alias("node"), "customer_key"
+    )
+    late = dated_edges.where(F.col("first_seen_date") > earliest)
+    touched = (
+        late.select(F.col("a").alias("node"))
+        .unionByName(late.select(F.col("b").alias("node")))
+        .join(nodes, "node")
+        .select("customer_key")
+        .distinct()
+    )
+    members = nodes.join(F.broadcast(touched), "customer_key").collect()
+    if not members:
+        return spark.createDataFrame([], schema)
+    current = {row["node"]: row["customer_key"] for row in members}
+    links = sorted(
+        (row["first_seen_date"], row["a"], row["b"])
+        for row in dated_edges.join(
+            F.broadcast(
+                nodes.join(F.broadcast(touched), "customer_key").select(F.col("node").alias("a"))
+            ),
+            "a",
+        ).collect()
+    )
+    rows = []
+    for cutoff in sorted(cutoffs):
+        parent = {n: n for n in current}
+
+        def find(n: str) -> str:
+            while parent[n] != n:
+                parent[n] = parent[parent[n]]
+                n = parent[n]
+            return n
+
+        for seen, a, b in links:
+            if seen > cutoff:
+                break
+            if a in parent and b in parent:
+                ra, rb = find(a), find(b)
+                if ra != rb:  # the smaller node is the root: it labels the component
+                    parent[max(ra, rb)] = min(ra, rb)
+        for n, key in current.items():
+            then = _python_key(find(n))
+            if then != key:
+                kind, value = n.split("|", 2)[1:]
+                rows.append((cutoff, kind, value, then, key))
+    return spark.createDataFrame(rows, schema)
