@@ -304,23 +304,7 @@ def new_crm_links(spark: SparkSession, settings: Settings, accepted: DataFrame) 
         customers = lakehouse.read_table(spark, settings, tables.SILVER_CUSTOMERS)
         records = records.unionByName(customers.select(*_CRM_COLUMNS))
     pairs = (
-        records.select(
-            "customer_id",
-            F.explode(
-                F.array(
-                    *(
-                        F.struct(
-                            F.lit(kind).alias("identifier_type"), F.col(kind).alias("identifier")
-                        )
-                        for kind in ("loyalty_card_id", "email_hash")
-                    )
-                )
-            ).alias("link"),
-            F.to_date("updated_at").alias("seen"),
-            "_run_id",
-        )
-        .select("customer_id", "link.*", "seen", "_run_id")
-        .where(F.col("identifier").isNotNull() & (F.col("identifier") != ""))
+        identity.crm_pairs(records, F.to_date("updated_at").alias("seen"), "_run_id")
         .groupBy(*tables.SILVER_CRM_LINKS.keys)
         .agg(F.min("seen").alias("first_seen_date"), F.min("_run_id").alias("_run_id"))
     )

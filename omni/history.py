@@ -87,7 +87,9 @@ def keys_as_of(
         read(tables.SILVER_POS).select("loyalty_card_id"),
         settings.max_customers_per_device,
     )
-    dated = links.link_dates(edges, read(tables.SILVER_CRM_LINKS), logins, today)
+    dated = links.link_dates(
+        edges, read(tables.SILVER_CUSTOMERS), read(tables.SILVER_CRM_LINKS), logins, today
+    )
     return links.keys_as_of(identity, dated, cutoffs)
 
 

@@ -176,14 +176,42 @@ def key_history(
     )
 
 
-def link_dates(edges: DataFrame, crm_links: DataFrame, logins: DataFrame, today: date) -> DataFrame:
+def crm_pairs(records: DataFrame, *columns: F.Column | str) -> DataFrame:
+    """The (customer, card) and (customer, email hash) links of CRM ``records``: rows of
+    ``customer_id``, ``identifier_type``, ``identifier`` and ``columns``."""
+    kinds = ("loyalty_card_id", "email_hash")
+    link = F.explode(
+        F.array(
+            *(
+                F.struct(F.lit(k).alias("identifier_type"), F.col(k).alias("identifier"))
+                for k in kinds
+            )
+        )
+    )
+    return (
+        records.select("customer_id", link.alias("_link"), *columns)
+        .select("customer_id", "_link.*", *(c for c in records.select(*columns).columns))
+        .where(F.col("identifier").isNotNull() & (F.col("identifier") != ""))
+    )
+
+
+def link_dates(
+    edges: DataFrame, customers: DataFrame, crm_links: DataFrame, logins: DataFrame, today: date
+) -> DataFrame:
     """``edges`` (``identity_links``) with ``first_seen_date``: the day ``silver.crm_links`` or
-    ``silver.device_logins`` first saw the link; a link neither has (none should) counts as
-    seen ``today``, so it is never read into the past."""
-    crm = crm_links.select(
-        node("customer_id", "customer_id").alias("a"),
-        node_of(F.col("identifier_type"), F.col("identifier")).alias("b"),
-        "first_seen_date",
+    ``silver.device_logins`` first saw the link. A CRM link is seen by its customer's current
+    record's ``updated_at`` date at the latest (what seeds ``silver.crm_links`` in a lakehouse
+    from before it); a link with no date at all (none should be) counts as seen ``today``, so
+    it is never read into the past."""
+    current = crm_pairs(customers, F.to_date("updated_at").alias("first_seen_date"))
+    crm = (
+        crm_links.select(*current.columns)
+        .unionByName(current)
+        .select(
+            node("customer_id", "customer_id").alias("a"),
+            node_of(F.col("identifier_type"), F.col("identifier")).alias("b"),
+            "first_seen_date",
+        )
     )
     devices = logins.where(F.col("customer_id").isNotNull()).select(
         node("anonymous_id", "anonymous_id").alias("a"),
