@@ -273,23 +273,24 @@ def keys_as_of(identity: DataFrame, dated_edges: DataFrame, cutoffs: list[date])
             "a",
         ).collect()
     )
-    rows = []
-    for cutoff in sorted(cutoffs):
-        parent = {n: n for n in current}
+    parent = {n: n for n in current}
 
-        def find(n: str) -> str:
-            while parent[n] != n:
-                parent[n] = parent[parent[n]]
-                n = parent[n]
-            return n
+    def find(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
 
-        for seen, a, b in links:
-            if seen > cutoff:
-                break
-            if a in parent and b in parent:
-                ra, rb = find(a), find(b)
-                if ra != rb:  # the smaller node is the root: it labels the component
-                    parent[max(ra, rb)] = min(ra, rb)
+    rows, pending = [], iter(links)
+    link = next(pending, None)
+    for cutoff in sorted(cutoffs):  # the links add up: each cut-off goes on from the last
+        while link is not None and link[0] <= cutoff:
+            for end in link[1:]:  # a node identity lacks (none should) joins as its own
+                parent.setdefault(end, end)
+            ra, rb = find(link[1]), find(link[2])
+            if ra != rb:  # the smaller node is the root: it labels the component
+                parent[max(ra, rb)] = min(ra, rb)
+            link = next(pending, None)
         for n, key in current.items():
             then = _python_key(find(n))
             if then != key:
