@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime
 
-from pyspark.sql import functions as F
-
 from jobs.silver import new_crm_links, new_device_logins
 from models.features import KEYS_THEN, ChurnWindows, churn_training_set
 from omni import lakehouse, tables
@@ -49,15 +47,12 @@ WINDOWS = ChurnWindows.for_date(AS_OF, HORIZON, snapshots=1, step_days=7)
 LINKED_LATE = datetime(2026, 6, 20, 9, 0)  # after both cut-offs, before the date
 
 
-def _shop(spark, settings, root, *, planted: bool):
-    """A lakehouse of two customers and their silver tables. With ``planted``, two links
-    appear after the training and holdout cut-offs: C1 logs in on D1, the device of three
-    guest orders before them, and CRM adds card L2, of four receipts before them, to C2."""
-    assert LINKED_LATE.date() > max(WINDOWS.cutoffs)
+def _shop(spark, settings, root):
+    """A lakehouse of two customers and their silver tables, with its write function."""
     local = settings_under(settings, root, landing=False)
 
-    def write(name, frame):  # the rows as stored (``new_*`` frames are lazy anti-joins)
-        lakehouse.append(spark, local, tables.table(name), frame)
+    def write(name, frame, how=lakehouse.append):  # the rows as stored (``new_*`` are lazy)
+        how(spark, local, tables.table(name), frame)
         return lakehouse.read_table(spark, local, tables.table(name))
 
     def at(day: str) -> dict:
@@ -65,20 +60,6 @@ def _shop(spark, settings, root, *, planted: bool):
         return {"date": moment.date(), "ts": moment}
 
     write("silver.products", batch(spark, "silver.products", 1, sku="SKU1", category="books"))
-    signup = datetime(2026, 1, 1)
-    records = [("C1", "L1", signup, "r1"), ("C2", None, signup, "r1")]
-    if planted:
-        records.append(("C2", "L2", LINKED_LATE, "r2"))
-
-    def customer(i, row):
-        row.update(zip(("customer_id", "loyalty_card_id", "updated_at", "_run_id"), records[i]))
-        row.update(signup_ts=signup, email_hash=row["customer_id"].lower() * 32)
-
-    crm = batch(spark, "silver.customers", len(records), customer)
-    for run in ("r1", "r2"):  # two nights: CRM links grow as the records arrive
-        write("silver.crm_links", new_crm_links(spark, local, crm.where(F.col("_run_id") == run)))
-    write("silver.customers", silver.latest_per_key(crm, ["customer_id"], ["updated_at"]))
-
     orders = [("D1", None, d) for d in ("2026-03-10", "2026-04-10", "2026-05-01")]
     orders += [("D2", "C1", d) for d in ("2026-05-12", "2026-06-01")]
 
@@ -97,28 +78,54 @@ def _shop(spark, settings, root, *, planted: bool):
         row.update(transaction_date=at(day)["date"], transaction_ts=at(day)["ts"])
         row.update(net_amount=20, unit_price=20, discount_amount=0, is_return=False)
 
-    pos = write("silver.pos_lines", batch(spark, "silver.pos_lines", len(receipts), receipt))
-    visits = [(device, customer_id, day) for device, customer_id, day in orders]
-    if planted:
-        visits.append(("D1", "C1", str(LINKED_LATE.date())))
+    write("silver.pos_lines", batch(spark, "silver.pos_lines", len(receipts), receipt))
+    night(
+        spark,
+        local,
+        write,
+        [("C1", "L1", datetime(2026, 1, 1)), ("C2", None, datetime(2026, 1, 1))],
+        orders,
+    )
+    return local, write
+
+
+def night(spark, local, write, records, visits):
+    """One night's CRM records and visits (device, customer, day), through the silver job's
+    own functions: CRM links, device logins, customers (latest record) and the identity."""
+
+    def customer(i, row):
+        row.update(zip(("customer_id", "loyalty_card_id", "updated_at"), records[i]))
+        row.update(signup_ts=datetime(2026, 1, 1), email_hash=row["customer_id"].lower() * 32)
+
+    crm = batch(spark, "silver.customers", len(records), customer)
+    write("silver.crm_links", new_crm_links(spark, local, crm))
+    customers = lakehouse.read_table(spark, local, tables.SILVER_CUSTOMERS).unionByName(crm)
+    customers = write(
+        "silver.customers",
+        silver.latest_per_key(customers, ["customer_id"], ["updated_at"]).localCheckpoint(),
+        lakehouse.overwrite,
+    )
 
     def event(i, row):
         device, customer_id, day = visits[i]
-        row.update(anonymous_id=device, customer_id=customer_id, session_id=f"S{i}")
-        row.update(event_date=at(day)["date"], event_ts=at(day)["ts"], _run_id="r1")
+        moment = datetime.fromisoformat(f"{day} 12:00")
+        row.update(anonymous_id=device, customer_id=customer_id, session_id=f"S{day}{device}")
+        row.update(event_date=moment.date(), event_ts=moment, event_id=f"E{day}{device}")
 
-    events = write(
-        "silver.ecommerce_events", batch(spark, "silver.ecommerce_events", len(visits), event)
-    )
+    events = batch(spark, "silver.ecommerce_events", len(visits), event)
+    write("silver.ecommerce_events", events)
     logins = write("silver.device_logins", new_device_logins(spark, local, events))
     nodes, edges = identity.identity_links(
-        lakehouse.read_table(spark, local, tables.SILVER_CUSTOMERS),
+        customers,
         logins.select("anonymous_id", "customer_id"),
-        pos.select("loyalty_card_id"),
+        lakehouse.read_table(spark, local, tables.SILVER_POS).select("loyalty_card_id"),
         local.max_customers_per_device,
     )
-    write("silver.customer_identity", identity.resolve_identities(nodes, edges, "r2"))
-    return local
+    write(
+        "silver.customer_identity",
+        identity.resolve_identities(nodes, edges, "r"),
+        lakehouse.overwrite,
+    )
 
 
 def _training_set(spark, settings):
@@ -136,14 +143,17 @@ def test_a_link_found_after_the_cut_off_leaves_the_training_rows_unchanged(
     device logging in, or a card added in CRM, after the cut-off moves none of its purchases
     into the snapshot's features; the label still counts the person's purchases in the window
     in every channel, through today's identity."""
-    planted = _shop(spark, settings, tmp_path / "planted", planted=True)
-    without = _shop(spark, settings, tmp_path / "without", planted=False)
-    today = lakehouse.read_table(spark, planted, tables.SILVER_IDENTITY)
+    assert LINKED_LATE.date() > max(WINDOWS.cutoffs)
+    local, write = _shop(spark, settings, tmp_path)
+    expected = _training_set(spark, local)
+    # The next night, two links appear after both cut-offs: C1 logs in on D1, the device of
+    # three guest orders before them, and CRM adds card L2, of four receipts before them, to C2.
+    night(spark, local, write, [("C2", "L2", LINKED_LATE)], [("D1", "C1", str(LINKED_LATE.date()))])
+    today = lakehouse.read_table(spark, local, tables.SILVER_IDENTITY)
     key = {r["identifier"]: r["customer_key"] for r in today.collect()}
     assert key["D1"] == key["C1"] and key["L2"] == key["C2"]  # both links are there today
 
-    expected = _training_set(spark, without)
-    assert_frame_equal(_training_set(spark, planted), expected)
+    assert_frame_equal(_training_set(spark, local), expected)
     by_cutoff = {(r["snapshot_date"], r["customer_key"]): r for r in expected.collect()}
     c1, l2 = key["C1"], _key("2|loyalty_card_id|L2")
     training, holdout = WINDOWS.training[0], WINDOWS.holdout
