@@ -50,8 +50,8 @@ def read_transactions(
 def load_inputs(spark: SparkSession, settings: Settings, versions: dict | None = None) -> dict:
     """Silver inputs (``tables.HISTORY_INPUTS``), resolved to customer keys: identity,
     population, transactions, activity (cached; the last two with the node each key came
-    from, so ``keys_as_of`` can key them as on another day), customers and events (read
-    lazily)."""
+    from, so ``models.features.known_on`` can key them as on a cut-off), customers and events
+    (read lazily)."""
     read = _reader(spark, settings, versions)
     identity = lakehouse.materialize(read(tables.SILVER_IDENTITY))
     customers = read(tables.SILVER_CUSTOMERS)
