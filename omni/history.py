@@ -80,16 +80,14 @@ def keys_as_of(
     today's, from the links ``silver.crm_links`` and ``silver.device_logins`` had seen by then
     (tables read at their ``versions``)."""
     read = _reader(spark, settings, versions)
-    logins = read(tables.SILVER_DEVICE_LOGINS)
+    customers, logins = read(tables.SILVER_CUSTOMERS), read(tables.SILVER_DEVICE_LOGINS)
     _, edges = links.identity_links(
-        read(tables.SILVER_CUSTOMERS),
+        customers,
         logins.select("anonymous_id", "customer_id"),
         read(tables.SILVER_POS).select("loyalty_card_id"),
         settings.max_customers_per_device,
     )
-    dated = links.link_dates(
-        edges, read(tables.SILVER_CUSTOMERS), read(tables.SILVER_CRM_LINKS), logins, today
-    )
+    dated = links.link_dates(edges, customers, read(tables.SILVER_CRM_LINKS), logins, today)
     return links.keys_as_of(identity, dated, cutoffs)
 
 

@@ -249,6 +249,7 @@ def keys_as_of(identity: DataFrame, dated_edges: DataFrame, cutoffs: list[date])
     if not cutoffs:
         return spark.createDataFrame([], schema)
     earliest = F.lit(min(cutoffs).isoformat()).cast("date")
+    dated_edges = dated_edges.localCheckpoint()  # read twice below: the links built once
     nodes = identity.select(
         node_of(F.col("identifier_type"), F.col("identifier")).alias("node"), "customer_key"
     )
@@ -260,18 +261,14 @@ def keys_as_of(identity: DataFrame, dated_edges: DataFrame, cutoffs: list[date])
         .select("customer_key")
         .distinct()
     )
-    members = nodes.join(F.broadcast(touched), "customer_key").collect()
-    if not members:
+    members = nodes.join(F.broadcast(touched), "customer_key").localCheckpoint()
+    current = {row["node"]: row["customer_key"] for row in members.collect()}
+    if not current:
         return spark.createDataFrame([], schema)
-    current = {row["node"]: row["customer_key"] for row in members}
+    their = F.broadcast(members.select(F.col("node").alias("a")))
     links = sorted(
         (row["first_seen_date"], row["a"], row["b"])
-        for row in dated_edges.join(
-            F.broadcast(
-                nodes.join(F.broadcast(touched), "customer_key").select(F.col("node").alias("a"))
-            ),
-            "a",
-        ).collect()
+        for row in dated_edges.join(their, "a").collect()
     )
     parent = {n: n for n in current}
 
