@@ -34,8 +34,9 @@ from mlflow.models import infer_signature
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from models.churn import TRUSTED_TYPES, train_churn
-from models.features import CHURN_FEATURES, SEGMENT_FEATURES, churn_training_set
+from models.baseline import RFM_COLUMNS
+from models.churn import MODEL_INPUTS, TRUSTED_TYPES, train_churn
+from models.features import SEGMENT_FEATURES, churn_training_set, purchase_history
 from models.segmentation import train_segmentation
 from models.train import pip_requirements
 from omni.config import load_settings
@@ -118,13 +119,22 @@ def run_size(spark: SparkSession, customers: int, folder: Path) -> dict:
     rows = inputs["transactions"].count()
     set_s, training = _timed(lambda: churn_training_set(inputs, AS_OF, HORIZON).toPandas())
     churn_s, churn = _timed(train_churn, training, HORIZON)
-    features = gold.build_customer_features(
-        inputs["population"], inputs["transactions"], inputs["activity"], AS_OF
-    ).cache()
+    # What scoring reads: the features, and the buyers' purchase summary (models/score.py).
+    features = (
+        gold.build_customer_features(
+            inputs["population"], inputs["transactions"], inputs["activity"], AS_OF
+        )
+        .join(
+            purchase_history(inputs["transactions"], AS_OF).select("customer_key", *RFM_COLUMNS),
+            "customer_key",
+            "left",
+        )
+        .cache()
+    )
     frame = features.select(*SEGMENT_FEATURES).toPandas()
     segmentation_s, segmentation = _timed(train_segmentation, frame)
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
-    X = churn.holdout[list(CHURN_FEATURES)].head(200)
+    X = churn.holdout[list(MODEL_INPUTS)].head(200)
     with mlflow.start_run():
         churn_uri = mlflow.sklearn.log_model(
             churn.pipeline,
@@ -152,7 +162,7 @@ def run_size(spark: SparkSession, customers: int, folder: Path) -> dict:
         )
         scored = features.select(
             "customer_key",
-            churn_udf(*CHURN_FEATURES).getItem(1).alias("churn_probability"),
+            churn_udf(*MODEL_INPUTS).getItem(1).alias("churn_probability"),
             segment_udf(*SEGMENT_FEATURES).alias("segment_id"),
         )
         path = str(folder / f"scores_{customers}")

@@ -9,8 +9,9 @@ computed from data up to ``c`` only, and the label "no purchase in any channel i
   ``step`` days earlier each, so no training label sees a day of the holdout's window.
 
 Nothing after ``T`` is read. Scoring uses the features as of ``T``. Each example also carries
-its BG/NBD purchase summary (``x``, ``t_x``, ``T`` in weeks) for the baseline, and ``m_x``, the
-average net value of its repeat purchase days, for the Gamma-Gamma spend model.
+its BG/NBD purchase summary (``x``, ``t_x``, ``T`` in weeks), an input of the churn model and of
+its baseline, and ``m_x``, the average net value of its repeat purchase days, for the
+Gamma-Gamma spend model.
 """
 
 from __future__ import annotations

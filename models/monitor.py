@@ -28,7 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from models import registry
-from models.features import CHURN_FEATURES
+from models.churn import MODEL_INPUTS
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
@@ -98,10 +98,11 @@ def build_reference(as_of: date, features, scores: dict[str, dict]) -> dict:
     }
 
 
-def churn_reference(as_of: date, buyers, model) -> dict:
-    """The churn model's reference: ``buyers`` (the ``CHURN_FEATURES`` of the training date's
-    buyers) binned on ``CHURN_MONITORED``, and ``model``'s own probabilities for them."""
-    X = buyers[list(CHURN_FEATURES)]
+def churn_reference(as_of: date, buyers, model, inputs: tuple[str, ...] = MODEL_INPUTS) -> dict:
+    """The churn model's reference: ``buyers`` (the ``inputs`` of the training date's buyers,
+    the columns ``model`` reads) binned on ``CHURN_MONITORED``, and ``model``'s own
+    probabilities for them."""
+    X = buyers[list(inputs)]
     probabilities = numeric_reference(model.predict_proba(X)[:, 1])
     return build_reference(as_of, X[list(CHURN_MONITORED)], {"churn_probability": probabilities})
 

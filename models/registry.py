@@ -175,3 +175,12 @@ def promote_if_better(
         None if current is None else str(current.version),
         reason,
     )
+
+
+def input_names(model: str, version: str) -> list[str]:
+    """The columns a registered version reads, from its signature: a champion trained before a
+    change of inputs is scored on its own, so it can be kept, compared and served."""
+    info = mlflow.models.get_model_info(f"models:/{model}/{version}")
+    if info.signature is None:
+        raise LookupError(f"registered model {model!r} version {version} has no signature")
+    return list(info.signature.inputs.input_names())

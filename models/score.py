@@ -3,9 +3,11 @@
 Scoring runs in Spark through ``mlflow.pyfunc.spark_udf``, so it scales with the cluster.
 Customers who never bought are not scored by the models (neither learned from them): they
 get the segment ``no purchase yet``, no churn probability and the band ``no_purchase_yet``.
-Buyers also get their expected purchases and value over 365 days from the value model the
-churn champion carries (``models.value``), computed from their purchase history up to the
-date, and their value at risk (expected value times churn probability).
+Buyers' purchase history up to the date (``x``, ``t_x``, ``T``) is an input of the churn
+model (the champion is called with the inputs its signature names). Buyers also get their
+expected purchases and value over 365 days from the value model the churn champion carries
+(``models.value``), computed from the same history, and their value at risk (expected value
+times churn probability).
 A rerun replaces all of the date's scores, rows of keys that no longer exist included. The
 scores are audited by their suite before they are published (``omni.publish``): a failed
 blocking expectation publishes nothing and holds the batch; the DAG's gate step says so.
@@ -21,7 +23,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from models import registry, value
-from models.features import CHURN_FEATURES, SEGMENT_FEATURES, purchase_history
+from models.baseline import RFM_COLUMNS
+from models.features import SEGMENT_FEATURES, purchase_history
 from models.segmentation import (
     NO_PURCHASE_DESCRIPTION,
     NO_PURCHASE_SEGMENT,
@@ -61,11 +64,9 @@ def _int_map(values: dict[str, object]) -> Column:
     return F.create_map(*(item for k, v in values.items() for item in (F.lit(int(k)), F.lit(v))))
 
 
-def customer_values(
-    spark: SparkSession, settings: Settings, model: value.ValueModel, as_of: date
-) -> DataFrame:
-    """(customer_key, expected purchases, expected value) of every buyer as of ``as_of``."""
-    transactions = read_transactions(spark, settings)
+def customer_values(history: DataFrame, model: value.ValueModel) -> DataFrame:
+    """(customer_key, expected purchases, expected value) of every buyer in ``history`` (their
+    ``purchase_history``)."""
     text = model.to_json()
 
     def predict(batches):
@@ -75,7 +76,7 @@ def customer_values(
             yield values[list(PREDICTED_VALUE)].assign(customer_key=history["customer_key"])
 
     schema = ", ".join(["customer_key string", *(f"{name} double" for name in PREDICTED_VALUE)])
-    return purchase_history(transactions, as_of).mapInPandas(predict, schema)
+    return history.mapInPandas(predict, schema)
 
 
 def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
@@ -94,6 +95,8 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
         result_type="int",
         env_manager="local",
     )
+    # The champion's own inputs: a version from before a change of inputs is still served.
+    churn_inputs = registry.input_names(registry.CHURN_MODEL, churn.version)
     churn_udf = mlflow.pyfunc.spark_udf(
         spark,
         f"models:/{registry.CHURN_MODEL}/{churn.version}",
@@ -117,17 +120,20 @@ def score_customers(spark: SparkSession, settings: Settings, as_of: date, run_id
         *(F.lit(None).cast("double").alias(name) for name in value.VALUE_COLUMNS),
     )
     buyers = features.where(F.col("has_purchase"))
+    # Buyers' purchase summaries up to the date, where the churn model or the value needs them.
+    if value_model is not None or set(RFM_COLUMNS) & set(churn_inputs):
+        history = purchase_history(read_transactions(spark, settings), as_of)
+        buyers = buyers.join(history.select("customer_key", *RFM_COLUMNS), "customer_key", "left")
     if value_model is None:
         buyers = buyers.select("*", *(F.lit(None).cast("double").alias(n) for n in PREDICTED_VALUE))
     else:
-        buyers = buyers.join(
-            customer_values(spark, settings, value_model, as_of), "customer_key", "left"
-        )
+        buyers = buyers.join(customer_values(history, value_model), "customer_key", "left")
     scored = (
         buyers.withColumn("_segment_label", segment_udf(*SEGMENT_FEATURES))
         .withColumn("segment_id", F.coalesce(id_map[label], label) if ids else label)
         .drop("_segment_label")
-        .withColumn("churn_probability", churn_udf(*CHURN_FEATURES).getItem(1))
+        .withColumn("churn_probability", churn_udf(*churn_inputs).getItem(1))
+        .drop(*RFM_COLUMNS)
         .withColumn(
             "segment_name",
             F.coalesce(

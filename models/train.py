@@ -6,8 +6,9 @@ baseline. Each run logs its parameters, metrics, plots, a signature and input ex
 Delta versions of the tables it read (as MLflow dataset inputs), the git commit and the run
 date. Each training registers a new version aliased ``challenger``; it becomes ``champion``
 only when the date's data-quality gates passed and it beats the champion on the same data by
-the configured margin (``models.registry.promote_if_better``). The decision, with both scores,
-is logged in the run and kept as a tag on the version.
+the configured margin (``models.registry.promote_if_better``), the champion reading the inputs
+its own signature names. The decision, with both scores, is logged in the run and kept as a
+tag on the version.
 
 A retried or rerun task registers no second version for its pipeline run and date: a model
 whose version of the run was decided already is not trained again; a version left undecided
@@ -34,7 +35,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from models import monitor, plots, registry
-from models.churn import TRUSTED_TYPES, evaluate, train_churn
+from models.baseline import RFM_COLUMNS
+from models.churn import MODEL_INPUTS, TRUSTED_TYPES, evaluate, train_churn
 from models.features import (
     CHURN_FEATURES,
     KEYS_THEN,
@@ -274,17 +276,17 @@ def train_churn_model(
     """``value`` is the fitted value model, or why it could not be fitted (too few repeat
     buyers, say): the churn model is still trained, and its scores carry no value.
 
-    ``buyers`` are tonight's buyers' features: the model's monitoring reference is its own
-    scoring of them, the population ``models.monitor`` bins every night (training snapshots
-    of past cut-offs and holdout customers are another population: their PSI against a
-    night would be high by construction)."""
+    ``buyers`` are tonight's buyers' inputs (features and purchase summary): the model's
+    monitoring reference is its own scoring of them, the population ``models.monitor`` bins
+    every night (training snapshots of past cut-offs and holdout customers are another
+    population: their PSI against a night would be high by construction)."""
     fitted = isinstance(value, ValueModel)
     if not fitted:
         log.warning("churn: no value model: %s", value)
     started = time.monotonic()
     result = train_churn(training, settings.churn_horizon_days)
     seconds = time.monotonic() - started
-    X = result.holdout[list(CHURN_FEATURES)]
+    X = result.holdout[list(MODEL_INPUTS)]
     y = result.holdout[LABEL].to_numpy()
     trees = result.pipeline[-1].estimator
     registry.use_experiment(settings, registry.CHURN_MODEL)
@@ -303,6 +305,12 @@ def train_churn_model(
                     float(training.loc[training.split == TRAIN, LABEL].mean()), 4
                 ),
                 "calibration": result.calibration,
+                "inputs": "customer features, BG/NBD purchase summary (x, t_x, T)",
+                # The BG/NBD of the model's first step, fitted on the training rows.
+                **{
+                    f"purchase_model_{name}": round(param, 6)
+                    for name, param in zip(("r", "alpha", "a", "b"), result.pipeline[0].params_)
+                },
                 "promotion_margin": settings.churn_promotion_margin,
                 **{
                     f"model__{k}": v
@@ -368,7 +376,8 @@ def train_churn_model(
 
         def champion_auc(current) -> float:
             model = mlflow.sklearn.load_model(f"models:/{registry.CHURN_MODEL}/{current.version}")
-            return evaluate(y, model.predict_proba(X)[:, 1])["roc_auc"]
+            inputs = registry.input_names(registry.CHURN_MODEL, current.version)
+            return evaluate(y, model.predict_proba(X[inputs])[:, 1])["roc_auc"]
 
         decision = _promote(
             client,
@@ -466,6 +475,10 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
             history_rows = (
                 purchase_history(inputs["transactions"], as_of).orderBy("customer_key").toPandas()
             )
+            # The monitoring reference: tonight's buyers with their purchase summary, as scored.
+            buyers = features.merge(
+                history_rows[["customer_key", *RFM_COLUMNS]], on="customer_key", how="left"
+            )
             return train_churn_model(
                 spark,
                 settings,
@@ -477,7 +490,7 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
                 run_id,
                 versions,
                 _value_model(history_rows),
-                features,
+                buyers,
             )
 
         summary = {

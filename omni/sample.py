@@ -140,6 +140,8 @@ BEHAVIOURS = {
     "discount_hunter": Behaviour(0.07, 0.18, 0.04, 2, 0.60, 0.85),
     "lapsing": Behaviour(0.08, 0.22, 0.05, 1, 0.08, 0.80),
 }
+# Lapsing customers stop after this share of the sample's days on average (exponentially).
+LAPSE_MEAN_SHARE = 0.75
 TYPE_WEIGHTS = {
     "omni_loyal": 0.2,
     "online_browser": 0.22,
@@ -303,7 +305,11 @@ class SampleGenerator:
         )
         stop_day = None
         if kind == "lapsing":
-            stop_day = rng.randint(spec.days // 6, spec.days + spec.days // 3)
+            # A steady hazard, as in a real shop: the chance of stopping in the next month is
+            # the same on every day. (A stop day drawn uniformly from a range would make the
+            # hazard of those still buying rise towards the range's end, which no model trained
+            # on earlier months can foresee.)
+            stop_day = int(rng.expovariate(1.0 / (LAPSE_MEAN_SHARE * spec.days)))
         return Customer(
             customer_id=f"C{index + 1:07d}",
             kind=kind,

@@ -266,7 +266,10 @@ def test_a_night_with_no_new_data_reads_as_no_drift_against_the_champions_traini
             registered_model_name=registry.CHURN_MODEL,
             pip_requirements=["scikit-learn"],
         )
-        mlflow.log_dict(monitor.churn_reference(AS_OF, buyers, model), monitor.REFERENCE_ARTIFACT)
+        mlflow.log_dict(
+            monitor.churn_reference(AS_OF, buyers, model, CHURN_FEATURES),
+            monitor.REFERENCE_ARTIFACT,
+        )
     mlflow.MlflowClient().set_registered_model_alias(
         registry.CHURN_MODEL, registry.CHAMPION, str(info.registered_model_version)
     )

@@ -186,3 +186,22 @@ def test_a_retailer_with_one_channel_has_no_folder_for_the_other(
     assert counts[present.name] > 0 and absent.name not in counts
     assert (tmp_path / "reference" / "stores").exists() == (channels == "store")
     assert latest_ready_date(tmp_path) == date(2026, 3, 31)
+
+
+def test_lapsing_customers_stop_at_a_steady_hazard():
+    """The chance that a lapsing customer still buying stops within the next 30 days is the
+    same early and late in the sample, as in a shop whose customers do not all leave in one
+    season: a model trained on earlier months then meets the same hazard on the latest."""
+    from omni.sample import SampleGenerator
+
+    generator = SampleGenerator(SampleSpec(customers=20_000, days=120, seed=5))
+    stops = [c.stop_day for c in generator.customers if c.kind == "lapsing"]
+    assert len(stops) > 4000
+
+    def hazard(day: int) -> float:
+        active = [s for s in stops if s >= day]
+        return sum(s < day + 30 for s in active) / len(active)
+
+    early, late = hazard(20), hazard(90)
+    assert 0.15 < early < 0.45
+    assert late == pytest.approx(early, abs=0.05)
