@@ -44,7 +44,7 @@ export DO_NOT_TRACK := 1
 # OpenMP threads (a nightly training task beside a test, say) slow each other down fiftyfold.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup jars sample run airflow test postgres postgres-stop postgres-server catalog-register spark-sql bench bench-models bench-orchestration bench-history test-year test-production spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test postgres postgres-stop postgres-server catalog-register spark-sql bench bench-models bench-churn-sparse bench-orchestration bench-history test-year test-production spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -146,6 +146,9 @@ notebooks: setup $(PROFILE_SERVICES) ## Execute the notebooks on the default dat
 MODEL_BENCH_ARGS ?= --customers 10000 100000
 bench-models: setup ## Model benchmark: training set, fits and scoring at two sizes (MODEL_BENCH_ARGS=...)
 	$(BIN)/python -m bench.models $(MODEL_BENCH_ARGS)
+
+bench-churn-sparse: setup ## The churn model against BG/NBD on CDNOW's real purchases (store-only, 90-day horizon)
+	$(BIN)/python -m bench.churn_sparse
 
 SQL_PORT ?= 10000
 sql-server: setup $(PROFILE_SERVICES) ## Start the Spark Thrift (JDBC/ODBC) server on localhost: gold, silver, bronze tables by name

@@ -3,7 +3,8 @@
 Each training holds out the last ``OMNI_RECOMMENDATION_HOLDOUT_DAYS`` days: the recommender
 and its two popularity baselines recommend as of the cut-off before them, from the data
 before it, and are scored on what the customers then bought, in any channel
-(``models.recommend.holdout_evaluation``). Customers are segmented at the cut-off by the
+(``models.recommend.holdout_evaluation``). Customers are as the identity links seen by the
+cut-off made them (``models.features.known_on``), and segmented at the cut-off by the
 segmentation champion on their features as of then. One run per training date and pipeline
 run, in the experiment ``recommendations``: recall@k and hit rate of each method, overall
 and per channel mix, the recommender's lift over popularity, the rows as a table and a plot;
@@ -24,7 +25,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from models import plots, registry
-from models.features import SEGMENT_FEATURES
+from models.features import SEGMENT_FEATURES, known_on
 from models.recommend import ALL, METHODS, holdout_evaluation
 from models.segmentation import NO_PURCHASE_SEGMENT_ID
 from omni.config import Settings
@@ -112,7 +113,9 @@ def evaluate_recommendations(
     run_id: str,
     tags: dict,
 ) -> dict:
-    """Evaluate on ``history()`` (``omni.history.load_inputs``' frames), log one MLflow run
+    """Evaluate on ``history()`` (``omni.history.load_inputs``' frames, with the keys of
+    ``omni.history.keys_as_of`` for the cut-off as ``KEYS_THEN``; without them, today's
+    identity), log one MLflow run
     and return its figures; a retried training finds the run's evaluation logged already and
     returns it without reading the history."""
     holdout = settings.recommendation_holdout_days
@@ -124,7 +127,9 @@ def evaluate_recommendations(
         beats = logged.data.tags.get("beats_popularity") == "true"
         return {"evaluated": True, "reused": True, "beats_popularity": beats, **logged.data.metrics}
     cutoff = as_of - timedelta(days=holdout)
-    inputs = history()
+    # The customers as known on the cut-off: a link found later moves no purchase into the
+    # history the methods recommend from (nor any out of what they are scored on).
+    inputs, _ = known_on(history(), cutoff)
     segments, segmented_by = segments_at(
         spark, client, inputs, cutoff, settings.profile_window_days
     )

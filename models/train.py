@@ -22,7 +22,7 @@ import logging
 import subprocess
 import time
 from contextlib import ExitStack
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 
 import mlflow
@@ -449,16 +449,24 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
 
     with ExitStack() as stack:
         # Read only when the churn model or the recommendations need it (a retry may not).
-        history = cache(lambda: stack.enter_context(customer_history(spark, settings, versions)))
+        loaded = cache(lambda: stack.enter_context(customer_history(spark, settings, versions)))
+
+        @cache
+        def history() -> dict:
+            """The inputs, with the identifiers keyed otherwise on a cut-off (the churn
+            snapshots' and the recommendation holdout's): each sees the customers as the links
+            seen by its cut-off made them (``models.features.known_on``)."""
+            inputs = loaded()
+            holdout = settings.recommendation_holdout_days
+            cutoffs = [*windows.cutoffs, *([as_of - timedelta(days=holdout)] if holdout else [])]
+            moved = keys_as_of(
+                spark, settings, inputs["identity"], cutoffs, as_of, versions
+            ).localCheckpoint()
+            log.info("%d identifiers keyed otherwise on a cut-off", moved.count())
+            return {**inputs, KEYS_THEN: moved}
 
         def train_churn_on_history() -> dict:
             inputs = history()
-            # Each snapshot's customers as the links seen by its cut-off made them.
-            moved = keys_as_of(
-                spark, settings, inputs["identity"], windows.cutoffs, as_of, versions
-            ).localCheckpoint()
-            log.info("churn: %d identifiers keyed otherwise on a cut-off", moved.count())
-            inputs = {**inputs, KEYS_THEN: moved}
             training = (
                 churn_training_set(
                     inputs,

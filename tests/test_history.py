@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime
 
+from pyspark.sql import functions as F
+
 from jobs.silver import new_crm_links, new_device_logins
-from models.features import KEYS_THEN, ChurnWindows, churn_training_set
+from models.features import KEYS_THEN, ChurnWindows, churn_training_set, known_on
 from omni import lakehouse, tables
 from omni.history import customer_history, keys_as_of
 from omni.transforms import identity, silver
@@ -45,6 +47,7 @@ AS_OF = date(2026, 6, 30)
 HORIZON = 21
 WINDOWS = ChurnWindows.for_date(AS_OF, HORIZON, snapshots=1, step_days=7)
 LINKED_LATE = datetime(2026, 6, 20, 9, 0)  # after both cut-offs, before the date
+REC_CUTOFF = date(2026, 6, 2)  # the recommendation holdout's: 28 days before the date
 
 
 def _shop(spark, settings, root):
@@ -129,11 +132,29 @@ def night(spark, local, write, records, visits):
 
 
 def _training_set(spark, settings):
+    """The churn training set, and the purchase lines and events the recommendation
+    evaluation's cut-off sees (``REC_CUTOFF``), both as the links known by then made them."""
     with customer_history(spark, settings) as inputs:
-        moved = keys_as_of(spark, settings, inputs["identity"], WINDOWS.cutoffs, AS_OF)
+        cutoffs = [*WINDOWS.cutoffs, REC_CUTOFF]
+        moved = keys_as_of(spark, settings, inputs["identity"], cutoffs, AS_OF)
         inputs = {**inputs, KEYS_THEN: moved}
         training = churn_training_set(inputs, AS_OF, HORIZON, 365, 1, 7)
-        return spark.createDataFrame(training.collect(), training.schema).cache()
+        then, _ = known_on(inputs, REC_CUTOFF)
+        seen = then["transactions"].select("customer_key", "date", "channel", "quantity")
+        seen = seen.unionByName(  # the events the recommenders read: up to the cut-off
+            then["activity"]
+            .where(F.col("event_date") <= F.lit(REC_CUTOFF))
+            .select(
+                "customer_key",
+                F.col("event_date").alias("date"),
+                F.lit("event").alias("channel"),
+                F.lit(0).alias("quantity"),
+            )
+        )
+        return tuple(
+            spark.createDataFrame(frame.collect(), frame.schema).cache()
+            for frame in (training, seen)
+        )
 
 
 def test_a_link_found_after_the_cut_off_leaves_the_training_rows_unchanged(
@@ -143,9 +164,9 @@ def test_a_link_found_after_the_cut_off_leaves_the_training_rows_unchanged(
     device logging in, or a card added in CRM, after the cut-off moves none of its purchases
     into the snapshot's features; the label still counts the person's purchases in the window
     in every channel, through today's identity."""
-    assert LINKED_LATE.date() > max(WINDOWS.cutoffs)
+    assert LINKED_LATE.date() > max(*WINDOWS.cutoffs, REC_CUTOFF)
     local, write = _shop(spark, settings, tmp_path)
-    expected = _training_set(spark, local)
+    expected, seen = _training_set(spark, local)
     # The next night, two links appear after both cut-offs: C1 logs in on D1, the device of
     # three guest orders before them, and CRM adds card L2, of four receipts before them, to C2.
     night(spark, local, write, [("C2", "L2", LINKED_LATE)], [("D1", "C1", str(LINKED_LATE.date()))])
@@ -153,7 +174,11 @@ def test_a_link_found_after_the_cut_off_leaves_the_training_rows_unchanged(
     key = {r["identifier"]: r["customer_key"] for r in today.collect()}
     assert key["D1"] == key["C1"] and key["L2"] == key["C2"]  # both links are there today
 
-    assert_frame_equal(_training_set(spark, local), expected)
+    training_now, seen_now = _training_set(spark, local)
+    assert_frame_equal(training_now, expected)
+    # The recommendation evaluation's cut-off too: every line and event keeps its customer.
+    assert_frame_equal(seen_now, seen)
+    assert seen.where(F.col("channel") == "event").count() > 0
     by_cutoff = {(r["snapshot_date"], r["customer_key"]): r for r in expected.collect()}
     c1, l2 = key["C1"], _key("2|loyalty_card_id|L2")
     training, holdout = WINDOWS.training[0], WINDOWS.holdout
