@@ -115,9 +115,8 @@ def evaluate_recommendations(
 ) -> dict:
     """Evaluate on ``history()`` (``omni.history.load_inputs``' frames, with the keys of
     ``omni.history.keys_as_of`` for the cut-off as ``KEYS_THEN``; without them, today's
-    identity), log one MLflow run
-    and return its figures; a retried training finds the run's evaluation logged already and
-    returns it without reading the history."""
+    identity), log one MLflow run and return its figures; a retried training finds the run's
+    evaluation logged already and returns it without reading the history."""
     holdout = settings.recommendation_holdout_days
     if holdout == 0:
         return {"evaluated": False, "reason": "OMNI_RECOMMENDATION_HOLDOUT_DAYS=0"}

@@ -71,9 +71,9 @@ def customer_values(history: DataFrame, model: value.ValueModel) -> DataFrame:
 
     def predict(batches):
         fitted = value.ValueModel.from_json(text)
-        for history in batches:
-            values = value.customer_value(fitted, history)
-            yield values[list(PREDICTED_VALUE)].assign(customer_key=history["customer_key"])
+        for batch in batches:
+            values = value.customer_value(fitted, batch)
+            yield values[list(PREDICTED_VALUE)].assign(customer_key=batch["customer_key"])
 
     schema = ", ".join(["customer_key string", *(f"{name} double" for name in PREDICTED_VALUE)])
     return history.mapInPandas(predict, schema)
