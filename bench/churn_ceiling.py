@@ -26,7 +26,8 @@ import json
 from sklearn.metrics import roc_auc_score
 
 from models.churn import train_churn
-from models.features import KEYS_THEN, LABEL, ChurnWindows, churn_training_set
+from models.features import KEYS_THEN, LABEL, ChurnWindows
+from models.train import churn_training_frame
 from omni.config import load_settings
 from omni.history import customer_history, keys_as_of
 from omni.sample import BEHAVIOURS, SampleGenerator, SampleSpec, latest_ready_date
@@ -68,18 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with customer_history(spark, settings) as inputs:
             moved = keys_as_of(spark, settings, inputs["identity"], windows.cutoffs, as_of)
-            training = (
-                churn_training_set(
-                    {**inputs, KEYS_THEN: moved.localCheckpoint()},
-                    as_of,
-                    settings.churn_horizon_days,
-                    settings.profile_window_days,
-                    settings.churn_training_snapshots,
-                    settings.churn_snapshot_step_days,
-                )
-                .orderBy("split", "snapshot_date", "customer_key")
-                .toPandas()
-            )
+            inputs = {**inputs, KEYS_THEN: moved.localCheckpoint()}
+            training = churn_training_frame(inputs, settings, as_of)
     finally:
         spark.stop()
     result = train_churn(training, settings.churn_horizon_days)

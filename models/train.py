@@ -408,6 +408,23 @@ def train_churn_model(
     }
 
 
+def churn_training_frame(inputs: dict, settings: Settings, as_of: date) -> pd.DataFrame:
+    """``churn_training_set`` with the settings' horizon, window and snapshots, in a stable
+    order (split, snapshot, customer), so a fit on it is the same each time."""
+    return (
+        churn_training_set(
+            inputs,
+            as_of,
+            settings.churn_horizon_days,
+            settings.profile_window_days,
+            settings.churn_training_snapshots,
+            settings.churn_snapshot_step_days,
+        )
+        .orderBy("split", "snapshot_date", "customer_key")
+        .toPandas()
+    )
+
+
 def _value_model(history: pd.DataFrame) -> ValueModel | str:
     try:
         return fit_value_model(history)
@@ -467,18 +484,7 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
 
         def train_churn_on_history() -> dict:
             inputs = history()
-            training = (
-                churn_training_set(
-                    inputs,
-                    as_of,
-                    settings.churn_horizon_days,
-                    settings.profile_window_days,
-                    settings.churn_training_snapshots,
-                    settings.churn_snapshot_step_days,
-                )
-                .orderBy("split", "snapshot_date", "customer_key")
-                .toPandas()
-            )
+            training = churn_training_frame(inputs, settings, as_of)
             # The value model learns from every buyer's whole history up to the date.
             history_rows = (
                 purchase_history(inputs["transactions"], as_of).orderBy("customer_key").toPandas()
