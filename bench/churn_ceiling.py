@@ -20,7 +20,6 @@ after ``make run`` on the default sample (``omni.sample``'s defaults):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 
 from sklearn.metrics import roc_auc_score
@@ -32,13 +31,12 @@ from omni.config import load_settings
 from omni.history import customer_history, keys_as_of
 from omni.sample import BEHAVIOURS, SampleGenerator, SampleSpec, latest_ready_date
 from omni.spark import get_spark
-from omni.transforms.identity import KEY_LENGTH, TYPE_ORDER
+from omni.transforms.identity import TYPE_ORDER, python_key
 
 
 def _key(customer_id: str) -> str:
-    """The customer_key of a CRM customer alone in their component (``identity.customer_key``)."""
-    label = f"{TYPE_ORDER['customer_id']}|customer_id|{customer_id}"
-    return hashlib.sha256(label.encode()).hexdigest()[:KEY_LENGTH]
+    """The customer_key of a CRM customer alone in their component."""
+    return python_key(f"{TYPE_ORDER['customer_id']}|customer_id|{customer_id}")
 
 
 def quiet_chance(generator: SampleGenerator, customer, days: range) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date, datetime
 
 from pyspark.sql import functions as F
@@ -180,7 +179,7 @@ def test_a_link_found_after_the_cut_off_leaves_the_training_rows_unchanged(
     assert_frame_equal(seen_now, seen)
     assert seen.where(F.col("channel") == "event").count() > 0
     by_cutoff = {(r["snapshot_date"], r["customer_key"]): r for r in expected.collect()}
-    c1, l2 = key["C1"], _key("2|loyalty_card_id|L2")
+    c1, l2 = key["C1"], identity.python_key("2|loyalty_card_id|L2")
     training, holdout = WINDOWS.training[0], WINDOWS.holdout
     # 2026-05-19: C1 had two receipts and an order of their own; D1's three guest orders stay
     # with the device, which is no customer yet. L2's receipts are a card's of its own.
@@ -189,7 +188,3 @@ def test_a_link_found_after_the_cut_off_leaves_the_training_rows_unchanged(
     assert by_cutoff[(training, l2)]["frequency_365d"] == 3.0
     assert not by_cutoff[(training, l2)]["churned"]  # the card's receipt of 06-05
     assert len(by_cutoff) == 4
-
-
-def _key(label: str) -> str:
-    return hashlib.sha256(label.encode()).hexdigest()[: identity.KEY_LENGTH]

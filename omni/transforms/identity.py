@@ -224,7 +224,7 @@ def link_dates(
     )
 
 
-def _python_key(label: str) -> str:
+def python_key(label: str) -> str:
     """``customer_key`` in Python: the same hex digest prefix as Spark's ``sha2``."""
     return hashlib.sha256(label.encode()).hexdigest()[:KEY_LENGTH]
 
@@ -289,7 +289,7 @@ def keys_as_of(identity: DataFrame, dated_edges: DataFrame, cutoffs: list[date])
                 parent[max(ra, rb)] = min(ra, rb)
             link = next(pending, None)
         for n, key in current.items():
-            then = _python_key(find(n))
+            then = python_key(find(n))
             if then != key:
                 kind, value = n.split("|", 2)[1:]
                 rows.append((cutoff, kind, value, then, key))
