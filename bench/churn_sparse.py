@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from models.churn import train_churn
-from models.features import LABEL, TRAIN, churn_training_set
+from models.features import LABEL, TRAIN, churn_training_set, collected
 from omni.config import load_settings
 from omni.spark import get_spark
 
@@ -107,7 +107,7 @@ def cdnow_inputs(spark: SparkSession, lines: pd.DataFrame) -> dict[str, DataFram
 
 
 def run_setting(inputs: dict[str, DataFrame], setting: Setting) -> dict:
-    training = (
+    training = collected(
         churn_training_set(
             inputs,
             setting.as_of,
@@ -115,8 +115,6 @@ def run_setting(inputs: dict[str, DataFrame], setting: Setting) -> dict:
             snapshots=setting.snapshots,
             step_days=setting.step_days,
         )
-        .orderBy("split", "snapshot_date", "customer_key")
-        .toPandas()
     )
     result = train_churn(training, setting.horizon_days)
     train = training[training.split == TRAIN]

@@ -196,13 +196,13 @@ def train_churn(frame: pd.DataFrame, horizon_days: int, seed: int = 7) -> ChurnR
     X_train = train[list(MODEL_INPUTS)].astype(float)
     X_holdout = holdout[list(MODEL_INPUTS)].astype(float)
     pipeline = build_pipeline(seed, calibration, horizon_days).fit(X_train, y_train)
-    probabilities = pipeline.predict_proba(X_holdout)[:, 1]
+    # What the trees see, the purchase model's outputs included: scored once, and the importance
+    # is theirs (permuting x, t_x or T alone would make summaries no customer can have).
+    trees_input = pipeline[:-1].transform(X_holdout)
+    probabilities = pipeline[-1].predict_proba(trees_input)[:, 1]
     # The baseline needs no labels: it is fitted on the holdout customers' own history.
     baseline = fit_bgnbd(holdout)
     baseline_probabilities = p_no_purchase(baseline, holdout, horizon_days)
-    # Importance of what the trees see, the purchase model's outputs included: permuting x,
-    # t_x or T alone would make summaries no customer can have (t_x > 0 with x = 0).
-    trees_input = pipeline[:-1].transform(X_holdout)
     importance = permutation_importance(
         pipeline[-1],
         trees_input,

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -176,6 +177,12 @@ def churn_snapshot(
             LABEL,
         )
     )
+
+
+def collected(training: DataFrame) -> pd.DataFrame:
+    """A churn training set in pandas, in a stable order (split, snapshot, customer), so a fit
+    on it is the same each time."""
+    return training.orderBy("split", "snapshot_date", "customer_key").toPandas()
 
 
 def churn_training_set(

@@ -36,6 +36,13 @@ EXPERIMENT = "recommendations"
 RECOMMENDER, POPULARITY = "recommender", "popularity"
 
 
+def holdout_cutoff(settings: Settings, as_of: date) -> date | None:
+    """The cut-off the evaluation recommends from: ``OMNI_RECOMMENDATION_HOLDOUT_DAYS`` before
+    ``as_of``; None when they are 0 (no evaluation)."""
+    holdout = settings.recommendation_holdout_days
+    return as_of - timedelta(days=holdout) if holdout else None
+
+
 def segments_at(spark: SparkSession, client, inputs: dict, cutoff: date, window_days: int):
     """(segments, by): (customer_key, segment_id) of every customer known at
     ``cutoff``, segmented by the segmentation champion on their features as of then, and
@@ -118,14 +125,14 @@ def evaluate_recommendations(
     identity), log one MLflow run and return its figures; a retried training finds the run's
     evaluation logged already and returns it without reading the history."""
     holdout = settings.recommendation_holdout_days
-    if holdout == 0:
+    cutoff = holdout_cutoff(settings, as_of)
+    if cutoff is None:
         return {"evaluated": False, "reason": "OMNI_RECOMMENDATION_HOLDOUT_DAYS=0"}
     top = settings.recommendation_count
     logged = _logged(as_of, run_id)
     if logged is not None:
         beats = logged.data.tags.get("beats_popularity") == "true"
         return {"evaluated": True, "reused": True, "beats_popularity": beats, **logged.data.metrics}
-    cutoff = as_of - timedelta(days=holdout)
     # The customers as known on the cut-off: a link found later moves no purchase into the
     # history the methods recommend from (nor any out of what they are scored on).
     inputs, _ = known_on(history(), cutoff)

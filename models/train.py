@@ -22,7 +22,7 @@ import logging
 import subprocess
 import time
 from contextlib import ExitStack
-from datetime import date, timedelta
+from datetime import date
 from functools import cache
 
 import mlflow
@@ -45,9 +45,10 @@ from models.features import (
     TRAIN,
     ChurnWindows,
     churn_training_set,
+    collected,
     purchase_history,
 )
-from models.recommend_evaluation import evaluate_recommendations
+from models.recommend_evaluation import evaluate_recommendations, holdout_cutoff
 from models.segmentation import train_segmentation
 from models.value import VALUE_MODEL_TAG, ValueModel, fit_value_model, unfitted_tag
 from omni import lakehouse, tables
@@ -409,9 +410,8 @@ def train_churn_model(
 
 
 def churn_training_frame(inputs: dict, settings: Settings, as_of: date) -> pd.DataFrame:
-    """``churn_training_set`` with the settings' horizon, window and snapshots, in a stable
-    order (split, snapshot, customer), so a fit on it is the same each time."""
-    return (
+    """``churn_training_set`` with the settings' horizon, window and snapshots, ``collected``."""
+    return collected(
         churn_training_set(
             inputs,
             as_of,
@@ -420,8 +420,6 @@ def churn_training_frame(inputs: dict, settings: Settings, as_of: date) -> pd.Da
             settings.churn_training_snapshots,
             settings.churn_snapshot_step_days,
         )
-        .orderBy("split", "snapshot_date", "customer_key")
-        .toPandas()
     )
 
 
@@ -474,8 +472,8 @@ def train_models(spark: SparkSession, settings: Settings, as_of: date, run_id: s
             snapshots' and the recommendation holdout's): each sees the customers as the links
             seen by its cut-off made them (``models.features.known_on``)."""
             inputs = loaded()
-            holdout = settings.recommendation_holdout_days
-            cutoffs = [*windows.cutoffs, *([as_of - timedelta(days=holdout)] if holdout else [])]
+            recommended_from = holdout_cutoff(settings, as_of)
+            cutoffs = [*windows.cutoffs, *([recommended_from] if recommended_from else [])]
             moved = keys_as_of(
                 spark, settings, inputs["identity"], cutoffs, as_of, versions
             ).localCheckpoint()
