@@ -94,12 +94,16 @@ spark-sql: setup $(PROFILE_SERVICES) ## A spark-sql shell on the profile's catal
 
 # `airflow dags test` runs one DAG run in-process, without a scheduler: the lakehouse DAG, then
 # the model DAG its gold assets would trigger under the scheduler (`make airflow`).
-run: sample airflow-db ## Run the nightly DAGs (lakehouse, then models) through Airflow on the latest sample date
-	@date=$$($(BIN)/python -m omni.sample --print-latest-date) && \
-	echo "Running omni_nightly, then omni_models, for $$date" && \
-	$(BIN)/airflow dags test omni_nightly $$date && \
-	$(BIN)/airflow dags test omni_models $$date && \
-	$(BIN)/python -m omni.report --date $$date
+# Two nights when a campaign starts in the landing zone: its launch night assigns the audience,
+# the latest night reads out what it changed.
+run: sample airflow-db ## Run the nightly DAGs (lakehouse, then models) through Airflow: a campaign's launch night, then the latest date
+	@nights="$$($(BIN)/python -m omni.sample --print-nights)" && \
+	for date in $$nights; do \
+		echo "Running omni_nightly, then omni_models, for $$date" && \
+		$(BIN)/airflow dags test omni_nightly $$date && \
+		$(BIN)/airflow dags test omni_models $$date || exit 1; \
+	done && \
+	$(BIN)/python -m omni.report --date $${nights##* }
 
 airflow: sample airflow-db ## Start Airflow standalone (UI, scheduler) on localhost with the project's DAGs
 	@AIRFLOW_PORT=$(AIRFLOW_PORT) tools/airflow_standalone.sh

@@ -3,7 +3,9 @@
 
 Customer segmentation and churn: training with MLflow tracking and champion promotion, then
 scoring of every customer into `gold.customer_scores`. Then come the consented
-personalization feed (`gold.personalization_feed`) and drift monitoring of the champions
+personalization feed (`gold.personalization_feed`, with the running campaigns' assignments to
+treatment or control in `gold.campaign_assignments`), the campaigns' readout of what each
+changed against its control group (`gold.campaign_readout`) and drift monitoring of the champions
 (`gold.model_monitoring`, with a retrain flag when a PSI passes `OMNI_PSI_THRESHOLD`).
 
 **Write, audit, publish**: each job validates its output with its Great Expectations suite
@@ -63,12 +65,22 @@ def omni_models():
     train = job("train_models", "models/train.py")
     score = job("score_customers", "models/score.py")
     personalize = job("personalize", "models/personalize.py")
+    readout = job("campaign_readout", "models/readout.py")
     monitor = job("monitor_models", "models/monitor.py")
     check_scores = orc.gate("validate_scores", ["gold"], [tables.GOLD_SCORES.name])
     check_outputs = orc.gate(
-        "validate_model_outputs", ["gold"], [tables.GOLD_FEED.name, tables.GOLD_MONITORING.name]
+        "validate_model_outputs",
+        ["gold"],
+        [
+            tables.GOLD_FEED.name,
+            tables.GOLD_ASSIGNMENTS.name,
+            tables.GOLD_READOUT.name,
+            tables.GOLD_MONITORING.name,
+        ],
     )
-    dates >> train >> score >> check_scores >> [personalize, monitor] >> check_outputs
+    dates >> train >> score >> check_scores >> [personalize, monitor]
+    personalize >> readout
+    [readout, monitor] >> check_outputs
 
 
 omni_models()

@@ -292,7 +292,7 @@ def delivery_folder_rows(
 @dataclass
 class _Logs:
     """What a run adds to bronze's two logs, written once for every source: a MERGE costs
-    about a second whatever its size, and there are five sources."""
+    about a second whatever its size, and there are seven sources."""
 
     folders: list[dict] = field(default_factory=list)  # bronze.landing_folders rows
     files: list[DataFrame] = field(default_factory=list)  # bronze.ingested_files rows

@@ -89,6 +89,20 @@ def steps(settings: Settings) -> list[SilverStep]:
             lambda b, ref: validation.check_pos(b, ref["products"], ref["stores"]),
             date_column="transaction_date",
         ),
+        SilverStep(
+            sources.CAMPAIGNS,
+            tables.SILVER_CAMPAIGNS,
+            ("campaign_id", "updated_at"),
+            lambda b, _: validation.check_campaigns(b),
+            latest_by="updated_at",
+        ),
+        SilverStep(
+            sources.MESSAGES,
+            tables.SILVER_MESSAGES,
+            ("event_id",),
+            lambda b, ref: validation.check_messages(b, ref["campaigns"]),
+            date_column="event_date",
+        ),
     ]
 
 
@@ -427,10 +441,12 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str, business_da
     reconciliation = []
     quarantine = _Quarantine()
     for step in steps(settings):
-        # Tonight's products and stores count: a sku first sold tonight is known tonight.
+        # Tonight's products, stores and campaigns count: a sku first sold tonight is known
+        # tonight, and a campaign planned tonight owns tonight's messages.
         reference = {
             "products": staging.view(tables.SILVER_PRODUCTS).select("sku"),
             "stores": staging.view(tables.SILVER_STORES).select("store_id", "timezone"),
+            "campaigns": staging.view(tables.SILVER_CAMPAIGNS).select("campaign_id"),
         }
         rows = process(spark, settings, step, reference, staging, quarantine)
         reconciliation.extend(rows)

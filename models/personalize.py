@@ -7,7 +7,14 @@ carries the customer's segment and churn band from ``gold.customer_scores`` of t
 recommendations (``models.recommend``), and their value at risk with a contact priority per
 channel (1 = most value at risk): the order in which a campaign that must choose contacts them.
 The date's rows are replaced as a whole, so a rerun after a withdrawal removes the customer.
-The rows are audited by the feed's suite before they are published (``omni.publish``).
+An ``unsubscribed`` event of the email or push provider withdraws that channel
+(``omni.consent``).
+
+The same run assigns the audiences of the campaigns running on the date
+(``models.campaigns``, into ``gold.campaign_assignments``), and each row names the campaigns
+the customer is in the treatment group of on its channel (``campaign_ids``): a control
+customer's row never names the campaign. Both tables are audited by their suites before
+either is published (``omni.publish``).
 """
 
 from __future__ import annotations
@@ -17,14 +24,14 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from models import campaigns as campaign_rules
 from models import recommend
 from omni import lakehouse, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
+from omni.consent import consenting, withdrawals
 from omni.history import customer_history
 from omni.publish import Staging
-
-CHANNELS = {"email": "email_opt_in", "push": "push_opt_in"}
 
 
 def contact_priority() -> Column:
@@ -32,18 +39,6 @@ def contact_priority() -> Column:
     order = F.col("value_at_risk").desc_nulls_last()
     return F.row_number().over(
         Window.partitionBy("channel", "as_of_date").orderBy(order, "customer_key")
-    )
-
-
-def consenting(population: DataFrame) -> DataFrame:
-    """(customer_key, customer_id, channel): one row per channel a CRM customer opted in to."""
-    channel = F.explode(
-        F.array_compact(
-            F.array(*(F.when(F.col(flag), F.lit(name)) for name, flag in CHANNELS.items()))
-        )
-    )
-    return population.where(F.col("customer_id").isNotNull()).select(
-        "customer_key", "customer_id", channel.alias("channel")
     )
 
 
@@ -56,9 +51,13 @@ def feed_rows(
     as_of: date,
     days: int,
     top: int,
+    withdrawn: DataFrame | None = None,
+    campaign_ids: DataFrame | None = None,
 ) -> DataFrame:
-    """The feed of one date: ``scores`` of the date joined to consent and recommendations."""
-    consent = consenting(population)
+    """The feed of one date: ``scores`` of the date joined to consent (less the channels
+    ``withdrawn``), recommendations and the campaigns of each customer and channel
+    (``campaign_ids``: ``models.campaigns.feed_campaigns``' rows; none when not given)."""
+    consent = consenting(population, withdrawn)
     audience = scores.join(consent.select("customer_key").distinct(), "customer_key")
     recommendations = recommend.recommend(
         transactions,
@@ -70,13 +69,35 @@ def feed_rows(
         top,
         audience=audience,
     )
+    rows = audience.drop("customer_id").join(consent, "customer_key")
+    none = F.array().cast("array<string>")
+    if campaign_ids is None:
+        rows = rows.withColumn("campaign_ids", none)
+    else:
+        rows = rows.join(campaign_ids, ["customer_key", "channel"], "left").withColumn(
+            "campaign_ids", F.coalesce("campaign_ids", none)
+        )
     return (
-        audience.drop("customer_id")
-        .join(consent, "customer_key")
-        .join(recommendations, "customer_key")
+        rows.join(recommendations, "customer_key")
         .withColumn("contact_priority", contact_priority())
         .withColumn("generated_at", F.current_timestamp())
     )
+
+
+def stage_assignments(
+    staging: Staging, scores: DataFrame, population: DataFrame, withdrawn: DataFrame, as_of: date
+) -> DataFrame:
+    """Stage the date's new ``gold.campaign_assignments`` rows (a rerun replaces the date's);
+    return the running campaigns of each customer and channel, for the feed."""
+    campaigns = staging.view(tables.SILVER_CAMPAIGNS)
+    day = lakehouse.sql_in("assigned_on", [as_of])
+    before = staging.view(tables.GOLD_ASSIGNMENTS).where(f"NOT ({day})")
+    new = campaign_rules.new_assignments(campaigns, scores, population, withdrawn, before, as_of)
+    staging.replace_where(
+        tables.GOLD_ASSIGNMENTS, new.withColumn("_run_id", F.lit(staging.run_id)), day
+    )
+    assignments = staging.view(tables.GOLD_ASSIGNMENTS)
+    return campaign_rules.feed_campaigns(assignments, campaigns, as_of)
 
 
 def build_feed(spark: SparkSession, settings: Settings, as_of: date, run_id: str) -> dict:
@@ -89,7 +110,13 @@ def build_feed(spark: SparkSession, settings: Settings, as_of: date, run_id: str
         raise LookupError(
             f"gold.customer_scores has no rows for {as_of}: run models/score.py first"
         )
+    messages = lakehouse.read_table(spark, settings, tables.SILVER_MESSAGES)
+    withdrawn = lakehouse.materialize(withdrawals(messages, as_of))
+    # Write, audit, publish: the feed and the assignments become visible only when their
+    # suites pass.
+    staging = Staging(spark, settings, run_id, as_of)
     with customer_history(spark, settings) as inputs:
+        campaign_ids = stage_assignments(staging, scores, inputs["population"], withdrawn, as_of)
         feed = feed_rows(
             scores,
             inputs["population"],
@@ -99,9 +126,9 @@ def build_feed(spark: SparkSession, settings: Settings, as_of: date, run_id: str
             as_of,
             settings.profile_window_days,
             settings.recommendation_count,
+            withdrawn,
+            campaign_ids,
         )
-        # Write, audit, publish: the feed becomes visible only when its suite passes.
-        staging = Staging(spark, settings, run_id, as_of)
         batch = staging.replace_where(
             tables.GOLD_FEED, feed, lakehouse.sql_in("as_of_date", [as_of])
         )
@@ -114,10 +141,15 @@ def build_feed(spark: SparkSession, settings: Settings, as_of: date, run_id: str
         .collect()
     )
     scores.unpersist()
-    verdict = staging.audit_and_publish(["gold"], [tables.GOLD_FEED.name])
+    withdrawn.unpersist()
+    verdict = staging.audit_and_publish(
+        ["gold"], [tables.GOLD_FEED.name, tables.GOLD_ASSIGNMENTS.name]
+    )
+    written = verdict.written if verdict.published else {}
     return {
         "scored_customers": scored,
-        "feed_rows": verdict.written.get(tables.GOLD_FEED.name, 0) if verdict.published else 0,
+        "feed_rows": written.get(tables.GOLD_FEED.name, 0),
+        "assigned": written.get(tables.GOLD_ASSIGNMENTS.name, 0),
         "per_channel": {row["channel"]: row["rows"] for row in summary},
         "personal_per_channel": {row["channel"]: row["personal"] for row in summary},
         "audit": verdict.summary(),

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import PercentFormatter  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
@@ -129,4 +130,70 @@ def recommendation_recall(rows: list[dict], top: int) -> Figure:
     )
     axes.set_ylabel(f"recall@{top}")
     axes.legend()
+    return figure
+
+
+# ---------------------------------------------------------------- campaigns (models/readout.py)
+GROUP_COLOURS = {"treatment": "tab:blue", "control": "tab:grey"}
+
+
+def uplift_by_segment(rows: list[dict]) -> Figure:
+    """One campaign's absolute uplift of the conversion rate per segment (``all`` first), with
+    its 95% interval; a segment too small to say is drawn hollow, with no interval."""
+    ordered = sorted(rows, key=lambda r: (r["segment_name"] != "all", r["segment_name"]))
+    figure, axes = _figure(
+        f"{ordered[0]['campaign_id']}: uplift of the conversion rate (95% interval)",
+        size=(7.0, 1.2 + 0.5 * len(ordered)),
+    )
+    for y, row in enumerate(ordered):
+        value = row["uplift_abs"] or 0.0
+        if row["too_small"]:
+            axes.plot([value], [y], "o", mfc="none", color="tab:grey")
+            continue
+        low, high = row["uplift_abs_low"], row["uplift_abs_high"]
+        colour = "tab:green" if row["significant"] else "tab:blue"
+        axes.errorbar([value], [y], xerr=[[value - low], [high - value]], fmt="o", color=colour)
+    axes.axvline(0, color="black", lw=0.8)
+    axes.set_yticks(
+        range(len(ordered)),
+        [
+            f"{r['segment_name']} ({r['customers_treatment']}/{r['customers_control']})"
+            + (" too small" if r["too_small"] else "")
+            for r in ordered
+        ],
+    )
+    axes.invert_yaxis()
+    axes.xaxis.set_major_formatter(PercentFormatter(1.0))
+    axes.set_xlabel("treatment - control conversion rate (green: p < 0.05)")
+    return figure
+
+
+def conversion_curves(curves: pd.DataFrame, title: str, window_days: int) -> Figure:
+    """Cumulative conversion rate of each group by days since assignment (``curves``: columns
+    ``treatment_group``, ``day`` and ``rate``)."""
+    figure, axes = _figure(f"{title}: customers converted, by days since assignment")
+    for group, part in curves.groupby("treatment_group"):
+        part = part.sort_values("day")
+        axes.step(
+            part["day"], part["rate"], where="post", label=group, color=GROUP_COLOURS.get(group)
+        )
+    axes.set_xlim(0, window_days)
+    axes.set_xlabel("days after the assignment night")
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes.legend()
+    return figure
+
+
+def engagement_funnel(row: dict, steps: tuple[str, ...]) -> Figure:
+    """The treatment group's engagement as the providers report it: the share of the group
+    at each of ``steps`` (``<step>_rate`` of the readout row), the last one in red."""
+    figure, axes = _figure(
+        f"{row['campaign_id']}: the treatment group's messages "
+        f"({row['customers_treatment']} customers)"
+    )
+    shares = [row[f"{step}_rate"] or 0.0 for step in steps]
+    bars = axes.bar(steps, shares, color=["tab:blue"] * (len(steps) - 1) + ["tab:red"])
+    axes.bar_label(bars, [f"{share:.1%}" for share in shares])
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes.set_ylim(0, 1.1)
     return figure

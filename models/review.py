@@ -176,3 +176,71 @@ def drift(settings: Settings) -> pd.DataFrame:
         retrain_recommended=run.data.tags.get("retrain_recommended"),
     )
     return table.sort_values(["drifted", "psi"], ascending=False).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- campaigns (models/readout.py)
+READOUT_SHOWN = (
+    "segment_name",
+    "customers_treatment",
+    "customers_control",
+    "conversion_rate_treatment",
+    "conversion_rate_control",
+    "uplift_abs",
+    "uplift_abs_low",
+    "uplift_abs_high",
+    "uplift_rel",
+    "p_value",
+    "significant",
+    "too_small_reason",
+    "revenue_per_customer_treatment",
+    "revenue_per_customer_control",
+    "purchases_in_store_treatment",
+    "purchases_in_store_control",
+)
+
+
+def campaign_readout(settings: Settings, as_of: date | None = None) -> pd.DataFrame:
+    """``gold.campaign_readout`` of the date (the latest by default), read with delta-rs: no
+    JVM, so the notebook does not hold the catalog while a nightly job runs."""
+    from deltalake import DeltaTable
+
+    location = tables.GOLD_READOUT.location(settings.lakehouse_location)
+    frame = DeltaTable(location).to_pandas()
+    if frame.empty:
+        raise LookupError(f"{tables.GOLD_READOUT.name} is empty: run the model DAG (make run)")
+    as_of = as_of or frame["as_of_date"].max()
+    frame = frame[frame["as_of_date"] == as_of]
+    return frame.sort_values(
+        ["campaign_id", "segment_name"],
+        key=lambda c: c.where(c != "all", "") if c.name == "segment_name" else c,
+    ).reset_index(drop=True)
+
+
+def campaign_table(readout: pd.DataFrame, campaign_id: str) -> pd.DataFrame:
+    """One campaign's rows, ``all`` first, with what marketing reads first."""
+    return readout[readout["campaign_id"] == campaign_id][list(READOUT_SHOWN)].set_index(
+        "segment_name"
+    )
+
+
+def campaign_plots(settings: Settings, campaign_id: str, as_of: date) -> list[Path]:
+    """The plots of the campaign's readout run of the night (experiment ``experiments``),
+    downloaded: uplift per segment, conversion curves, engagement funnel."""
+    from models import readout
+
+    mlflow_client = client(settings)
+    experiment = mlflow_client.get_experiment_by_name(readout.EXPERIMENT)
+    found = (
+        mlflow_client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.campaign_id = '{campaign_id}' and tags.as_of_date = '{as_of}'",
+            max_results=1,
+        )
+        if experiment is not None
+        else []
+    )
+    if not found:
+        raise LookupError(f"no readout run of {campaign_id} on {as_of} in MLflow")
+    folder = mlflow_client.download_artifacts(found[0].info.run_id, readout.PLOTS)
+    order = ("uplift_by_segment", "conversion_curves", "engagement_funnel")
+    return sorted(Path(folder).glob("*.png"), key=lambda p: order.index(p.stem))

@@ -143,8 +143,16 @@ class Staging:
 
     def view(self, table: Table) -> DataFrame:
         """``table`` as it will be once every write staged for it is published."""
-        frame = lakehouse.read_table(self.spark, self.settings, table).select(
-            *table.column_names  # a table of before may keep columns the registry dropped
+        stored = lakehouse.read_table(self.spark, self.settings, table)
+        # A table of before may keep columns the registry dropped, and lack ones it added
+        # since (null in its older rows once written: ``lakehouse.replace_where``).
+        frame = stored.select(
+            *(
+                F.col(c.name)
+                if c.name in stored.columns
+                else F.lit(None).cast(c.type).alias(c.name)
+                for c in table.columns
+            )
         )
         for staged, write in self._writes:
             if staged.name == table.name:

@@ -2,8 +2,9 @@
 
 For the data engineer: row counts of the tables and the night's data quality. For marketing:
 the segments with their sizes and descriptions, customers and value at risk per churn risk
-band. For the data scientist: the champions, churn ROC-AUC beside its BG/NBD baseline,
-recommendation recall beside popularity. Then where to look next. ``make run`` ends with it.
+band, and what each campaign changed against its control group. For the data scientist: the
+champions, churn ROC-AUC beside its BG/NBD baseline, recommendation recall beside popularity.
+Then where to look next. ``make run`` ends with it.
 """
 
 from __future__ import annotations
@@ -99,6 +100,53 @@ def customer_lines(spark: SparkSession, settings: Settings, as_of: date) -> list
     return lines
 
 
+def _share(value) -> str:
+    """A share or a difference of shares, in percent with its sign."""
+    return "-" if value is None else f"{value:+.1%}"
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def campaign_lines(spark: SparkSession, settings: Settings, as_of: date) -> list[str]:
+    """Each campaign's readout of the date (gold.campaign_readout): per segment, the groups'
+    conversion, the uplift with its 95% interval and p-value, or why it is too small to say."""
+    rows = (
+        _on(lakehouse.read_table(spark, settings, tables.GOLD_READOUT), as_of)
+        .orderBy("campaign_id", F.col("segment_name") != "all", "segment_name")
+        .collect()
+    )
+    if not rows:
+        return [f"Campaigns: none running or inside its conversion window on {as_of}"]
+    lines = [
+        f"Campaigns of {as_of} (conversion in any channel within the window after assignment; "
+        "uplift = treatment - control, 95% interval):"
+    ]
+    width = max(len(row["segment_name"]) for row in rows)
+    for row in rows:
+        if row["segment_name"] == "all":
+            lines.append(
+                f"  {row['campaign_id']} {row['campaign_name']!r} ({row['channel']}, "
+                f"{row['campaign_status']}): of the treatment group, {_rate(row['sent_rate'])} "
+                f"sent, {_rate(row['opened_rate'])} opened, {_rate(row['clicked_rate'])} clicked"
+            )
+        groups = (
+            f"{row['converters_treatment']}/{row['customers_treatment']} vs "
+            f"{row['converters_control']}/{row['customers_control']}"
+        )
+        if row["too_small"]:
+            verdict = f"too small to say: {row['too_small_reason']}"
+        else:
+            verdict = (
+                f"uplift {_share(row['uplift_abs'])} [{_share(row['uplift_abs_low'])}, "
+                f"{_share(row['uplift_abs_high'])}], p = {row['p_value']:.3f}"
+                + ("  significant" if row["significant"] else "")
+            )
+        lines.append(f"    {row['segment_name']:<{width}} {groups:>17}  {verdict}")
+    return lines
+
+
 def model_lines(client, as_of: date) -> list[str]:
     """The champions, churn metrics beside the baseline's, the date's recommendation
     evaluation beside its baselines."""
@@ -164,7 +212,7 @@ def next_lines(settings: Settings) -> list[str]:
         f"  MLflow UI      .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
         f"  Data Docs      make data-docs (or open {quality.data_docs_index(settings)})",
         "  SQL server     make sql-server, then JDBC/ODBC on localhost:10000, tables by name",
-        "  Notebooks      make notebooks (profiles and segments, model runs review)",
+        "  Notebooks      make notebooks (profiles and segments, model runs, campaign readout)",
     ]
 
 
@@ -172,6 +220,7 @@ def render(spark: SparkSession, settings: Settings, client, as_of: date) -> str:
     sections = (
         lakehouse_lines(spark, settings, as_of),
         customer_lines(spark, settings, as_of),
+        campaign_lines(spark, settings, as_of),
         model_lines(client, as_of),
         next_lines(settings),
     )

@@ -34,7 +34,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from omni.config import load_settings, parse_date
-from omni.sources import CRM_COLUMNS, POS_COLUMNS, PRODUCT_COLUMNS, STORE_COLUMNS
+from omni.sample_campaigns import MIN_DAYS as CAMPAIGN_MIN_DAYS
+from omni.sample_campaigns import CampaignPlanter, CampaignTruth
+from omni.sources import (
+    CAMPAIGN_COLUMNS,
+    CRM_COLUMNS,
+    POS_COLUMNS,
+    PRODUCT_COLUMNS,
+    STORE_COLUMNS,
+)
 
 SITE_ZONE = ZoneInfo("Europe/Paris")
 STORES = (
@@ -167,10 +175,16 @@ class SampleSpec:
     holidays: bool = False  # HOLIDAY_STORE closes on PUBLIC_HOLIDAYS
     new_store: bool = False  # the last store opens half-way through the sample
     late_store: bool = False  # LATE_STORE's folder of the end date still waits for its marker
+    campaigns: bool = True  # marketing campaigns and their effects (omni.sample_campaigns)
 
     @property
     def start_date(self) -> date:
         return self.end_date - timedelta(days=self.days - 1)
+
+    @property
+    def has_campaigns(self) -> bool:
+        """Campaigns need history before their launch: none in a short sample."""
+        return self.campaigns and self.days >= CAMPAIGN_MIN_DAYS
 
     @property
     def online(self) -> bool:
@@ -234,6 +248,7 @@ class Customer:
     birth_year: int
     postal_code: str
     stop_day: int | None = None  # lapsing: the day index activity stops
+    email_opt_in_changed_on: date | None = None  # the day the CRM's flag flipped, if it did
     bought: list[str] = field(default_factory=list)
 
 
@@ -246,6 +261,8 @@ class Landing:
     crm: dict[date, list[list[str]]] = field(default_factory=lambda: defaultdict(list))
     products: dict[date, list[list[str]]] = field(default_factory=lambda: defaultdict(list))
     stores: dict[date, list[list[str]]] = field(default_factory=lambda: defaultdict(list))
+    campaigns: dict[date, list[list[str]]] = field(default_factory=lambda: defaultdict(list))
+    messages: dict[date, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
 class SampleGenerator:
@@ -265,6 +282,11 @@ class SampleGenerator:
         self.visitors = [self._new_device() for _ in range(n_anonymous)]
         self.shared_devices = [(f"A-SHARED-TABLET-{i}", "web") for i in range(2)]
         self._serial = 0
+        # Each customer's purchases the pipeline can tie to them (online, or a scanned card),
+        # by day: the conversions they make without any campaign.
+        self.identified: dict[str, list[date]] = defaultdict(list)
+        self._recording = True
+        self.campaign_truth: list[CampaignTruth] = []
 
     # ---------------------------------------------------------------- reference and CRM
     def _make_products(self) -> list[list[str]]:
@@ -368,6 +390,7 @@ class SampleGenerator:
                 day = first_day + timedelta(days=rng.randint(1, spec.days))
                 if day <= spec.end_date:
                     c.email_opt_in = not c.email_opt_in
+                    c.email_opt_in_changed_on = day
                     updated = datetime.combine(day, datetime.min.time()) + timedelta(hours=12)
                     self.landing.crm[day].append(self._crm_row(c, updated))
 
@@ -481,6 +504,7 @@ class SampleGenerator:
                     }
                 )
                 c.bought.append(sku)
+            self._identify(c, day)
             steps.append(
                 {
                     "event_type": "purchase",
@@ -522,6 +546,8 @@ class SampleGenerator:
         payment = rng.choice(("card", "card", "cash", "mobile"))
         scanned = c is not None and c.card is not None and rng.random() < 0.9
         card = c.card if scanned else ""
+        if scanned:
+            self._identify(c, day)
         shopper = c or Customer(
             "",
             "walk_in",
@@ -583,6 +609,22 @@ class SampleGenerator:
             )
         return lines
 
+    def _identify(self, c: Customer, day: date) -> None:
+        if self._recording:
+            self.identified[c.customer_id].append(day)
+
+    @staticmethod
+    def behaviour(c: Customer) -> Behaviour:
+        return BEHAVIOURS[c.kind]
+
+    def store_for(self, c: Customer, day: date) -> int | None:
+        """The store a customer shops in that day: mostly their own, another when it is shut
+        (None: every store is)."""
+        store = c.home_store if self.rng.random() < 0.85 else self.rng.randrange(len(STORES))
+        if not self.spec.store_open(STORES[store][0], day):
+            store = self._open_store(day)
+        return store
+
     # ---------------------------------------------------------------- delivery quirks
     def _folder_for(self, day: date) -> date:
         """Late delivery: a record of day D can land in the folder of D+1 or D+2."""
@@ -607,9 +649,7 @@ class SampleGenerator:
                 if rng.random() < behaviour.session_rate * activity and spec.online:
                     self._deliver_events(self._session(c, day, behaviour), day)
                 if rng.random() < behaviour.store_rate * activity and spec.in_store:
-                    store = c.home_store if rng.random() < 0.85 else rng.randrange(len(STORES))
-                    if not spec.store_open(STORES[store][0], day):
-                        store = self._open_store(day)
+                    store = self.store_for(c, day)
                     if store is not None:
                         self._deliver_receipt(self._receipt(c, day, store, behaviour), day, store)
             for device in self.visitors if spec.online else ():
@@ -788,6 +828,9 @@ class SampleGenerator:
         self._write_reference_and_crm()
         self._simulate()
         self._inject_bad_records()
+        if self.spec.has_campaigns:
+            self._recording = False  # what campaigns cause is not what customers do anyway
+            self.campaign_truth = CampaignPlanter(self).plant()
         return self.landing
 
 
@@ -843,10 +886,19 @@ def write_landing(landing: Landing, root: Path, spec: SampleSpec) -> dict[str, i
         _write(path / "part-00000.csv", _csv_text(POS_COLUMNS, rows))
         store_folders.add(path)
         counts["pos_lines"] += len(rows)
+    for day, lines in sorted(landing.messages.items()):
+        compress = day.toordinal() % 2 == 1
+        _write(
+            folder("marketing/messages", day) / "part-00000.jsonl",
+            "\n".join(lines) + "\n",
+            compress,
+        )
+        counts["marketing_messages"] += len(lines)
     for source, header, by_day in (
         ("crm/customers", CRM_COLUMNS, landing.crm),
         ("reference/products", PRODUCT_COLUMNS, landing.products),
         ("reference/stores", STORE_COLUMNS, landing.stores),
+        ("marketing/campaigns", CAMPAIGN_COLUMNS, landing.campaigns),
     ):
         for day, rows in sorted(by_day.items()):
             _write(folder(source, day) / "part-00000.csv", _csv_text(header, rows))
@@ -882,6 +934,29 @@ def latest_ready_date(root: Path) -> date:
     return max(days)
 
 
+def nights_to_run(root: Path) -> list[date]:
+    """The nights ``make run`` runs: the first launch night of a campaign in the landing zone
+    (its audience is assigned then, so the last night has a readout to give), then the latest
+    ready date; the latest alone when no campaign starts before it."""
+    latest = latest_ready_date(root)
+    starts = sorted(
+        date.fromisoformat(row["start_date"])
+        for path in (root / "marketing" / "campaigns").glob("dt=*/*.csv")
+        for row in csv.DictReader(path.open(encoding="utf-8"))
+        if _is_date(row.get("start_date"))
+    )
+    first = next((day for day in starts if day < latest), None)
+    return [first, latest] if first else [latest]
+
+
+def _is_date(text: str | None) -> bool:
+    try:
+        date.fromisoformat(text or "")
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate the raw landing sample.")
     parser.add_argument("--customers", type=int, default=SampleSpec.customers)
@@ -903,14 +978,25 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"store {LATE_STORE}'s folder of the last day still waits for its marker",
     )
+    parser.add_argument(
+        "--no-campaigns", action="store_true", help="no marketing campaigns or provider events"
+    )
     parser.add_argument("--landing-dir", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="replace an existing landing zone")
     parser.add_argument("--if-empty", action="store_true", help="do nothing when data exists")
     parser.add_argument("--print-latest-date", action="store_true")
+    parser.add_argument(
+        "--print-nights",
+        action="store_true",
+        help="the nights make run runs: a campaign's launch, then the latest date",
+    )
     args = parser.parse_args(argv)
     root = args.landing_dir or load_settings().landing_dir
     if args.print_latest_date:
         print(latest_ready_date(root))
+        return 0
+    if args.print_nights:
+        print(" ".join(str(day) for day in nights_to_run(root)))
         return 0
     if args.if_empty and root.exists() and any(root.iterdir()):
         print(f"{root} already holds data: keeping it")
@@ -925,6 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
         holidays=args.holidays,
         new_store=args.new_store,
         late_store=args.late_store,
+        campaigns=not args.no_campaigns,
     )
     counts = generate_sample(root, spec, overwrite=args.force)
     print(json.dumps({"landing_dir": str(root), **counts}, sort_keys=True))

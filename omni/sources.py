@@ -72,6 +72,30 @@ PRODUCT_COLUMNS = (
     "currency",
 )
 STORE_COLUMNS = ("store_id", "store_name", "city", "region", "country", "timezone", "opened_on")
+CAMPAIGN_COLUMNS = (
+    "campaign_id",
+    "name",
+    "channel",
+    "audience",
+    "offer",
+    "start_date",
+    "end_date",
+    "holdout_share",
+    "conversion_window_days",
+    "updated_at",
+)
+MESSAGE_FIELDS = tuple(
+    (name, _s)
+    for name in (
+        "event_id",
+        "message_id",
+        "campaign_id",
+        "channel",
+        "customer_id",
+        "event_type",
+        "event_time",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -120,7 +144,17 @@ PRODUCTS = Source(
     "products", "reference/products", "csv", tables.BRONZE_PRODUCTS, _text(PRODUCT_COLUMNS)
 )
 STORES = Source("stores", "reference/stores", "csv", tables.BRONZE_STORES, _text(STORE_COLUMNS))
+CAMPAIGNS = Source(
+    "marketing_campaigns",
+    "marketing/campaigns",
+    "csv",
+    tables.BRONZE_CAMPAIGNS,
+    _text(CAMPAIGN_COLUMNS),
+)
+MESSAGES = Source(
+    "marketing_messages", "marketing/messages", "jsonl", tables.BRONZE_MESSAGES, MESSAGE_FIELDS
+)
 
-# Reference data first: later sources are checked against it.
-SOURCES: tuple[Source, ...] = (PRODUCTS, STORES, CRM, EVENTS, POS)
+# Reference data first: later sources are checked against it (a message against campaigns).
+SOURCES: tuple[Source, ...] = (PRODUCTS, STORES, CRM, EVENTS, POS, CAMPAIGNS, MESSAGES)
 BY_NAME = {source.name: source for source in SOURCES}

@@ -137,6 +137,15 @@ BRONZE_PRODUCTS = _bronze(
     "bronze.products", "Product catalogue snapshots, as delivered.", personal=False
 )
 BRONZE_STORES = _bronze("bronze.stores", "Store list snapshots, as delivered.", personal=False)
+BRONZE_CAMPAIGNS = _bronze(
+    "bronze.marketing_campaigns",
+    "Campaigns the marketing team planned or changed, as delivered.",
+    personal=False,
+)
+BRONZE_MESSAGES = _bronze(
+    "bronze.marketing_messages",
+    "What the email and push providers report of each message (sent, opened, ...), as delivered.",
+)
 
 QUARANTINE_RECORDS = Table(
     "quarantine.records",
@@ -145,7 +154,8 @@ QUARANTINE_RECORDS = Table(
         _c(
             "source",
             _s,
-            "Source: ecommerce_events, pos_lines, crm_customers, products, stores",
+            "Source: ecommerce_events, pos_lines, crm_customers, products, stores, "
+            "marketing_campaigns, marketing_messages",
             False,
         ),
         _c("source_file", _s, "Landing file the record came from", False),
@@ -166,6 +176,8 @@ QUARANTINE_RECORDS = Table(
         "bronze.crm_customers",
         "bronze.products",
         "bronze.stores",
+        "bronze.marketing_campaigns",
+        "bronze.marketing_messages",
     ),
     producer="jobs/silver.py",
     erase_by=(("raw_text", "raw_text"),),
@@ -239,6 +251,8 @@ RECONCILIATION = Table(
         "bronze.crm_customers",
         "bronze.products",
         "bronze.stores",
+        "bronze.marketing_campaigns",
+        "bronze.marketing_messages",
     ),
     producer="jobs/silver.py",
 )
@@ -382,6 +396,68 @@ SILVER_STORES = Table(
     keys=("store_id",),
     upstream=("bronze.stores",),
     producer="jobs/silver.py",
+)
+
+SILVER_CAMPAIGNS = Table(
+    "silver.campaigns",
+    "Campaigns as last planned: the latest updated_at of a campaign_id wins.",
+    (
+        _c("campaign_id", _s, "Campaign id", False),
+        _c("name", _s, "Campaign name"),
+        _c("channel", _s, "email or push", False),
+        _c(
+            "audience",
+            _s,
+            "Who may receive it: all, or segment names and churn risk bands separated by ';'",
+            False,
+        ),
+        _c("offer", _s, "What the message offers"),
+        _c("start_date", "date", "First day the campaign is sent", False),
+        _c("end_date", "date", "Last day the campaign is sent", False),
+        _c(
+            "holdout_share",
+            "double",
+            "Share of the eligible audience kept as a control group, 0 to 0.5",
+            False,
+        ),
+        _c(
+            "conversion_window_days",
+            "int",
+            "Days after a send in which a purchase counts for the campaign",
+            False,
+        ),
+        _c("updated_at", "timestamp", "Source record time (UTC); the latest wins", False),
+        *SILVER_METADATA,
+    ),
+    keys=("campaign_id",),
+    upstream=("bronze.marketing_campaigns",),
+    producer="jobs/silver.py",
+)
+
+SILVER_MESSAGES = Table(
+    "silver.campaign_messages",
+    "Typed, deduplicated provider events of the campaigns' messages, times in UTC.",
+    (
+        _c("event_id", _s, "Provider event id (unique)", False),
+        _c("message_id", _s, "Message id, shared by all events of one message", False),
+        _c("campaign_id", _s, "Campaign the message belongs to (in silver.campaigns)", False),
+        _c("channel", _s, "email or push", False),
+        _c("customer_id", _s, "CRM customer id the message was sent to", False),
+        _c(
+            "event_type",
+            _s,
+            "sent, delivered, opened, clicked, bounced, unsubscribed or complained",
+            False,
+        ),
+        _c("event_ts", "timestamp", "Event time in UTC", False),
+        _c("event_date", "date", "UTC calendar date of the event", False),
+        *SILVER_METADATA,
+    ),
+    keys=("event_id",),
+    partition_by=("event_date",),
+    upstream=("bronze.marketing_messages", "silver.campaigns"),
+    producer="jobs/silver.py",
+    erase_by=(("customer_id", "customer_id"),),
 )
 
 SILVER_DEVICE_LOGINS = Table(
@@ -795,14 +871,202 @@ GOLD_FEED = Table(
         ),
         _c("segmentation_model", _s, "Registered model name and version of the segment", False),
         _c("churn_model", _s, "Registered model name and version of the churn band", False),
-        _c("generated_at", "timestamp", "When the row was built, consent read then (UTC)", False),
+        _c(
+            "campaign_ids",
+            "array<string>",
+            "Campaigns running on the date that the customer is in the treatment group of on "
+            "this channel (gold.campaign_assignments); a control customer's row never names "
+            "the campaign",
+            False,
+        ),
+        _c(
+            "generated_at",
+            "timestamp",
+            "When the row was built, consent (CRM opt-in, no unsubscribe) read then (UTC)",
+            False,
+        ),
     ),
     keys=("customer_key", "channel", "as_of_date"),
     partition_by=("as_of_date",),
     grain="one row per consenting customer per channel per as-of date",
-    upstream=("gold.customer_scores", *HISTORY_INPUTS),
+    upstream=(
+        "gold.customer_scores",
+        *HISTORY_INPUTS,
+        "silver.campaigns",
+        "silver.campaign_messages",
+        "gold.campaign_assignments",
+    ),
     producer="models/personalize.py",
     erase_by=(("customer_key", "customer_key"),),
+)
+
+GOLD_ASSIGNMENTS = Table(
+    "gold.campaign_assignments",
+    "Every customer each campaign was eligible for, treatment or control, assigned once: the "
+    "night they were first eligible, with their segment and churn band of that night.",
+    (
+        _c("campaign_id", _s, "Campaign (silver.campaigns)", False),
+        _c("customer_key", _s, "Customer key when assigned (silver.customer_key_history)", False),
+        _c("customer_id", _s, "CRM customer id the group is drawn for", False),
+        _c("channel", _s, "The campaign's channel: email or push", False),
+        _c(
+            "treatment_group",
+            _s,
+            "treatment (sent the campaign) or control (held out): control when holdout_draw is "
+            "below the campaign's holdout_share (raw-landing.md)",
+            False,
+        ),
+        _c(
+            "holdout_draw",
+            "double",
+            "First 8 hex digits of sha256('<campaign_id>:<customer_id>') / 2^32, in [0, 1)",
+            False,
+        ),
+        _c("segment_name", _s, "Segment when first eligible (gold.customer_scores)", False),
+        _c("churn_risk_band", _s, "Churn risk band when first eligible", False),
+        _c("assigned_on", "date", "As-of date of the night the customer was first eligible", False),
+        _c("_run_id", _s, "Pipeline run that assigned the customer", False),
+    ),
+    keys=("campaign_id", "customer_key"),
+    grain="one row per eligible customer per campaign",
+    upstream=(
+        "silver.campaigns",
+        "silver.campaign_messages",
+        "silver.customers",
+        "silver.customer_identity",
+        "gold.customer_scores",
+    ),
+    producer="models/personalize.py",
+    erase_by=(("customer_key", "customer_key"), ("customer_id", "customer_id")),
+)
+
+_GROUPS = {
+    "treatment": "treatment group (sent the campaign)",
+    "control": "control group (held out)",
+}
+
+
+def _per_group(name: str, type_: str, what: str) -> tuple[Column, ...]:
+    """One column per group; counts are never null, rates are null for a group with nobody."""
+    return tuple(
+        _c(f"{name}_{group}", type_, f"{what}, {words}", type_ != "bigint")
+        for group, words in _GROUPS.items()
+    )
+
+
+_UPLIFT_METHOD = (
+    "treatment minus control conversion rate; 95% interval by the normal approximation with "
+    "unpooled variances (Wald)"
+)
+
+GOLD_READOUT = Table(
+    "gold.campaign_readout",
+    "What each campaign changed: per night, for every campaign running or inside its conversion "
+    "window, its treatment and control groups compared on purchases in every channel (online "
+    "and in store, through the identity graph), overall and per segment, with the treatment "
+    "group's engagement from the providers' events.",
+    (
+        _c("campaign_id", _s, "Campaign (silver.campaigns)", False),
+        _c("campaign_name", _s, "The campaign's name"),
+        _c("channel", _s, "The campaign's channel: email or push", False),
+        _c(
+            "segment_name",
+            _s,
+            "Segment of the customers when assigned (gold.campaign_assignments), or all",
+            False,
+        ),
+        _c("as_of_date", "date", "Night of the readout: purchases up to this date count", False),
+        _c(
+            "campaign_status",
+            _s,
+            "running (as_of_date <= end_date) or in_window (ended, conversion window still open)",
+            False,
+        ),
+        _c("conversion_window_days", "int", "Days after assignment a purchase counts", False),
+        *_per_group("customers", "bigint", "Customers assigned"),
+        *_per_group(
+            "converters",
+            "bigint",
+            "Customers with a purchase in any channel after their assignment night and within "
+            "conversion_window_days of it (up to as_of_date)",
+        ),
+        *_per_group("conversion_rate", "double", "converters / customers"),
+        *_per_group(
+            "revenue_per_customer",
+            "double",
+            "Net revenue (returns deducted) in the window, all channels, per assigned customer",
+        ),
+        *_per_group("purchases_online", "bigint", "Online orders in the window"),
+        *_per_group("purchases_in_store", "bigint", "In-store receipts in the window"),
+        _c("uplift_abs", "double", f"Absolute uplift: {_UPLIFT_METHOD}"),
+        _c("uplift_abs_low", "double", "Lower end of the 95% interval of uplift_abs"),
+        _c("uplift_abs_high", "double", "Upper end of the 95% interval of uplift_abs"),
+        _c(
+            "uplift_rel",
+            "double",
+            "Relative uplift: treatment / control conversion rate - 1; 95% interval from the "
+            "log of the rate ratio (delta method); null when a group has no converter",
+        ),
+        _c("uplift_rel_low", "double", "Lower end of the 95% interval of uplift_rel"),
+        _c("uplift_rel_high", "double", "Upper end of the 95% interval of uplift_rel"),
+        _c(
+            "p_value",
+            "double",
+            "Two-sided p-value of no difference in conversion rate: two-proportion z-test with "
+            "the pooled rate; null when too_small",
+        ),
+        _c("significant", "boolean", "p_value < 0.05; null when too_small"),
+        _c(
+            "too_small",
+            "boolean",
+            "Too few customers or conversions for the normal approximation (a group under 30 "
+            "customers, or under 5 expected converters or non-converters at the pooled rate): "
+            "no interval, p-value or verdict is given",
+            False,
+        ),
+        _c("too_small_reason", _s, "Why too_small, naming the counts"),
+        _c(
+            "revenue_uplift",
+            "double",
+            "Treatment minus control revenue per customer; 95% interval by Welch's normal "
+            "approximation",
+        ),
+        _c("revenue_uplift_low", "double", "Lower end of the 95% interval of revenue_uplift"),
+        _c("revenue_uplift_high", "double", "Upper end of the 95% interval of revenue_uplift"),
+        _c(
+            "sent_rate",
+            "double",
+            "Share of the treatment group the providers report a message of the campaign for",
+        ),
+        _c("delivered_rate", "double", "Share of the treatment group with a delivered message"),
+        _c("opened_rate", "double", "Share of the treatment group with an opened message"),
+        _c("clicked_rate", "double", "Share of the treatment group with a clicked message"),
+        _c(
+            "unsubscribed_rate",
+            "double",
+            "Share of the treatment group who unsubscribed from a message of the campaign",
+        ),
+        _c(
+            "control_contacted",
+            "bigint",
+            "Control customers the providers report a message of the campaign for (should be 0)",
+            False,
+        ),
+        _c("_run_id", _s, "Pipeline run that computed the row", False),
+        _c("computed_at", "timestamp", "When the row was computed (UTC)", False),
+    ),
+    keys=("campaign_id", "segment_name", "as_of_date"),
+    grain="one row per campaign per segment (and one all row) per as-of date",
+    upstream=(
+        "silver.campaigns",
+        "silver.campaign_messages",
+        "gold.campaign_assignments",
+        "silver.customer_identity",
+        "silver.order_lines",
+        "silver.pos_lines",
+        "silver.products",
+    ),
+    producer="models/readout.py",
 )
 
 GOLD_MONITORING = Table(
@@ -909,6 +1173,8 @@ ALL_TABLES: tuple[Table, ...] = (
     BRONZE_CRM,
     BRONZE_PRODUCTS,
     BRONZE_STORES,
+    BRONZE_CAMPAIGNS,
+    BRONZE_MESSAGES,
     INGESTED_FILES,
     LANDING_FOLDERS,
     QUARANTINE_RECORDS,
@@ -921,6 +1187,8 @@ ALL_TABLES: tuple[Table, ...] = (
     SILVER_EVENTS,
     SILVER_ORDER_LINES,
     SILVER_POS,
+    SILVER_CAMPAIGNS,
+    SILVER_MESSAGES,
     SILVER_DEVICE_LOGINS,
     SILVER_CRM_LINKS,
     SILVER_IDENTITY,
@@ -931,6 +1199,8 @@ ALL_TABLES: tuple[Table, ...] = (
     GOLD_KPIS,
     GOLD_SCORES,
     GOLD_FEED,
+    GOLD_ASSIGNMENTS,
+    GOLD_READOUT,
     GOLD_MONITORING,
     VALIDATION_RESULTS,
 )

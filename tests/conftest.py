@@ -372,3 +372,21 @@ def postgres_server():
     """The tests' PostgreSQL server for the whole run (of this xdist worker)."""
     with local_postgres() as server:
         yield server
+
+
+def notebook_text(book) -> str:
+    """Every text and HTML output of an executed notebook, as one string."""
+    parts = []
+    for cell in book.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            parts += [output.get("text", ""), data.get("text/plain", ""), data.get("text/html", "")]
+    return "\n".join(parts)
+
+
+def notebook_images(book) -> int:
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in book.cells
+        for output in cell.get("outputs", [])
+    )

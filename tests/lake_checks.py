@@ -79,6 +79,86 @@ def plant_a_merge(landing, receipt_day, merge_day) -> None:
     (crm / "_SUCCESS").touch()
 
 
+def _landed(folder, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    (folder / "_SUCCESS").touch()
+
+
+def plant_marketing(landing, first_day, second_day) -> dict:
+    """Two nights of the marketing sources, with what real exports bring: on ``first_day``
+    campaigns C1 (email) and C2 (push), one with a holdout share the contract forbids, and a
+    sent event per CRM customer of C1 (opened by every other one), one of an unknown type and
+    one of an unknown campaign; on ``second_day`` C1 re-planned (a later ``updated_at``: it
+    wins) and its first record delivered again, a sent event re-delivered, and a late open of
+    ``first_day``. Returns what silver and quarantine must hold."""
+    import csv
+    import json
+    import re
+
+    from omni.sources import CAMPAIGN_COLUMNS
+
+    customers = sorted(  # the well-formed ids of the CRM's rows (the sample breaks some)
+        {
+            row["customer_id"]
+            for path in (landing / "crm" / "customers").glob("dt=*/*.csv")
+            for row in csv.DictReader(path.open())
+            if re.fullmatch(r"C\d{7}", row["customer_id"] or "")
+        }
+    )
+    header = ",".join(CAMPAIGN_COLUMNS)
+    c1 = f"C1,Come back,email,at risk;high,10% off,{first_day},{second_day},0.2,14"
+    first = [
+        f"{c1},{first_day} 08:00:00",
+        f"C2,App only,push,all,,{first_day},{second_day},0.1,7,{first_day} 08:00:00",
+        f"C3,Too big,email,all,,{first_day},{second_day},0.7,7,{first_day} 08:00:00",
+    ]
+    second = [
+        f"C1,Come back,email,at risk;high,15% off,{first_day},{second_day},0.25,14,"
+        f"{second_day} 07:00:00",
+        first[0],
+    ]
+    folder = landing / "marketing" / "campaigns"
+    _landed(folder / f"dt={first_day}", "part-00000.csv", "\n".join([header, *first]) + "\n")
+    _landed(folder / f"dt={second_day}", "part-00000.csv", "\n".join([header, *second]) + "\n")
+
+    def event(n, customer, kind, day, campaign="C1"):
+        return json.dumps(
+            {
+                "event_id": f"ME-{n}-{kind}",
+                "message_id": f"M-{n}",
+                "campaign_id": campaign,
+                "channel": "email",
+                "customer_id": customer,
+                "event_type": kind,
+                "event_time": f"{day}T18:00:00+01:00",
+            }
+        )
+
+    night1 = [event(n, c, "sent", first_day) for n, c in enumerate(customers)]
+    night1 += [event(n, c, "opened", first_day) for n, c in enumerate(customers) if n % 2 == 0]
+    night1 += [
+        event(0, customers[0], "read", first_day),
+        event(99, customers[0], "sent", first_day, "C404"),
+    ]
+    late = event(1, customers[1], "opened", first_day)
+    night2 = [night1[0], late]
+    folder = landing / "marketing" / "messages"
+    _landed(folder / f"dt={first_day}", "part-00000.jsonl", "\n".join(night1) + "\n")
+    _landed(folder / f"dt={second_day}", "part-00000.jsonl", "\n".join(night2) + "\n")
+    return {
+        "customers": customers,
+        "campaigns": {"C1": (0.25, "15% off"), "C2": (0.1, None)},
+        "messages": len(customers) + len(range(0, len(customers), 2)) + 1,
+        "quarantined": {
+            ("marketing_campaigns", "invalid_holdout_share"): 1,
+            ("marketing_messages", "unknown_event_type"): 1,
+            ("marketing_messages", "unknown_campaign"): 1,
+        },
+        "duplicates": {"marketing_campaigns": 1, "marketing_messages": 1},
+    }
+
+
 RECATEGORISED_SKU, NEW_CATEGORY = "SKU-APP-000", "outdoor"
 
 

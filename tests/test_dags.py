@@ -31,7 +31,8 @@ LAKEHOUSE_ORDER = [
     "validate_gold",
 ]
 MODEL_ORDER = ["business_dates", "train_models", "score_customers"]
-# After scoring and its gate, the feed and monitoring run side by side; one gate checks both.
+# After scoring and its gate, the feed and monitoring run side by side, the campaigns' readout
+# after the feed's assignments; one gate checks all three.
 MODEL_OUTPUTS = ["personalize", "monitor_models"]
 GOLD_PUBLISHED = {"gold.customer_profile", "gold.customer_features", "gold.daily_channel_kpis"}
 # The gates: Python steps that read the audit the job before them recorded.
@@ -120,7 +121,11 @@ def test_the_model_dag_is_scheduled_on_the_published_gold_assets(dag_bag):
     assert models.get_task("validate_scores").upstream_task_ids == {"score_customers"}
     for task in MODEL_OUTPUTS:
         assert models.get_task(task).upstream_task_ids == {"validate_scores"}
-    assert models.get_task("validate_model_outputs").upstream_task_ids == set(MODEL_OUTPUTS)
+    assert models.get_task("campaign_readout").upstream_task_ids == {"personalize"}
+    assert models.get_task("validate_model_outputs").upstream_task_ids == {
+        "campaign_readout",
+        "monitor_models",
+    }
     # Each job audits its own output: the gates are Python steps reading what it recorded.
     gates = {
         t.task_id: getattr(t.python_callable, "gate_tables", None)
@@ -130,7 +135,12 @@ def test_the_model_dag_is_scheduled_on_the_published_gold_assets(dag_bag):
     assert gates == {
         "business_dates": None,
         "validate_scores": ["gold.customer_scores"],
-        "validate_model_outputs": ["gold.personalization_feed", "gold.model_monitoring"],
+        "validate_model_outputs": [
+            "gold.personalization_feed",
+            "gold.campaign_assignments",
+            "gold.campaign_readout",
+            "gold.model_monitoring",
+        ],
     }
 
 
@@ -157,8 +167,8 @@ def test_every_job_is_a_delta_spark_submit_through_spark_default(dag_bag):
         for t in d.tasks
         if t.task_id != "business_dates" and t.task_id not in GATES
     ]
-    # bronze, silver, gold; train, score, personalize, monitor; maintenance; erasure
-    assert len(jobs) == 9
+    # bronze, silver, gold; train, score, personalize, readout, monitor; maintenance; erasure
+    assert len(jobs) == 10
     for task in jobs:
         assert task._conn_id == "spark_default"
         assert isinstance(task, orchestration.DeltaSparkSubmitOperator)

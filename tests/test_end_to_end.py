@@ -39,7 +39,7 @@ from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
 from omni.sources import CRM
 from omni.transforms.silver import parse_records
-from tests.conftest import readers_rows
+from tests.conftest import notebook_images, notebook_text, readers_rows
 
 REPO = Path(__file__).resolve().parent.parent
 RUN_DATE = date(2026, 10, 31)
@@ -800,24 +800,6 @@ def test_the_sql_server_reads_what_a_night_writes_while_it_runs(spark, sql_serve
     assert int(got["n"]) == written > 0
 
 
-def _notebook_text(book) -> str:
-    """Every text and HTML output of an executed notebook, as one string."""
-    parts = []
-    for cell in book.cells:
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            parts += [output.get("text", ""), data.get("text/plain", ""), data.get("text/html", "")]
-    return "\n".join(parts)
-
-
-def _images(book) -> int:
-    return sum(
-        "image/png" in output.get("data", {})
-        for cell in book.cells
-        for output in cell.get("outputs", [])
-    )
-
-
 def test_notebooks_run_on_the_sample(nightly):
     """Both notebooks execute top to bottom on the night's tables and registry."""
     import nbformat
@@ -834,12 +816,12 @@ def test_notebooks_run_on_the_sample(nightly):
         executed[name] = book
     client = _client(settings)
     segmentation = client.get_model_version_by_alias("customer_segmentation", "champion")
-    profiles = _notebook_text(executed["customer_profiles_and_segments"])
+    profiles = notebook_text(executed["customer_profiles_and_segments"])
     for segment in json.loads(segmentation.tags["segment_names"]).values():
         assert segment in profiles
     # The bar chart and the champion's segment profile plot.
-    assert _images(executed["customer_profiles_and_segments"]) == 2
-    runs = _notebook_text(executed["model_runs_review"])
+    assert notebook_images(executed["customer_profiles_and_segments"]) == 2
+    runs = notebook_text(executed["model_runs_review"])
     assert "promoted: no champion yet" in runs and "baseline_roc_auc" in runs
     assert "retrain_recommended" in runs and "churn_probability" in runs  # the drift table
-    assert _images(executed["model_runs_review"]) == 5  # the churn champion's plots
+    assert notebook_images(executed["model_runs_review"]) == 5  # the churn champion's plots

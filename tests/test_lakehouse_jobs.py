@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 import deltalake
 import pytest
@@ -31,11 +31,13 @@ from tests.lake_checks import (
     assert_merge_trail,
     plant_a_merge,
     plant_a_recategorisation,
+    plant_marketing,
 )
 
 RUN_DATE = date(2026, 3, 31)
 FIRST_NIGHT = RUN_DATE - timedelta(days=1)
 NIGHTS: dict[str, dict] = {}
+MARKETING: dict = {}
 
 
 def _night(spark, settings, day, run_id, start=None):
@@ -65,6 +67,7 @@ def lake(spark, settings, tmp_path_factory):
     )
     plant_a_merge(local.landing_dir, PLANTED_DAY, RUN_DATE)
     plant_a_recategorisation(local.landing_dir, RUN_DATE)
+    MARKETING.update(plant_marketing(local.landing_dir, FIRST_NIGHT, RUN_DATE))
     _night(spark, local, FIRST_NIGHT, "night-1", start=FIRST_NIGHT - timedelta(days=4))
     _night(spark, local, RUN_DATE, "night-2")
     return local
@@ -72,6 +75,41 @@ def lake(spark, settings, tmp_path_factory):
 
 def test_counts_reconcile_per_source_and_date_over_both_nights(spark, lake):
     assert_counts_reconcile(spark, lake)
+
+
+def test_marketing_sources_land_typed_deduplicated_and_latest_plan_wins(spark, lake):
+    read = lambda t: lakehouse.read_table(spark, lake, t)  # noqa: E731
+    campaigns = {
+        r["campaign_id"]: (r["holdout_share"], r["offer"])
+        for r in read(tables.SILVER_CAMPAIGNS).collect()
+    }
+    assert campaigns == MARKETING["campaigns"]
+    messages = read(tables.SILVER_MESSAGES)
+    assert messages.count() == MARKETING["messages"]
+    assert messages.select("event_id").distinct().count() == MARKETING["messages"]
+    late = messages.where("event_id = 'ME-1-opened'").first()
+    assert (late["event_date"], late["_business_date"]) == (FIRST_NIGHT, RUN_DATE)
+    assert late["event_ts"] == datetime.combine(FIRST_NIGHT, time(17))
+    quarantined = {
+        (r["source"], r["reason"]): r["count"]
+        for r in read(tables.QUARANTINE_RECORDS)
+        .where(F.col("source").startswith("marketing_"))
+        .groupBy("source", "reason")
+        .count()
+        .collect()
+    }
+    assert quarantined == MARKETING["quarantined"]
+    unknown = read(tables.QUARANTINE_RECORDS).where("reason = 'unknown_campaign'").first()
+    assert unknown["reason_detail"] == "campaign_id=C404: expected a campaign in silver.campaigns"
+    duplicates = {
+        r["source"]: r["duplicates"]
+        for r in read(tables.RECONCILIATION)
+        .where(F.col("source").startswith("marketing_"))
+        .groupBy("source")
+        .agg(F.sum("duplicates").alias("duplicates"))
+        .collect()
+    }
+    assert duplicates == MARKETING["duplicates"]
 
 
 def test_keys_are_stable_from_one_night_to_the_next(spark, lake):
@@ -307,6 +345,9 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     assert result["gx_files_deleted"] == 1
     assert not quoted.exists() and other.exists()
     assert result["rows_deleted"]["bronze.crm_customers"] >= 1
+    # The customer's campaign messages (plant_marketing: one sent to every CRM customer).
+    assert result["rows_deleted"]["bronze.marketing_messages"] >= 1
+    assert result["rows_deleted"]["silver.campaign_messages"] >= 1
     assert result["rows_deleted"]["silver.customer_identity"] == len(identifiers)
 
     needles = [v for t, v in identifiers if t != "email_hash"] + [email, key]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -221,3 +222,139 @@ def test_the_feed_needs_the_date_scored(spark, settings, tmp_path):
     local = replace(settings, lakehouse_dir=tmp_path / "lakehouse")
     with pytest.raises(LookupError, match="no rows for 2026-06-30: run models/score.py"):
         build_feed(spark, local, AS_OF, "feed-test")
+
+
+def _draw(campaign_id: str, customer_id: str) -> float:
+    """raw-landing.md's rule, computed apart from Spark's."""
+    digest = hashlib.sha256(f"{campaign_id}:{customer_id}".encode()).hexdigest()
+    return int(digest[:8], 16) / 2**32
+
+
+def test_campaign_audiences_are_assigned_once_by_the_rule_and_only_treatment_is_fed(
+    spark, settings, tmp_path
+):
+    """build_feed on real Delta tables, two nights and a rerun: running campaigns only, each
+    eligible customer (audience, consent, no unsubscribe) assigned once by the contract's
+    draw, and a campaign named in the feed to its treatment group only."""
+    local = replace(settings, lakehouse_dir=tmp_path / "lakehouse")
+    n = 80
+    ids = [f"C{i}" for i in range(n)]
+    night2 = AS_OF + timedelta(days=1)
+
+    def crm(late_opt_in):
+        def change(i, row):
+            email = i != 3 or late_opt_in  # C3 opts in to email on night 2 only
+            row.update(customer_id=ids[i], loyalty_card_id=None, email_opt_in=email)
+            row.update(push_opt_in=i % 2 == 0)
+
+        return batch(spark, "silver.customers", n, change)
+
+    def identity(i, row):
+        row.update(identifier_type="customer_id", identifier=ids[i], customer_key=f"K{i}")
+
+    def scores(day, shift=0):
+        def change(i, row):
+            row.update(customer_key=f"K{i}", customer_id=ids[i], as_of_date=day)
+            row.update(segment_name="at risk" if (i + shift) % 3 == 0 else "loyal")
+            row.update(churn_risk_band=("high", "medium", "low", "high")[(i + shift) % 4])
+
+        return batch(spark, "gold.customer_scores", n, change)
+
+    plans = {  # id: (channel, audience, holdout, start, end)
+        "ALL": ("email", "all", 0.5, AS_OF, night2),
+        "RISK": ("push", "at risk; high", 0.3, AS_OF - timedelta(days=3), night2),
+        "BANDS": ("email", "high;medium", 0.0, AS_OF, AS_OF),
+        "ENDED": ("email", "all", 0.2, AS_OF - timedelta(days=9), AS_OF - timedelta(days=1)),
+        "LATER": ("push", "all", 0.2, night2 + timedelta(days=1), night2 + timedelta(days=5)),
+    }
+
+    def campaign(i, row):
+        name = list(plans)[i]
+        channel, audience, share, start, end = plans[name]
+        row.update(campaign_id=name, channel=channel, audience=audience, holdout_share=share)
+        row.update(start_date=start, end_date=end, conversion_window_days=7)
+
+    def unsubscribe(i, row):
+        row.update(event_id="U5", customer_id="C5", channel="email", event_type="unsubscribed")
+        row.update(campaign_id="ALL", event_ts=datetime(2026, 6, 29, 8))
+
+    write = lambda table, frame: lakehouse.overwrite(spark, local, table, frame)  # noqa: E731
+    write(tables.SILVER_IDENTITY, batch(spark, "silver.customer_identity", n, identity))
+    write(tables.SILVER_CAMPAIGNS, batch(spark, "silver.campaigns", len(plans), campaign))
+    write(tables.SILVER_MESSAGES, batch(spark, "silver.campaign_messages", 1, unsubscribe))
+    write(tables.SILVER_CUSTOMERS, crm(False))
+    write(tables.GOLD_SCORES, scores(AS_OF).unionByName(scores(night2, shift=1)))
+
+    def expected(day, shift, opted_in, running):
+        rows = {}
+        for i, customer in enumerate(ids):
+            segment = "at risk" if (i + shift) % 3 == 0 else "loyal"
+            band = ("high", "medium", "low", "high")[(i + shift) % 4]
+            consent = {"email": (i != 3 or opted_in) and customer != "C5", "push": i % 2 == 0}
+            for name in running:
+                channel, audience, share, *_ = plans[name]
+                terms = {t.strip() for t in audience.split(";")} - {"all"}
+                bands = terms & {"low", "medium", "high"}
+                segments = terms - bands
+                if (
+                    consent[channel]
+                    and (not bands or band in bands)
+                    and (not segments or segment in segments)
+                ):
+                    group = "control" if _draw(name, customer) < share else "treatment"
+                    rows[name, f"K{i}"] = (customer, channel, group, segment, band, day)
+        return rows
+
+    def assignments():
+        return {
+            (r["campaign_id"], r["customer_key"]): (
+                r["customer_id"],
+                r["channel"],
+                r["treatment_group"],
+                r["segment_name"],
+                r["churn_risk_band"],
+                r["assigned_on"],
+            )
+            for r in lakehouse.read_table(spark, local, tables.GOLD_ASSIGNMENTS).collect()
+        }
+
+    def feed(day):
+        return {
+            (r["customer_key"], r["channel"]): r["campaign_ids"]
+            for r in lakehouse.read_table(spark, local, tables.GOLD_FEED)
+            .where(F.col("as_of_date") == day)
+            .collect()
+        }
+
+    first = build_feed(spark, local, AS_OF, "night-1")
+    want = expected(AS_OF, 0, False, ["ALL", "RISK", "BANDS"])
+    assert assignments() == want
+    assert first["assigned"] == len(want)
+    groups = {g for (_, _, g, *_) in want.values()}
+    assert groups == {"treatment", "control"}
+    treated = {(key, name) for (name, key), row in want.items() if row[2] == "treatment"}
+    fed = feed(AS_OF)
+    for (key, channel), campaign_ids in fed.items():
+        channel_of = {name: plans[name][0] for name in plans}
+        assert campaign_ids == sorted(
+            name for name in plans if (key, name) in treated and channel_of[name] == channel
+        ), (key, channel)
+    assert ("K5", "email") not in fed and ("K5", "push") not in fed  # unsubscribed; odd: no push
+    assert ("K3", "email") not in fed
+
+    # Night 2: C3 now opts in (assigned that night), the scores move (nobody's first row does),
+    # BANDS has ended (its rows stay, no feed names it). A rerun changes nothing.
+    write(tables.SILVER_CUSTOMERS, crm(True))
+    build_feed(spark, local, night2, "night-2")
+    later = {
+        pair: row
+        for pair, row in expected(night2, 1, True, ["ALL", "RISK"]).items()
+        if pair not in want
+    }
+    assert later and all(row[5] == night2 for row in later.values())
+    assert ("ALL", "K3") in later
+    assert assignments() == {**want, **later}
+    rerun = build_feed(spark, local, night2, "night-2-rerun")
+    assert rerun["assigned"] == len(later)
+    assert assignments() == {**want, **later}
+    assert all("BANDS" not in ids_ for ids_ in feed(night2).values())

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import pytest
 from pyspark.sql import functions as F
 
-from omni.sources import CRM, EVENTS, POS, PRODUCTS, STORES
+from omni.sources import CAMPAIGNS, CRM, EVENTS, MESSAGES, POS, PRODUCTS, STORES
 from omni.transforms import silver, validation
 
 BUSINESS_DATE = date(2026, 3, 29)
@@ -272,6 +272,90 @@ def test_store_rules(spark, change, reason):
     }
     checked = validation.check_stores(bronze_frame(spark, STORES, [{**good, **change}]))
     assert [r["_reason"] for r in checked.collect()] == [reason]
+
+
+GOOD_CAMPAIGN = {
+    "campaign_id": "C1",
+    "name": "Spring",
+    "channel": "email",
+    "audience": "at risk;high",
+    "offer": "10% off",
+    "start_date": "2026-03-29",
+    "end_date": "2026-04-05",
+    "holdout_share": "0.2",
+    "conversion_window_days": "14",
+    "updated_at": "2026-03-28 09:00:00",
+}
+
+
+@pytest.mark.parametrize(
+    "change, reason, detail",
+    [
+        ({}, None, None),
+        ({"_corrupt_record": "C1,Spring"}, "wrong_column_count", "expected 10 columns"),
+        ({"audience": " "}, "missing_required_field", "required field(s) empty: audience"),
+        ({"channel": "sms"}, "unknown_channel", "channel=sms: expected one of email, push"),
+        ({"start_date": "spring"}, "wrong_type", "start_date=spring: expected a date YYYY-MM-DD"),
+        ({"holdout_share": "a fifth"}, "wrong_type", "holdout_share=a fifth: expected a number"),
+        ({"holdout_share": "0.6"}, "invalid_holdout_share", "holdout_share=0.6: expected a share"),
+        ({"holdout_share": "-0.1"}, "invalid_holdout_share", "holdout_share=-0.1: expected"),
+        ({"holdout_share": "NaN"}, "invalid_holdout_share", "holdout_share=NaN: expected"),
+        (
+            {"conversion_window_days": "0"},
+            "invalid_conversion_window",
+            "conversion_window_days=0: expected 1 day",
+        ),
+        (
+            {"end_date": "2026-03-01"},
+            "invalid_date_range",
+            "end_date=2026-03-01: expected a date on or after start_date (start_date=2026-03-29)",
+        ),
+        ({"updated_at": "1999-01-01 00:00:00"}, "timestamp_before_2000", "updated_at=1999"),
+    ],
+)
+def test_campaign_rules(spark, change, reason, detail):
+    bronze = bronze_frame(spark, CAMPAIGNS, [{**GOOD_CAMPAIGN, **change}])
+    row = validation.check_campaigns(bronze).first()
+    assert row["_reason"] == reason
+    assert (row["_reason_detail"] or "").startswith(detail or "")
+    if reason is None:
+        assert (row["holdout_share"], row["conversion_window_days"]) == (0.2, 14)
+        assert (row["start_date"], row["end_date"]) == (date(2026, 3, 29), date(2026, 4, 5))
+
+
+GOOD_MESSAGE = {
+    "event_id": "M1-sent",
+    "message_id": "M1",
+    "campaign_id": "C1",
+    "channel": "push",
+    "customer_id": "CUST-1",
+    "event_type": "opened",
+    "event_time": "2026-03-29T21:30:00+02:00",
+}
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({}, None),
+        ({"_corrupt_record": '{"event_id": "M'}, "malformed_json"),
+        ({"customer_id": None}, "missing_required_field"),
+        ({"message_id": ""}, "missing_required_field"),
+        ({"event_type": "read"}, "unknown_event_type"),
+        ({"channel": "sms"}, "unknown_channel"),
+        ({"event_time": "tonight"}, "invalid_timestamp"),
+        ({"event_time": "2031-01-01T00:00:00+00:00"}, "timestamp_in_future"),
+        ({"campaign_id": "C404"}, "unknown_campaign"),
+    ],
+)
+def test_message_rules(spark, change, reason):
+    campaigns = spark.createDataFrame([("C1",)], "campaign_id string")
+    bronze = bronze_frame(spark, MESSAGES, [{**GOOD_MESSAGE, **change}])
+    row = validation.check_messages(bronze, campaigns).first()
+    assert row["_reason"] == reason
+    if reason is None:  # an offset time is read as UTC, and dated by its UTC day
+        assert row["event_ts"] == datetime(2026, 3, 29, 19, 30)
+        assert row["event_date"] == date(2026, 3, 29)
 
 
 def test_reason_detail_names_the_value_and_what_was_expected(spark, products):

@@ -14,6 +14,8 @@ from zoneinfo import available_timezones
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from omni.sources import MESSAGE_FIELDS
+
 EVENT_TYPES = (
     "page_view",
     "product_view",
@@ -25,6 +27,17 @@ EVENT_TYPES = (
 )
 SKU_EVENT_TYPES = ("product_view", "add_to_cart", "remove_from_cart")
 PLATFORMS = ("web", "ios", "android")
+MESSAGE_CHANNELS = ("email", "push")
+MESSAGE_EVENT_TYPES = (
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "unsubscribed",
+    "complained",
+)
+MAX_HOLDOUT_SHARE = 0.5
 EARLIEST = date(2000, 1, 1)
 LATE_DAYS = 2  # a record may land up to this many days after its own day
 
@@ -188,6 +201,111 @@ def check_customers(bronze: DataFrame) -> DataFrame:
     for name in ("birth_year", "signup_ts", "updated_at", "email_opt_in", "push_opt_in"):
         df = df.withColumn(name, F.col(f"{name}_typed"))
     return df
+
+
+def _channel_rule() -> Rule:
+    return (
+        "unknown_channel",
+        ~F.col("channel").isin(*MESSAGE_CHANNELS),
+        _value_detail("channel", f"one of {', '.join(MESSAGE_CHANNELS)}"),
+    )
+
+
+def check_campaigns(bronze: DataFrame) -> DataFrame:
+    """Type campaign plans: dates, a holdout share of 0 to 0.5, a window of days."""
+    df = (
+        bronze.withColumn("start_date_typed", F.trim(F.col("start_date")).try_cast("date"))
+        .withColumn("end_date_typed", F.trim(F.col("end_date")).try_cast("date"))
+        .withColumn("holdout_share_typed", F.trim(F.col("holdout_share")).try_cast("double"))
+        .withColumn("window_typed", _int("conversion_window_days"))
+        .withColumn("updated_at_typed", F.trim(F.col("updated_at")).try_cast("timestamp"))
+    )
+    rules = [
+        ("wrong_column_count", F.col("_corrupt_record").isNotNull(), F.lit("expected 10 columns")),
+        _missing(
+            [
+                "campaign_id",
+                "channel",
+                "audience",
+                "start_date",
+                "end_date",
+                "holdout_share",
+                "conversion_window_days",
+                "updated_at",
+            ]
+        ),
+        _channel_rule(),
+        _bad_number("start_date", "start_date_typed", "a date YYYY-MM-DD"),
+        _bad_number("end_date", "end_date_typed", "a date YYYY-MM-DD"),
+        _bad_number("holdout_share", "holdout_share_typed", "a number"),
+        _bad_number("conversion_window_days", "window_typed", "a whole number of days"),
+        _bad_number("updated_at", "updated_at_typed", "a timestamp"),
+        (
+            "invalid_holdout_share",
+            (F.col("holdout_share_typed") < 0)
+            | (F.col("holdout_share_typed") > MAX_HOLDOUT_SHARE)
+            | F.isnan("holdout_share_typed"),
+            _value_detail("holdout_share", f"a share from 0 to {MAX_HOLDOUT_SHARE}"),
+        ),
+        (
+            "invalid_conversion_window",
+            F.col("window_typed") < 1,
+            _value_detail("conversion_window_days", "1 day or more"),
+        ),
+        (
+            "invalid_date_range",
+            F.col("end_date_typed") < F.col("start_date_typed"),
+            F.concat(
+                _value_detail("end_date", "a date on or after start_date"),
+                F.lit(" (start_date="),
+                F.col("start_date"),
+                F.lit(")"),
+            ),
+        ),
+        (
+            "timestamp_before_2000",
+            F.col("updated_at_typed") < F.lit(str(EARLIEST)).cast("timestamp"),
+            _value_detail("updated_at", "a time on or after 2000-01-01"),
+        ),
+    ]
+    df = _with_reason(df, rules)
+    for name, typed in (
+        ("start_date", "start_date_typed"),
+        ("end_date", "end_date_typed"),
+        ("holdout_share", "holdout_share_typed"),
+        ("conversion_window_days", "window_typed"),
+        ("updated_at", "updated_at_typed"),
+    ):
+        df = df.withColumn(name, F.col(typed))
+    return df.withColumn("campaign_id", F.trim("campaign_id"))
+
+
+def check_messages(bronze: DataFrame, campaigns: DataFrame) -> DataFrame:
+    """Type the providers' message events; each belongs to a campaign in silver.campaigns."""
+    df = _known(bronze, campaigns, "campaign_id", "_campaign_known").withColumn(
+        "event_ts", F.trim(F.col("event_time")).try_cast("timestamp")
+    )
+    rules = [
+        ("malformed_json", F.col("_corrupt_record").isNotNull(), F.lit("not a JSON object")),
+        _missing([name for name, _ in MESSAGE_FIELDS]),  # every field is required
+        (
+            "unknown_event_type",
+            ~F.col("event_type").isin(*MESSAGE_EVENT_TYPES),
+            _value_detail("event_type", f"one of {', '.join(MESSAGE_EVENT_TYPES)}"),
+        ),
+        _channel_rule(),
+        *_time_rules("event_ts", "event_time"),
+        (
+            "unknown_campaign",
+            ~F.col("_campaign_known"),
+            _value_detail("campaign_id", "a campaign in silver.campaigns"),
+        ),
+    ]
+    return (
+        _with_reason(df, rules)
+        .withColumn("event_date", F.to_date("event_ts"))
+        .drop("_campaign_known")
+    )
 
 
 def check_events(bronze: DataFrame, products: DataFrame) -> DataFrame:
