@@ -432,6 +432,11 @@ def test_the_readout_recovers_the_effects_the_generator_planted(planted):
         if planned.get(segment, (0.0,))[0] == 0.0 and segment != "all":
             assert not row["significant"], (campaign, segment, row["p_value"])
     assert rows["CMP-WINBACK", "lapsing"]["significant"]
+    for plan in PLANS:  # the control share is the holdout share, within sampling error
+        row = rows[plan.campaign_id, "all"]
+        n = row["customers_treatment"] + row["customers_control"]
+        error = 3 * math.sqrt(plan.holdout_share * (1 - plan.holdout_share) / n)
+        assert abs(row["customers_control"] / n - plan.holdout_share) < error, (plan, row)
     assert not rows["CMP-APPNEWS", "all"]["significant"]
 
 
