@@ -176,6 +176,9 @@ class SampleSpec:
     new_store: bool = False  # the last store opens half-way through the sample
     late_store: bool = False  # LATE_STORE's folder of the end date still waits for its marker
     campaigns: bool = True  # marketing campaigns and their effects (omni.sample_campaigns)
+    campaign_launch: date | None = (
+        None  # their launch (default: LAUNCH_DAYS_BEFORE_END days before the end)
+    )
 
     @property
     def start_date(self) -> date:

@@ -28,7 +28,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from omni.sample import Customer, SampleGenerator
+    from omni.sample import Customer, SampleGenerator, SampleSpec
 
 LAUNCH_DAYS_BEFORE_END = 20
 # A sample shorter than this has no campaign: the models need history before the launch.
@@ -91,8 +91,9 @@ def holdout_draw(campaign_id: str, customer_id: str) -> float:
     return int(digest[:8], 16) / 2**32
 
 
-def launch_date(end_date: date) -> date:
-    return end_date - timedelta(days=LAUNCH_DAYS_BEFORE_END)
+def launch_date(spec: SampleSpec) -> date:
+    """The campaigns' launch: the spec's, or ``LAUNCH_DAYS_BEFORE_END`` days before its end."""
+    return spec.campaign_launch or spec.end_date - timedelta(days=LAUNCH_DAYS_BEFORE_END)
 
 
 def campaign_rows(plans: tuple[Plan, ...], launch: date) -> dict[date, list[list[str]]]:
@@ -128,7 +129,7 @@ class CampaignPlanter:
     def __init__(self, generator: SampleGenerator, plans: tuple[Plan, ...] = PLANS) -> None:
         self.g, self.plans = generator, plans
         self.spec = generator.spec
-        self.launch = launch_date(self.spec.end_date)
+        self.launch = launch_date(self.spec)
         self.rng = random.Random(self.spec.seed * 7919 + 27)
         self._messages = 0
 

@@ -201,7 +201,15 @@ def nightly(tmp_path_factory):
     }
     generate_sample(
         root / "landing",
-        SampleSpec(customers=200, days=SAMPLE_DAYS, end_date=BROKEN_DATE, seed=5, bad_rate=0.002),
+        # The campaigns start on the night the models run: their audiences are assigned then.
+        SampleSpec(
+            customers=200,
+            days=SAMPLE_DAYS,
+            end_date=BROKEN_DATE,
+            seed=5,
+            bad_rate=0.002,
+            campaign_launch=RUN_DATE,
+        ),
     )
     _plant_garbage(root / "landing" / "ecommerce" / "events" / f"dt={WARNING_DAY}")
     (root / "airflow").mkdir()
@@ -402,11 +410,16 @@ def test_the_feed_holds_every_consented_channel_and_nobody_else(spark, nightly_r
     feed = _table(spark, nightly_run, "gold.personalization_feed").where(F.col("as_of_date") == day)
     scored = _table(spark, nightly_run, "gold.customer_scores").where(F.col("as_of_date") == day)
     crm = _table(spark, nightly_run, "silver.customers")
-    # Consent as the CRM records it, for every scored customer with a CRM id.
+    unsubscribed = _table(spark, nightly_run, "silver.campaign_messages").where(
+        (F.col("event_type") == "unsubscribed") & (F.col("event_date") <= day)
+    )
+    withdrawn = {(r["customer_id"], r["channel"]) for r in unsubscribed.collect()}
+    # Consent as the CRM records it, less the providers' unsubscribes, for every scored
+    # customer with a CRM id.
     expected = set()
     for row in scored.join(crm, "customer_id").collect():
         for channel in ("email", "push"):
-            if row[f"{channel}_opt_in"]:
+            if row[f"{channel}_opt_in"] and (row["customer_id"], channel) not in withdrawn:
                 expected.add((row["customer_key"], channel))
     got = {(r["customer_key"], r["channel"]) for r in feed.collect()}
     assert got == expected and len(got) > 50
