@@ -28,7 +28,13 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from omni.config import PROFILES, Settings, load_settings
-from omni.lakehouse import ensure_database, registered_location, same_location, table_path
+from omni.lakehouse import (
+    ensure_database,
+    forget_registration,
+    registered_location,
+    same_location,
+    table_path,
+)
 from omni.tables import ALL_TABLES
 
 
@@ -54,6 +60,7 @@ def register_lakehouse(
         if not DeltaTable.isDeltaTable(spark, path):
             found["absent"].append(table.name)
             continue
+        forget_registration(spark, table)
         if location is not None:
             spark.sql(f"DROP TABLE {table.name}")  # external: the files stay
             found["repointed"].append(table.name)

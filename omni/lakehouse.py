@@ -90,7 +90,8 @@ def _local_form(location: str) -> str:
     return re.sub(r"^file:/*", "/", location).rstrip("/")
 
 
-_ENSURED: set[tuple[int, str, str]] = set()
+# (session, table name) -> the path this session last registered the name at.
+_ENSURED: dict[tuple[int, str], str] = {}
 _DATABASES: set[tuple[int, str]] = set()
 
 # Table features every Delta reader handles, delta-rs (Polars, pandas, DuckDB) included:
@@ -109,15 +110,22 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> None:
 
     A name registered at another location (another lakehouse), or at one that holds no Delta
     table any more, is re-pointed at this one. The check asks the metastore directly, without
-    loading the Delta log, and runs once per session and table.
+    loading the Delta log, and runs once per session and table, again when the session last
+    pointed the name at another lakehouse.
     """
     path = table_path(settings, table)
-    marker = (id(spark), table.name, path)
-    if marker in _ENSURED:
+    marker = (id(spark), table.name)
+    if _ENSURED.get(marker) == path:
         return
     with spent("catalog"):
         _ensure_table(spark, settings, table, path)
-    _ENSURED.add(marker)
+    _ENSURED[marker] = path
+
+
+def forget_registration(spark: SparkSession, table: Table) -> None:
+    """Have the next ``ensure_table`` ask the metastore again (the name was pointed elsewhere
+    by other means than ``ensure_table``)."""
+    _ENSURED.pop((id(spark), table.name), None)
 
 
 def _ensure_table(spark: SparkSession, settings: Settings, table: Table, path: str) -> None:

@@ -62,6 +62,18 @@ def test_a_name_registered_elsewhere_is_repointed_at_this_lakehouse(spark, setti
     assert [r["id"] for r in first_rows.collect()] == ["one"]
 
 
+def test_a_name_moved_to_another_lakehouse_and_back_is_pointed_back(spark, settings, tmp_path):
+    """One session working on two lakehouses in turn (a notebook, a test suite): going back to
+    the first one points the name back at it, though this session registered it there before."""
+    table = Table("gold.back_probe", "Probe.", (Column("id", "string", "The id"),))
+    first = settings.with_overrides(lakehouse_dir=tmp_path / "one")
+    second = settings.with_overrides(lakehouse_dir=tmp_path / "two")
+    lakehouse.append(spark, first, table, spark.createDataFrame([("one",)], "id string"))
+    lakehouse.append(spark, second, table, spark.createDataFrame([("two",)], "id string"))
+    lakehouse.ensure_table(spark, first, table)
+    assert [r["id"] for r in spark.sql("SELECT id FROM gold.back_probe").collect()] == ["one"]
+
+
 def test_a_lakehouse_at_a_uri_is_registered_there_once(spark, settings, tmp_path):
     """A ``file://`` URI stands for object storage: the metastore writes it back as ``file:/``,
     which must count as the same place, or every session would drop and re-register."""
