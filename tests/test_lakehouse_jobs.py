@@ -33,6 +33,7 @@ from tests.lake_checks import (
     plant_a_recategorisation,
     plant_marketing,
 )
+from tests.test_quality import batch
 
 RUN_DATE = date(2026, 3, 31)
 FIRST_NIGHT = RUN_DATE - timedelta(days=1)
@@ -341,6 +342,18 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
+    # The customer's campaign assignment, and someone else's that stays.
+    def assignment(i, row):
+        row.update(campaign_id="CMP-ERASE", customer_key=[key, "someone-else"][i])
+        row.update(customer_id=[customer_id, "C-someone-else"][i])
+
+    lakehouse.append(
+        spark,
+        lake,
+        tables.GOLD_ASSIGNMENTS,
+        batch(spark, "gold.campaign_assignments", 2, assignment),
+    )
+
     result = erase_customer(spark, lake, "loyalty_card_id", card, "erasure-1")
     assert result["gx_files_deleted"] == 1
     assert not quoted.exists() and other.exists()
@@ -349,6 +362,11 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     assert result["rows_deleted"]["bronze.marketing_messages"] >= 1
     assert result["rows_deleted"]["silver.campaign_messages"] >= 1
     assert result["rows_deleted"]["silver.customer_identity"] == len(identifiers)
+    assert result["rows_deleted"]["gold.campaign_assignments"] == 1
+    left = lakehouse.read_table(spark, lake, tables.GOLD_ASSIGNMENTS).where(
+        "campaign_id = 'CMP-ERASE'"
+    )
+    assert [r["customer_id"] for r in left.collect()] == ["C-someone-else"]
 
     needles = [v for t, v in identifiers if t != "email_hash"] + [email, key]
     for table in tables.ALL_TABLES:
