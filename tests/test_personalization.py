@@ -230,6 +230,25 @@ def _draw(campaign_id: str, customer_id: str) -> float:
     return int(digest[:8], 16) / 2**32
 
 
+# The contract's draw worked by hand: sha256("<campaign_id>:<customer_id>"), its first 8 hex
+# digits as an integer (0x5f1f676d, 0x68dfe8a3, 0xf5bdbf9f: above 2^31, so no sign), / 2^32.
+KNOWN_DRAWS = [
+    ("CMP-WINBACK", "C00001", 0x5F1F676D / 2**32),  # 0.3716: control at a share of 0.4
+    ("SPRING", "C00042", 0x68DFE8A3 / 2**32),  # 0.4097
+    ("CMP-APPNEWS", "C01999", 0xF5BDBF9F / 2**32),  # 0.9599
+]
+
+
+def test_the_holdout_draw_is_the_contracts_formula_on_known_ids(spark):
+    from models.campaigns import holdout_draw
+    from omni.sample_campaigns import holdout_draw as generators_draw
+
+    pairs = spark.createDataFrame([(c, u) for c, u, _ in KNOWN_DRAWS], "c string, u string")
+    drawn = pairs.select("c", "u", holdout_draw(F.col("c"), F.col("u")).alias("draw"))
+    assert [(r["c"], r["u"], r["draw"]) for r in drawn.collect()] == KNOWN_DRAWS
+    assert [generators_draw(c, u) for c, u, _ in KNOWN_DRAWS] == [d for *_, d in KNOWN_DRAWS]
+
+
 def test_campaign_audiences_are_assigned_once_by_the_rule_and_only_treatment_is_fed(
     spark, settings, tmp_path
 ):
