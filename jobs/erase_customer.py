@@ -18,7 +18,7 @@ from collections import defaultdict
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from omni import lakehouse, tables
+from omni import lakehouse, quality_report, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
 from omni.sources import CRM
@@ -113,7 +113,8 @@ def _mentions_text(needles: set[str]) -> re.Pattern[str]:
 
 
 def erase_from_gx_files(settings: Settings, needles: set[str]) -> int:
-    """Delete the GX validation results and Data Docs pages that quote the customer.
+    """Delete the GX validation results, Data Docs pages and quality report pages that quote
+    the customer.
 
     Samples of failed rows are stored by GX outside the lakehouse too (JSON results, HTML
     pages); the next validation rebuilds the Data Docs index without them.
@@ -122,7 +123,12 @@ def erase_from_gx_files(settings: Settings, needles: set[str]) -> int:
         return 0
     pattern = _mentions_text(needles)
     deleted = 0
-    for folder in (settings.gx_dir / "validations", settings.gx_dir / "data_docs" / "validations"):
+    folders = (
+        settings.gx_dir / "validations",
+        settings.gx_dir / "data_docs" / "validations",
+        quality_report.report_dir(settings),
+    )
+    for folder in folders:
         for path in folder.rglob("*") if folder.exists() else ():
             if path.suffix in (".json", ".html") and pattern.search(
                 path.read_text(encoding="utf-8", errors="replace").lower()

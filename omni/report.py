@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from omni import lakehouse, quality, tables
+from omni import lakehouse, quality, quality_report, tables
 from omni.config import Settings, load_settings, parse_date
 
 # Riskiest first; a band the scores do not hold is left out.
@@ -206,10 +207,11 @@ def model_lines(client, as_of: date) -> list[str]:
     return lines
 
 
-def next_lines(settings: Settings) -> list[str]:
+def next_lines(settings: Settings, quality_page: Path) -> list[str]:
     return [
         "Where to look next:",
         f"  MLflow UI      .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
+        f"  Quality report open {quality_page} (offline: no CDN, no script)",
         f"  Data Docs      make data-docs (or open {quality.data_docs_index(settings)})",
         "  SQL server     make sql-server, then JDBC/ODBC on localhost:10000, tables by name",
         "  Notebooks      make notebooks (profiles and segments, model runs, campaign readout)",
@@ -222,7 +224,7 @@ def render(spark: SparkSession, settings: Settings, client, as_of: date) -> str:
         customer_lines(spark, settings, as_of),
         campaign_lines(spark, settings, as_of),
         model_lines(client, as_of),
-        next_lines(settings),
+        next_lines(settings, quality_report.write(spark, settings, as_of)),
     )
     return "\n\n".join("\n".join(lines) for lines in sections)
 

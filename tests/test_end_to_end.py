@@ -34,7 +34,7 @@ from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from models import value
-from omni import quality, suites, tables
+from omni import quality, quality_report, suites, tables
 from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
 from omni.sources import CRM
@@ -553,7 +553,11 @@ def test_the_report_says_what_marketing_and_data_science_look_for_first(spark, n
     recall = evaluation.data.metrics["popularity_recall_at_5"]
     assert f"popularity          recall@5 {recall:.3f}" in models
     assert "customer_segmentation    champion version 1" in models
-    assert nightly_run.mlflow_tracking_uri in "\n".join(report.next_lines(nightly_run))
+    page = quality_report.write(spark, nightly_run, RUN_DATE)
+    where = "\n".join(report.next_lines(nightly_run, page))
+    assert nightly_run.mlflow_tracking_uri in where and f"open {page}" in where
+    assert f"Data quality of {RUN_DATE}: passed" in page.read_text()
+    assert "gold.customer_scores" in page.read_text()
     # A date nothing scored says so rather than printing empty tables.
     assert report.customer_lines(spark, nightly_run, RUN_DATE + timedelta(days=9)) == [
         f"Customers: gold.customer_scores holds no scores for {RUN_DATE + timedelta(days=9)}"
