@@ -44,7 +44,7 @@ export DO_NOT_TRACK := 1
 # OpenMP threads (a nightly training task beside a test, say) slow each other down fiftyfold.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help setup jars sample run airflow test postgres postgres-stop postgres-server catalog-register spark-sql bench bench-models bench-churn-sparse bench-orchestration bench-history test-year test-production spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
+.PHONY: help setup jars sample run airflow test browser postgres postgres-stop postgres-server catalog-register spark-sql bench bench-models bench-churn-sparse bench-orchestration bench-history test-year test-production spark-cluster sql-server data-dictionary notebooks data-docs lint format clean distclean lock airflow-db
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -77,6 +77,14 @@ postgres-server:
 		  export DEBIAN_FRONTEND=noninteractive; \
 		  apt-get install -y -q postgresql > /dev/null 2>&1 || \
 		  { apt-get update -q > /dev/null && apt-get install -y -q postgresql > /dev/null; }; }
+
+# What a person sees is tested in headless Chromium (tests/browser.py): Debian's package.
+browser:
+	@command -v chromium > /dev/null 2>&1 || \
+		{ echo "Installing Chromium for the browser tests (apt-get install -y chromium)"; \
+		  export DEBIAN_FRONTEND=noninteractive; \
+		  apt-get install -y -q chromium > /dev/null 2>&1 || \
+		  { apt-get update -q > /dev/null && apt-get install -y -q chromium > /dev/null; }; }
 
 postgres: setup postgres-server ## The PostgreSQL profile's server: start it locally (data/postgres) if PGHOST is this machine, create its databases and the metastore schema
 	@OMNI_PROFILE=postgresql $(BIN)/python -m omni.postgres start
@@ -111,7 +119,7 @@ airflow: sample airflow-db ## Start Airflow standalone (UI, scheduler) on localh
 # Two workers on two cores: the end-to-end module, the longest, starts at once on one of them
 # (tests/conftest.py puts it first) while the other modules share the other worker.
 PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
-test: lint postgres-server ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
+test: lint postgres-server browser ## Run the whole test suite (after the lint checks; PYTEST_ARGS=... to change how)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The long histories: the year on one worker, the two shops with one channel on the other.

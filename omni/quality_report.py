@@ -55,7 +55,7 @@ th { background: #f0f0f0; }
 .failed { background: #fde0dc; } .warned { background: #fff4d6; } .passed { color: #2e7d32; }
 .strip span { display: inline-block; width: 8px; height: 14px; margin-right: 1px; }
 .strip .ok { background: #66bb6a; } .bad { background: #e53935; } .none { background: #ddd; }
-code { font-size: 90%; }
+code { font-size: 90%; word-break: break-all; }
 """
 
 
@@ -150,13 +150,13 @@ def _sparkline(points: list[tuple[date, int]]) -> str:
     width, height = 160, 24
     top = max(values) or 1
     step = width / max(len(values) - 1, 1)
-    coords = " ".join(
-        f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values)
-    )
+    xy = [(i * step, height - 2 - (v / top) * (height - 4)) for i, v in enumerate(values)]
+    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
     title = _e(", ".join(f"{day}: {rows}" for day, rows in points))
     return (
-        f'<svg width="{width}" height="{height}" role="img"><title>{title}</title>'
-        f'<polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="{coords}"/></svg>'
+        f'<svg width="{width + 4}" height="{height}" role="img"><title>{title}</title>'
+        f'<polyline fill="none" stroke="#1565c0" stroke-width="1.5" points="{coords}"/>'
+        f'<circle cx="{xy[-1][0]:.1f}" cy="{xy[-1][1]:.1f}" r="2" fill="#1565c0"/></svg>'
         f" {values[-1]:,}"
     )
 

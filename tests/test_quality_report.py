@@ -11,6 +11,8 @@ import pytest
 
 from jobs.erase_customer import erase_from_gx_files
 from omni import quality, quality_report
+from omni.config import REPO_ROOT
+from tests.browser import SCREENSHOTS, open_offline
 from tests.test_quality import DAY, batch
 
 NIGHT_1, NIGHT_2 = DAY - timedelta(days=1), DAY
@@ -101,6 +103,21 @@ def test_the_pages_need_no_network(report):
         f"{NIGHT_2}.html",
         f"{NIGHT_1}.html",
     ]
+
+
+def test_the_report_and_the_data_dictionary_read_in_chromium_with_no_network(report):
+    """Screenshots: test-artifacts/screenshots/quality_report.png, data_dictionary.png."""
+    _, pages = report
+    dom = open_offline(pages[NIGHT_2].as_uri(), "quality_report")
+    failures = dom.split("Failures")[1].split("Tables")[0]
+    assert f"Data quality of {NIGHT_2}: FAILED" in dom
+    assert "silver.stores" in failures and "expect_column_values_to_be_unique" in failures
+    assert "<svg" in dom and "polyline" in dom  # the volume trends are drawn
+    dictionary = open_offline(
+        (REPO_ROOT / "docs" / "data-dictionary.html").as_uri(), "data_dictionary"
+    )
+    assert "gold.campaign_readout" in dictionary and "uplift_abs_low" in dictionary
+    assert (SCREENSHOTS / "quality_report.png").stat().st_size > 10_000
 
 
 def test_a_night_with_no_results_is_refused(spark, report):
