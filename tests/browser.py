@@ -22,24 +22,27 @@ FLAGS = (
 )
 
 
-def _command(*args: str) -> list[str]:
+def _command(*args: str, offline: bool) -> list[str]:
     chromium = shutil.which("chromium")
     if chromium is None:
         raise RuntimeError("chromium is not installed: `make test` installs it (make browser)")
     # A network namespace of its own: no interface but a loopback that is down, so nothing
     # outside the page's files can load (root only; elsewhere the flags above must do).
-    offline = ["unshare", "--net"] if os.geteuid() == 0 else []
-    return [*offline, chromium, *FLAGS, *args]
+    cut = ["unshare", "--net"] if offline and os.geteuid() == 0 else []
+    return [*cut, chromium, *FLAGS, *args]
 
 
-def open_offline(url: str, screenshot: str, size: tuple[int, int] = (1280, 1600)) -> str:
-    """The DOM of ``url`` as Chromium renders it with no network; saves
-    ``SCREENSHOTS/<screenshot>.png`` of the first ``size`` pixels."""
+def open_offline(
+    url: str, screenshot: str, size: tuple[int, int] = (1280, 1600), *, offline: bool = True
+) -> str:
+    """The DOM of ``url`` as Chromium renders it with no network (``offline=False``: only this
+    machine's, for a server of its own); saves ``SCREENSHOTS/<screenshot>.png`` of the first
+    ``size`` pixels."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="omni-chromium-") as profile:
         common = [f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}"]
         dom = subprocess.run(
-            _command(*common, "--dump-dom", url),
+            _command(*common, "--dump-dom", url, offline=offline),
             capture_output=True,
             text=True,
             timeout=120,
@@ -48,7 +51,7 @@ def open_offline(url: str, screenshot: str, size: tuple[int, int] = (1280, 1600)
         path = SCREENSHOTS / f"{screenshot}.png"
         path.unlink(missing_ok=True)
         subprocess.run(
-            _command(*common, f"--screenshot={path}", url),
+            _command(*common, f"--screenshot={path}", url, offline=offline),
             capture_output=True,
             timeout=120,
             check=True,

@@ -39,6 +39,7 @@ from omni.config import load_settings
 from omni.sample import EVENT_BAD_KINDS, SampleSpec, generate_sample
 from omni.sources import CRM
 from omni.transforms.silver import parse_records
+from tests.browser import open_offline
 from tests.conftest import notebook_images, notebook_text, readers_rows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -562,6 +563,26 @@ def test_the_report_says_what_marketing_and_data_science_look_for_first(spark, n
     assert report.customer_lines(spark, nightly_run, RUN_DATE + timedelta(days=9)) == [
         f"Customers: gold.customer_scores holds no scores for {RUN_DATE + timedelta(days=9)}"
     ]
+
+
+def test_the_churn_champions_run_page_shows_its_plots_in_chromium(nightly_run, tmp_path):
+    """The MLflow UI (its own server, on this machine) as a data scientist opens it: the
+    champion's run, its ROC plot. Screenshot: test-artifacts/screenshots/mlflow_churn_run.png."""
+    client = _client(nightly_run)
+    version = client.get_model_version_by_alias("customer_churn", "champion")
+    run = client.get_run(version.run_id)
+    port = _free_port()
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--workers", "1"]
+    command += ["--backend-store-uri", nightly_run.mlflow_tracking_uri]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    with _serving(command, dict(os.environ), tmp_path / "mlflow.out", "Uvicorn running on"):
+        page = (
+            f"http://127.0.0.1:{port}/#/experiments/{run.info.experiment_id}/runs/"
+            f"{run.info.run_id}/artifacts/plots/roc.png"
+        )
+        dom = open_offline(page, "mlflow_churn_run", (1400, 1000), offline=False)
+    assert re.search(r'<img alt="plots/roc\.png" src="blob:', dom), dom[-2000:]
+    assert run.info.run_name in dom
 
 
 def test_counts_reconcile_and_every_bad_kind_is_quarantined(spark, nightly_run):
