@@ -6,7 +6,10 @@ Trigger with the params `identifier_type` and `identifier` (for example `custome
 `silver.customer_identity` to every identifier linked to them. It deletes their rows from
 every table that holds customer data, raw texts included. Then it purges the deleted rows
 from the Delta files (`REORG ... APPLY (PURGE)`, `VACUUM RETAIN 0 HOURS`), so time travel
-cannot bring them back. `quarantine.erasure_audit` keeps only SHA-256 hashes of the request.
+cannot bring them back. `quarantine.erasure_audit` keeps only SHA-256 hashes of the request,
+and the landing files that still hold the customer's lines: the landing zone belongs to the
+source systems, so by default they are only listed (`landing` = `report`); `rewrite` rewrites
+them without those lines, and the audit says which was done.
 
 The identifier reaches the job in its environment, not on the `spark-submit` command line,
 so it stays out of process lists and task logs. It is stored in this DAG run's `conf` in
@@ -39,6 +42,13 @@ SETTINGS = load_settings()
         "identifier": Param(
             "", type="string", minLength=1, description="The customer's identifier."
         ),
+        "landing": Param(
+            "report",
+            type="string",
+            enum=["report", "rewrite"],
+            description="The landing files that hold the customer: list them in the audit "
+            "(report), or also rewrite them without the customer's lines (rewrite).",
+        ),
     },
     doc_md=__doc__,
     tags=["omnichannel", "privacy", "erasure"],
@@ -50,6 +60,8 @@ def omni_erasure():
         "jobs/erase_customer.py",
         "--identifier-type",
         "{{ params.identifier_type }}",
+        "--landing",
+        "{{ params.landing }}",
         date_arg=orc.RUN_DAY,
         env={"OMNI_ERASE_IDENTIFIER": "{{ params.identifier }}"},
     )

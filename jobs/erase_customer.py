@@ -5,15 +5,21 @@ identifiers linked to it; every table that holds customer data (the registry's `
 loses the matching rows, raw texts included. Then the removed rows are purged from the files:
 ``REORG ... APPLY (PURGE)`` rewrites files that carry deletion vectors and ``VACUUM RETAIN 0
 HOURS`` deletes the old files, so time travel cannot bring the rows back. An audit row in
-``quarantine.erasure_audit`` keeps only SHA-256 hashes of what was asked and erased.
+``quarantine.erasure_audit`` keeps only SHA-256 hashes of what was asked and erased, and the
+landing files that hold the customer: listed by default (the landing zone is the source
+systems'), rewritten without the customer's lines with ``--landing rewrite``.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import logging
 import os
 import re
 from collections import defaultdict
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
@@ -30,6 +36,9 @@ assert set(TYPE_ORDER) <= set(IDENTIFIER_TYPES), "an identity type cannot be era
 # Where the identifier is read from when not on the command line: the erasure DAG passes it
 # in the environment, so personal data stays out of process lists and task logs.
 IDENTIFIER_ENV = "OMNI_ERASE_IDENTIFIER"
+# What an erasure does to the landing files that hold the customer.
+LANDING_ACTIONS = ("report", "rewrite")
+log = logging.getLogger("omni.erasure")
 
 
 class UnknownCustomerError(LookupError):
@@ -174,9 +183,55 @@ def purge(spark: SparkSession, settings: Settings, table: tables.Table) -> None:
     lakehouse.vacuum(spark, settings, table, retention_hours=0, lite=True)
 
 
+def landing_files_with(spark: SparkSession, settings: Settings, needles: set[str]) -> list[str]:
+    """The landing files (paths under the landing zone) with a line that names the customer.
+
+    One Spark pass over every delivered file (``part-*``, gzip or not), in parallel: the
+    landing zone keeps years of deliveries."""
+    root = settings.landing_dir
+    if not needles or not root.exists():
+        return []
+    lines = (
+        spark.read.option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "part-*")
+        .text(str(root))
+    )
+    hits = lines.where(_mentions("value", needles)).select("_metadata.file_path").distinct()
+    base = root.resolve()
+    return sorted(
+        str(Path(unquote(urlparse(row["file_path"]).path)).resolve().relative_to(base))
+        for row in hits.collect()
+    )
+
+
+def rewrite_landing_file(path: Path, needles: set[str]) -> int:
+    """Rewrite ``path`` without its lines that name the customer (a CSV header never does);
+    returns how many went. The new file replaces the old one in one rename."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as source:
+        lines = source.read().splitlines(keepends=True)  # \n, \r\n or \r: as Spark splits
+    pattern = _mentions_text(needles)
+    kept = [line for line in lines if not pattern.search(line.decode("utf-8", "replace").lower())]
+    partial = path.with_name(f".{path.name}.erasing")  # hidden: no reader lists it
+    with opener(partial, "wb") as target:
+        target.writelines(kept)
+    os.replace(partial, path)
+    return len(lines) - len(kept)
+
+
 def erase_customer(
-    spark: SparkSession, settings: Settings, identifier_type: str, identifier: str, run_id: str
+    spark: SparkSession,
+    settings: Settings,
+    identifier_type: str,
+    identifier: str,
+    run_id: str,
+    landing: str = "report",
 ) -> dict:
+    """Erase the customer from every table and file of the lakehouse and GX's files; list the
+    landing files that hold them, and with ``landing="rewrite"`` rewrite those without the
+    customer's lines (by default the landing zone, the source systems', is left as it is)."""
+    if landing not in LANDING_ACTIONS:
+        raise ValueError(f"landing={landing!r}: expected one of {LANDING_ACTIONS}")
     key, linked = resolve_customer(spark, settings, identifier_type, identifier)
     # Texts are searched for every identifier: raw records hold the delivered ones, held
     # batches (records of silver and gold tables as JSON) the keys and hashes too.
@@ -192,14 +247,39 @@ def erase_customer(
         if count:
             purge(spark, settings, table)
         deleted[table.name] = count
+    landing_files = landing_files_with(spark, settings, needles)
+    lines_removed = {}
+    if landing == "rewrite":
+        for path in landing_files:
+            lines_removed[path] = rewrite_landing_file(settings.landing_dir / path, needles)
+    action = "rewritten" if landing == "rewrite" else "reported"
     audit = spark.createDataFrame(
         [(run_id, identifier_type, _sha256(identifier), _sha256(key), deleted)],
         "erasure_id string, identifier_type string, identifier_sha256 string, "
         "customer_key_sha256 string, rows_deleted map<string,bigint>",
-    ).withColumn("erased_at", F.current_timestamp())
+    ).select(
+        "*",
+        F.current_timestamp().alias("erased_at"),
+        F.array(*[F.lit(p) for p in landing_files]).cast("array<string>").alias("landing_files"),
+        F.lit(action).alias("landing_action"),
+    )
     lakehouse.merge(spark, settings, tables.ERASURE_AUDIT, audit)
     gx_files = erase_from_gx_files(settings, needles)
-    return {"rows_deleted": deleted, "tables": len(deleted), "gx_files_deleted": gx_files}
+    if landing_files and landing != "rewrite":
+        log.warning(
+            "%d landing file(s) still hold the customer (the landing zone is the source "
+            "systems'; --landing rewrite removes their lines): %s",
+            len(landing_files),
+            ", ".join(landing_files),
+        )
+    return {
+        "rows_deleted": deleted,
+        "tables": len(deleted),
+        "gx_files_deleted": gx_files,
+        "landing_files": landing_files,
+        "landing_action": action,
+        "landing_lines_removed": sum(lines_removed.values()),
+    }
 
 
 def _parser():
@@ -208,12 +288,21 @@ def _parser():
     parser.add_argument(
         "--identifier", default=None, help=f"the identifier (default: ${IDENTIFIER_ENV})"
     )
+    parser.add_argument(
+        "--landing",
+        choices=LANDING_ACTIONS,
+        default="report",
+        help="the landing files that hold the customer: list them in the audit (report, the "
+        "default) or also rewrite them without the customer's lines (rewrite)",
+    )
     return parser
 
 
 def _body(spark: SparkSession, settings: Settings, args) -> dict:
     identifier = args.identifier or os.environ.get(IDENTIFIER_ENV, "")
-    return erase_customer(spark, settings, args.identifier_type, identifier, args.run_id)
+    return erase_customer(
+        spark, settings, args.identifier_type, identifier, args.run_id, args.landing
+    )
 
 
 def main(argv: list[str] | None = None, session=None) -> dict:

@@ -1104,6 +1104,17 @@ ERASURE_AUDIT = Table(
         _c("customer_key_sha256", _s, "SHA-256 of the erased customer_key"),
         _c("rows_deleted", "map<string,bigint>", "Rows removed per table", False),
         _c("erased_at", "timestamp", "When the erasure finished (UTC)", False),
+        _c(
+            "landing_files",
+            "array<string>",
+            "Landing files (paths under the landing zone) that held a line of the customer",
+        ),
+        _c(
+            "landing_action",
+            _s,
+            "What the erasure did to them: reported (the default: the landing zone belongs to "
+            "the source systems) or rewritten (without the customer's lines)",
+        ),
     ),
     keys=("erasure_id",),
     upstream=("silver.customer_identity", "bronze.crm_customers"),

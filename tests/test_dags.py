@@ -153,8 +153,10 @@ def test_maintenance_is_weekly_and_erasure_takes_the_identifier_as_a_param(dag_b
     assert maintenance.params["retention_hours"] == 168
     erasure = dag_bag.dags["omni_erasure"]
     assert type(erasure.timetable).__name__ == "NullTimetable"
-    assert set(erasure.params) == {"identifier_type", "identifier"}
+    assert set(erasure.params) == {"identifier_type", "identifier", "landing"}
+    assert erasure.params["landing"] == "report"  # the landing zone is the source systems'
     [job] = erasure.tasks
+    assert job.application_args[-2:] == ["--landing", "{{ params.landing }}"]
     # The identifier travels in the job's environment, never on the command line.
     assert job.env_vars["OMNI_ERASE_IDENTIFIER"] == "{{ params.identifier }}"
     assert not any("params.identifier }}" in arg for arg in job.application_args)

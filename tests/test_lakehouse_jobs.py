@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import re
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 
@@ -396,6 +398,72 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     assert card not in str(audit.asDict()) and len(audit["identifier_sha256"]) == 64
     with pytest.raises(UnknownCustomerError, match="is not in silver.customer_identity"):
         resolve_customer(spark, lake, "loyalty_card_id", card)
+    # The landing zone is the source systems': by default its files are listed, not touched.
+    holding = _landing_lines_naming(lake, needles)
+    assert holding and result["landing_files"] == sorted(holding)
+    assert (audit["landing_files"], audit["landing_action"]) == (sorted(holding), "reported")
+    other.unlink()  # not a page GX wrote: the next Data Docs build could not parse its path
+
+
+def _landing_lines(lake) -> dict[str, list[bytes]]:
+    """Every delivered file's lines (gzip opened), by path under the landing zone."""
+    files = {}
+    for path in sorted(lake.landing_dir.rglob("part-*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            files[str(path.relative_to(lake.landing_dir))] = handle.read().splitlines(True)
+    return files
+
+
+def _names(line: bytes, needles) -> bool:
+    text = line.decode("utf-8").lower()
+    return any(
+        re.search(rf"(?<![a-z0-9_.-]){re.escape(n.lower())}(?![a-z0-9_-])", text) for n in needles
+    )
+
+
+def _landing_lines_naming(lake, needles) -> dict[str, list[bytes]]:
+    return {
+        path: [line for line in lines if _names(line, needles)]
+        for path, lines in _landing_lines(lake).items()
+        if any(_names(line, needles) for line in lines)
+    }
+
+
+def test_erasure_can_rewrite_the_landing_files_without_the_customer(spark, lake):
+    """With ``landing="rewrite"`` every file that named the customer loses those lines and
+    keeps all others, in order (gzip files stay gzip); no other file changes; a rerun of the
+    night's ingest adds nothing back."""
+    key, identifiers = _customer_with_card_and_logins(spark, lake)
+    customer_id = next(v for t, v in identifiers if t == "customer_id")
+    email = (
+        parse_records(lakehouse.read_table(spark, lake, tables.BRONZE_CRM), CRM)
+        .where(F.col("customer_id") == customer_id)
+        .first()["email"]
+    )
+    needles = [v for t, v in identifiers if t != "email_hash"] + [email, key]
+    before = _landing_lines(lake)
+    naming = _landing_lines_naming(lake, needles)
+    assert naming
+
+    result = erase_customer(spark, lake, "customer_id", customer_id, "erasure-2", "rewrite")
+    assert result["landing_files"] == sorted(naming) and result["landing_action"] == "rewritten"
+    assert result["landing_lines_removed"] == sum(len(lines) for lines in naming.values())
+    after = _landing_lines(lake)
+    assert set(after) == set(before)
+    for path, lines in before.items():
+        assert after[path] == [line for line in lines if line not in naming.get(path, [])], path
+    assert not _landing_lines_naming(lake, needles)
+    audit = (
+        lakehouse.read_table(spark, lake, tables.ERASURE_AUDIT)
+        .where("erasure_id = 'erasure-2'")
+        .first()
+    )
+    assert (audit["landing_files"], audit["landing_action"]) == (sorted(naming), "rewritten")
+    rerun = ingest_all(spark, lake, RUN_DATE, "after-erasure-2")
+    assert {name: c["files"] for name, c in rerun.items() if name != "audit"} == dict.fromkeys(
+        (name for name in rerun if name != "audit"), 0
+    )
 
 
 def test_delta_rs_reads_the_gold_tables_after_maintenance_and_erasure(spark, lake):
