@@ -430,6 +430,40 @@ def _landing_lines_naming(lake, needles) -> dict[str, list[bytes]]:
     }
 
 
+def test_landing_files_are_searched_and_rewritten_through_gzip_line_ends_kept(
+    spark, settings, tmp_path
+):
+    from jobs.erase_customer import landing_files_with, rewrite_landing_file
+
+    local = replace(settings, landing_dir=tmp_path / "landing")
+    events = local.landing_dir / "ecommerce" / "events" / "dt=2026-03-30" / "part-0.jsonl.gz"
+    crm = local.landing_dir / "crm" / "customers" / "dt=2026-03-30" / "part-0.csv"
+    other = local.landing_dir / "crm" / "customers" / "dt=2026-03-31" / "part-0.csv"
+    for path in (events, crm, other):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(events, "wb") as handle:
+        handle.write(
+            b'{"customer_id": "C1"}\n{"customer_id": "C12"}\r\n{"customer_id": "C1", "x": 1}\n'
+        )
+    crm.write_bytes(b"customer_id,email\r\nC1,JANE@example.com\r\nC2,bob@example.com\r\n")
+    other.write_bytes(b"customer_id,email\nC12,x@example.com\n")
+    (crm.parent / "_SUCCESS").write_bytes(b"")
+    needles = {"C1", "jane@example.com"}  # C12 is someone else
+
+    found = landing_files_with(spark, local, needles)
+    assert found == [
+        "crm/customers/dt=2026-03-30/part-0.csv",
+        "ecommerce/events/dt=2026-03-30/part-0.jsonl.gz",
+    ]
+    assert [rewrite_landing_file(local.landing_dir / path, needles) for path in found] == [1, 2]
+    with gzip.open(events, "rb") as handle:
+        assert handle.read() == b'{"customer_id": "C12"}\r\n'
+    assert crm.read_bytes() == b"customer_id,email\r\nC2,bob@example.com\r\n"
+    assert other.read_bytes() == b"customer_id,email\nC12,x@example.com\n"
+    assert landing_files_with(spark, local, needles) == []
+    assert sorted(p.name for p in crm.parent.iterdir()) == ["_SUCCESS", "part-0.csv"]
+
+
 def test_erasure_can_rewrite_the_landing_files_without_the_customer(spark, lake):
     """With ``landing="rewrite"`` every file that named the customer loses those lines and
     keeps all others, in order (gzip files stay gzip); no other file changes; a rerun of the
