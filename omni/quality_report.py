@@ -27,23 +27,18 @@ from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
 from omni.config import Settings, load_settings, parse_date
+from omni.quality import RESULT_COLUMNS
 
 # Nights shown in the trends, the latest last.
 TREND_NIGHTS = 30
+# The columns of a recorded result that a page reads.
 COLUMNS = (
     "run_id",
     "business_date",
     "table_name",
-    "expectation_type",
     "check_kind",
     "column_name",
-    "kwargs",
-    "severity",
-    "success",
-    "observed_value",
-    "unexpected_count",
-    "unexpected_sample",
-    "exception",
+    *RESULT_COLUMNS,
     "batch_rows",
     "validated_at",
 )
