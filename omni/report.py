@@ -207,11 +207,13 @@ def model_lines(client, as_of: date) -> list[str]:
     return lines
 
 
-def next_lines(settings: Settings, quality_page: Path) -> list[str]:
+def next_lines(settings: Settings, quality_page: Path | str) -> list[str]:
     return [
         "Where to look next:",
         f"  MLflow UI      .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}",
-        f"  Quality report open {quality_page} (offline: no CDN, no script)",
+        f"  Quality report open {quality_page} (offline: no CDN, no script)"
+        if isinstance(quality_page, Path)
+        else f"  Quality report {quality_page}",
         f"  Data Docs      make data-docs (or open {quality.data_docs_index(settings)})",
         "  SQL server     make sql-server, then JDBC/ODBC on localhost:10000, tables by name",
         "  Notebooks      make notebooks (profiles and segments, model runs, campaign readout)",
@@ -219,12 +221,16 @@ def next_lines(settings: Settings, quality_page: Path) -> list[str]:
 
 
 def render(spark: SparkSession, settings: Settings, client, as_of: date) -> str:
+    try:
+        quality_page: Path | str = quality_report.write(spark, settings, as_of)
+    except ValueError as missing:  # a date no run validated: the report still says the rest
+        quality_page = f"none: {missing}"
     sections = (
         lakehouse_lines(spark, settings, as_of),
         customer_lines(spark, settings, as_of),
         campaign_lines(spark, settings, as_of),
         model_lines(client, as_of),
-        next_lines(settings, quality_report.write(spark, settings, as_of)),
+        next_lines(settings, quality_page),
     )
     return "\n\n".join("\n".join(lines) for lines in sections)
 
