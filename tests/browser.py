@@ -4,7 +4,7 @@ screenshot kept under ``test-artifacts/screenshots/``."""
 
 from __future__ import annotations
 
-import os
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -27,9 +27,18 @@ def _command(*args: str, offline: bool) -> list[str]:
     if chromium is None:
         raise RuntimeError("chromium is not installed: `make test` installs it (make browser)")
     # A network namespace of its own: no interface but a loopback that is down, so nothing
-    # outside the page's files can load (root only; elsewhere the flags above must do).
-    cut = ["unshare", "--net"] if offline and os.geteuid() == 0 else []
+    # outside the page's files can load (where this may make one; elsewhere the flags above
+    # must do).
+    cut = ["unshare", "--net"] if offline and _can_unshare() else []
     return [*cut, chromium, *FLAGS, *args]
+
+
+@functools.cache
+def _can_unshare() -> bool:
+    try:
+        return subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def open_offline(
