@@ -96,3 +96,26 @@ def run_job(
     log.info("job %s fixed costs (seconds): %s", name, json.dumps(counts["fixed_costs"]))
     print(json.dumps(counts, default=str, sort_keys=True), file=sys.stdout, flush=True)
     return counts
+
+
+def print_for_date(
+    description: str,
+    app_name: str,
+    text: Callable[[Any, Settings, date], object],
+    argv: list[str] | None = None,
+) -> int:
+    """A reader's command (``--date`` only): print ``text(spark, settings, date)`` from a
+    Spark session of its own, quiet below errors."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--date", required=True, type=date_arg, help="business date YYYY-MM-DD")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    from omni.spark import get_spark
+
+    spark = get_spark(settings, app_name)
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        print(text(spark, settings, args.date))
+    finally:
+        spark.stop()
+    return 0

@@ -14,7 +14,6 @@ closing report does too and names the page.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
-from omni.config import Settings, load_settings, parse_date
+from omni.cli import print_for_date
+from omni.config import Settings
 from omni.quality import RESULT_COLUMNS
 
 # Nights shown in the trends, the latest last.
@@ -93,7 +93,8 @@ def load(spark: SparkSession, settings: Settings, as_of: date) -> Night:
         .where("rank = 1")
         .select("business_date", "table_name", "run_id")
     )
-    kept = recent.join(runs, ["business_date", "table_name", "run_id"])
+    # Read twice below (the trends, the night's rows): computed once.
+    kept = recent.join(runs, ["business_date", "table_name", "run_id"]).cache()
     trend = (
         kept.groupBy("business_date", "table_name")
         .agg(
@@ -114,6 +115,7 @@ def load(spark: SparkSession, settings: Settings, as_of: date) -> Night:
         .orderBy("table_name", F.col("success"), "check_kind", "expectation_type", "column_name")
         .collect()
     ]
+    kept.unpersist()
     return Night(as_of, night, volume, freshness)
 
 
@@ -254,19 +256,7 @@ def write(spark: SparkSession, settings: Settings, as_of: date) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--date", required=True, type=parse_date)
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    from omni.spark import get_spark
-
-    spark = get_spark(settings, "omni.quality_report")
-    spark.sparkContext.setLogLevel("ERROR")
-    try:
-        print(write(spark, settings, args.date))
-    finally:
-        spark.stop()
-    return 0
+    return print_for_date(__doc__, "omni.quality_report", write, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Then where to look next. ``make run`` ends with it.
 
 from __future__ import annotations
 
-import argparse
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from omni import lakehouse, quality, quality_report, tables
-from omni.config import Settings, load_settings, parse_date
+from omni.cli import print_for_date
+from omni.config import Settings
 
 # Riskiest first; a band the scores do not hold is left out.
 RISK_BANDS = ("high", "medium", "low", "no_purchase_yet")
@@ -236,20 +236,12 @@ def render(spark: SparkSession, settings: Settings, client, as_of: date) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--date", required=True, type=parse_date)
-    args = parser.parse_args(argv)
-    settings = load_settings()
     from models import registry
-    from omni.spark import get_spark
 
-    spark = get_spark(settings, "omni.report")
-    spark.sparkContext.setLogLevel("ERROR")
-    try:
-        print("\n" + render(spark, settings, registry.configure_tracking(settings), args.date))
-    finally:
-        spark.stop()
-    return 0
+    def text(spark: SparkSession, settings: Settings, as_of: date) -> str:
+        return "\n" + render(spark, settings, registry.configure_tracking(settings), as_of)
+
+    return print_for_date(__doc__, "omni.report", text, argv)
 
 
 if __name__ == "__main__":
