@@ -9,7 +9,9 @@ from the Delta files (`REORG ... APPLY (PURGE)`, `VACUUM RETAIN 0 HOURS`), so ti
 cannot bring them back. `quarantine.erasure_audit` keeps only SHA-256 hashes of the request,
 and the landing files that still hold the customer's lines: the landing zone belongs to the
 source systems, so by default they are only listed (`landing` = `report`); `rewrite` rewrites
-them without those lines, and the audit says which was done.
+them without those lines, and the audit says which was done. The customer's identifiers go
+to `quarantine.suppressed_identifiers` as keyed hashes: every later night drops a record that
+carries one (a re-delivered CRM row, a late event), and so does a rebuild from the landing zone.
 
 The identifier reaches the job in its environment, not on the `spark-submit` command line,
 so it stays out of process lists and task logs. It is stored in this DAG run's `conf` in

@@ -7,7 +7,9 @@ loses the matching rows, raw texts included. Then the removed rows are purged fr
 HOURS`` deletes the old files, so time travel cannot bring the rows back. An audit row in
 ``quarantine.erasure_audit`` keeps only SHA-256 hashes of what was asked and erased, and the
 landing files that hold the customer: listed by default (the landing zone is the source
-systems'), rewritten without the customer's lines with ``--landing rewrite``.
+systems'), rewritten without the customer's lines with ``--landing rewrite``. The customer's
+identifiers go to ``quarantine.suppressed_identifiers`` as keyed hashes, so that no later
+delivery, late record or rebuild from the landing zone brings them back (``omni.suppression``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from urllib.parse import unquote, urlparse
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from omni import lakehouse, quality_report, tables
+from omni import lakehouse, quality_report, suppression, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
 from omni.sources import CRM
@@ -172,17 +174,6 @@ def delete_rows(spark: SparkSession, settings: Settings, table: tables.Table, co
     return int((last["operationMetrics"] or {}).get("numDeletedRows", 0))
 
 
-def purge(spark: SparkSession, settings: Settings, table: tables.Table) -> None:
-    """Rewrite files with deletion vectors, then delete every file no longer current.
-
-    ``VACUUM ... LITE`` finds the files from the transaction log instead of listing the whole
-    table, which is what makes an erasure take seconds per table rather than minutes.
-    """
-    path = lakehouse.table_path(settings, table)
-    spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
-    lakehouse.vacuum(spark, settings, table, retention_hours=0, lite=True)
-
-
 def landing_files_with(spark: SparkSession, settings: Settings, needles: set[str]) -> list[str]:
     """The landing files (paths under the landing zone) with a line that names the customer.
 
@@ -238,6 +229,8 @@ def erase_customer(
     needles = set().union(*linked.values()) | clear_emails(
         spark, settings, linked.get("customer_id", set())
     )
+    # First, so records delivered while the erasure runs are kept out by the next night.
+    suppressed = suppression.suppress(spark, settings, linked, run_id)
     deleted: dict[str, int] = {}
     for table in tables.ALL_TABLES:
         if not table.erase_by:
@@ -245,7 +238,7 @@ def erase_customer(
         lakehouse.ensure_table(spark, settings, table)
         count = delete_rows(spark, settings, table, erase_predicate(table, linked, needles))
         if count:
-            purge(spark, settings, table)
+            lakehouse.purge(spark, settings, table)
         deleted[table.name] = count
     landing_files = landing_files_with(spark, settings, needles)
     lines_removed = {}
@@ -262,6 +255,7 @@ def erase_customer(
         F.current_timestamp().alias("erased_at"),
         F.array(*[F.lit(p) for p in landing_files]).cast("array<string>").alias("landing_files"),
         F.lit(action).alias("landing_action"),
+        F.lit(suppressed).cast("bigint").alias("identifiers_suppressed"),
     )
     lakehouse.merge(spark, settings, tables.ERASURE_AUDIT, audit)
     gx_files = erase_from_gx_files(settings, needles)
@@ -279,6 +273,7 @@ def erase_customer(
         "landing_files": landing_files,
         "landing_action": action,
         "landing_lines_removed": sum(lines_removed.values()),
+        "identifiers_suppressed": suppressed,
     }
 
 

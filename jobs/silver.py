@@ -1,9 +1,11 @@
 """Silver: parse, type, check, deduplicate and merge the bronze records not yet processed.
 
 Every bronze record of a pending ingest run ends in exactly one place: its silver table
-(accepted), ``quarantine.records`` (with a reason) or the duplicate count. The counts are
-recorded per source and business date in ``quarantine.reconciliation`` and the job fails
-when ``read = accepted + quarantined + duplicates`` does not hold. Silver and quarantine rows
+(accepted), ``quarantine.records`` (with a reason), the duplicate count or, when it carries an
+erased customer's identifier (``omni.suppression``), the suppressed count, its bronze row
+deleted and purged. The counts are recorded per source and business date in
+``quarantine.reconciliation`` and the job fails when ``read = accepted + quarantined +
+duplicates + suppressed`` does not hold. Silver and quarantine rows
 carry the ingest run's id, so a retried run replaces its own rows and never doubles them.
 
 Nothing is written before the audit (``omni.publish``): every table's rows are staged, the
@@ -20,7 +22,7 @@ from datetime import date
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from omni import lakehouse, sources, tables
+from omni import lakehouse, sources, suppression, tables
 from omni.cli import job_parser, run_job
 from omni.config import Settings
 from omni.publish import Staging, release
@@ -165,8 +167,10 @@ def process(
     reference: dict[str, DataFrame],
     staging: Staging,
     quarantine: _Quarantine,
+    suppressed: DataFrame | None = None,
 ) -> list[dict]:
-    """Stage the pending bronze runs of one source, its rejected records into ``quarantine``;
+    """Stage the pending bronze runs of one source, its rejected records into ``quarantine``,
+    the deletion of its records that carry a ``suppressed`` identifier hash from bronze;
     return the reconciliation rows."""
     runs, business_dates = pending_runs(spark, settings, step.source)
     if not runs:
@@ -186,6 +190,12 @@ def process(
         .withColumn("_raw_record", F.when(F.col("_reason").isNotNull(), F.col("_raw_record")))
         .drop("_corrupt_record")
     )
+    source_checked = checked
+    dropped = _suppressed_records(spark, settings, step, checked, suppressed, staging)
+    if dropped:
+        checked = checked.join(
+            F.broadcast(spark.createDataFrame(dropped)), list(suppression.RECORD_KEY), "left_anti"
+        )
     rejected = checked.where(F.col("_reason").isNotNull())
     seen = lakehouse.read_table(spark, settings, step.table).where(~F.col("_run_id").isin(runs))
     dates = _dates_of(checked.where(F.col("_reason").isNull()), step.date_column)
@@ -235,7 +245,7 @@ def process(
             accepted,
             f"{lakehouse.sql_in(step.date_column, dates)} AND {lakehouse.sql_in('_run_id', runs)}",
         )
-    checked.unpersist()
+    source_checked.unpersist()
     flagged.unpersist()
 
     # Read is counted on bronze itself, quarantined on the rows staged for quarantine, so a row
@@ -244,6 +254,10 @@ def process(
         (row["_run_id"], row["_business_date"]): row["n"]
         for row in batch.groupBy("_run_id", "_business_date").agg(F.count("*").alias("n")).collect()
     }
+    dropped_per_run: dict[tuple, int] = {}
+    for row in dropped:
+        key = (row["_run_id"], row["_business_date"])
+        dropped_per_run[key] = dropped_per_run.get(key, 0) + 1
     rows = []
     for key, read in sorted(bronze_read.items()):
         accepted, duplicates = kept.get(key, (0, 0))
@@ -255,15 +269,40 @@ def process(
             "accepted": accepted,
             "quarantined": quarantined.get(key, 0),
             "duplicates": duplicates,
+            "suppressed": dropped_per_run.get(key, 0),
         }
-        if entry["read"] != entry["accepted"] + entry["quarantined"] + entry["duplicates"]:
+        if read != sum(entry[k] for k in PLACES):
             raise ReconciliationError(
-                f"{step.source.name} {key[1]} run {key[0]}: read {entry['read']} != accepted "
-                f"{entry['accepted']} + quarantined {entry['quarantined']} + duplicates "
-                f"{entry['duplicates']}"
+                f"{step.source.name} {key[1]} run {key[0]}: read {read} != "
+                + " + ".join(f"{k} {entry[k]}" for k in PLACES)
             )
         rows.append(entry)
     return rows
+
+
+# Where a bronze record ends: the reconciliation's columns, which add up to ``read``.
+PLACES = ("accepted", "quarantined", "duplicates", "suppressed")
+
+
+def _suppressed_records(
+    spark: SparkSession,
+    settings: Settings,
+    step: SilverStep,
+    checked: DataFrame,
+    suppressed: DataFrame | None,
+    staging: Staging,
+) -> list:
+    """The checked records that carry a suppressed identifier (their ``RECORD_KEY``), their
+    bronze rows' deletion staged: they are stored nowhere, quarantine included."""
+    if suppressed is None:
+        return []
+    naming = suppression.records_naming(checked, step.table, suppressed, settings.hash_key)
+    dropped = [] if naming is None else naming.collect()
+    if dropped:
+        bronze = step.source.bronze
+        empty = lakehouse.read_table(spark, settings, bronze).select(*bronze.column_names).limit(0)
+        staging.replace_where(bronze, empty, suppression.bronze_predicate(dropped))
+    return dropped
 
 
 _LOGIN_COLUMNS = ("anonymous_id", "customer_id", "event_date", "_run_id")
@@ -440,6 +479,7 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str, business_da
     summary: dict[str, dict] = {}
     reconciliation = []
     quarantine = _Quarantine()
+    suppressed = suppression.load(spark, settings)
     for step in steps(settings):
         # Tonight's products, stores and campaigns count: a sku first sold tonight is known
         # tonight, and a campaign planned tonight owns tonight's messages.
@@ -448,11 +488,9 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str, business_da
             "stores": staging.view(tables.SILVER_STORES).select("store_id", "timezone"),
             "campaigns": staging.view(tables.SILVER_CAMPAIGNS).select("campaign_id"),
         }
-        rows = process(spark, settings, step, reference, staging, quarantine)
+        rows = process(spark, settings, step, reference, staging, quarantine, suppressed)
         reconciliation.extend(rows)
-        summary[step.source.name] = {
-            k: sum(r[k] for r in rows) for k in ("read", "accepted", "quarantined", "duplicates")
-        }
+        summary[step.source.name] = {k: sum(r[k] for r in rows) for k in ("read", *PLACES)}
     quarantine.stage(staging)
     # Before the reconciliation, whose rows mark the ingest runs done: a run killed between
     # the writes finds its runs pending again and rebuilds the days.
@@ -464,6 +502,14 @@ def run_silver(spark: SparkSession, settings: Settings, run_id: str, business_da
         staging.merge(tables.RECONCILIATION, frame)
     summary.update(stage_identity(staging, settings, run_id, business_date))
     verdict = staging.audit_and_publish(["silver", "quarantine"])
+    if verdict.published:
+        # The suppressed records' bronze rows went with the publish: their files go now, so
+        # no earlier version of bronze holds them.
+        for name in verdict.written:
+            if tables.table(name).layer == "bronze":
+                lakehouse.purge(spark, settings, tables.table(name))
+    if suppressed is not None:
+        release(suppressed)
     return {**summary, "audit": verdict.summary()}
 
 

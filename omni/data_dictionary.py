@@ -181,6 +181,11 @@ def _table_section(table: Table, downstream: list[str]) -> list[str]:
     if table.erase_by:
         erased = ", ".join(f"`{column}` ({kind})" for column, kind in table.erase_by)
         lines.append(f"- **Erasure finds a customer's rows by:** {erased}")
+    if table.kept_on_rebuild:
+        lines.append(
+            "- **Kept on a rebuild from the landing zone** (`python -m omni.rebuild`): no "
+            "landing file can give its rows back"
+        )
     lines += [
         "",
         "| column | type | null | comment | rules |",

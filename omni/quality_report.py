@@ -51,6 +51,7 @@ th { background: #f0f0f0; }
 .strip span { display: inline-block; width: 8px; height: 14px; margin-right: 1px; }
 .strip .ok { background: #66bb6a; } .bad { background: #e53935; } .none { background: #ddd; }
 code { font-size: 90%; word-break: break-all; }
+.sample { max-width: 60em; overflow-x: auto; }
 """
 
 
@@ -137,7 +138,7 @@ def _sample(text: str | None) -> str:
         body = "".join(
             "<tr>" + "".join(f"<td>{_e(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows
         )
-        return f"<table><tr>{head}</tr>{body}</table>"
+        return f'<div class="sample"><table><tr>{head}</tr>{body}</table></div>'
     return "<code>" + _e(", ".join(json.dumps(r) for r in rows)) + "</code>"
 
 

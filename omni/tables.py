@@ -46,6 +46,9 @@ class Table:
     # customer_key, customer_id, loyalty_card_id, anonymous_id, email_hash, or raw_text (the
     # column's text is searched for any of the customer's identifiers, e-mail included).
     erase_by: tuple[tuple[str, str], ...] = ()
+    # What a rebuild from the landing zone keeps (``omni/rebuild.py``): the record of
+    # erasures, which no landing file can give back.
+    kept_on_rebuild: bool = False
 
     @property
     def layer(self) -> str:
@@ -232,7 +235,7 @@ LANDING_FOLDERS = Table(
 
 RECONCILIATION = Table(
     "quarantine.reconciliation",
-    "Per run, source and business date: read = accepted + quarantined + duplicates.",
+    "Per run, source and business date: read = accepted + quarantined + duplicates + suppressed.",
     (
         _c("run_id", _s, "Pipeline run", False),
         _c("source", _s, "Source table", False),
@@ -242,6 +245,12 @@ RECONCILIATION = Table(
         _c("quarantined", "bigint", "Records written to quarantine.records", False),
         _c("duplicates", "bigint", "Records already seen (same key)", False),
         _c("recorded_at", "timestamp", "When the counts were taken", False),
+        _c(
+            "suppressed",
+            "bigint",
+            "Records of an erased customer (quarantine.suppressed_identifiers): dropped, "
+            "their bronze rows purged; null on rows recorded before the column",
+        ),
     ),
     keys=("run_id", "source", "business_date"),
     upstream=(
@@ -359,7 +368,11 @@ SILVER_CUSTOMERS = Table(
     keys=("customer_id",),
     upstream=("bronze.crm_customers",),
     producer="jobs/silver.py",
-    erase_by=(("customer_id", "customer_id"),),
+    erase_by=(
+        ("customer_id", "customer_id"),
+        ("loyalty_card_id", "loyalty_card_id"),
+        ("email_hash", "email_hash"),
+    ),
 )
 
 SILVER_PRODUCTS = Table(
@@ -1115,10 +1128,45 @@ ERASURE_AUDIT = Table(
             "What the erasure did to them: reported (the default: the landing zone belongs to "
             "the source systems) or rewritten (without the customer's lines)",
         ),
+        _c(
+            "identifiers_suppressed",
+            "bigint",
+            "Identifiers of the customer added to quarantine.suppressed_identifiers, which "
+            "keeps their later records out",
+        ),
     ),
     keys=("erasure_id",),
     upstream=("silver.customer_identity", "bronze.crm_customers"),
     producer="jobs/erase_customer.py",
+    kept_on_rebuild=True,
+)
+
+SUPPRESSED_IDENTIFIERS = Table(
+    "quarantine.suppressed_identifiers",
+    "The identifiers of erased customers, as keyed hashes: silver drops every later record "
+    "that carries one (omni/suppression.py). Kept when the lakehouse is rebuilt from the "
+    "landing zone.",
+    (
+        _c(
+            "identifier_type",
+            _s,
+            "customer_id, loyalty_card_id, email_hash or anonymous_id",
+            False,
+        ),
+        _c(
+            "identifier_hash",
+            _s,
+            "HMAC-SHA256 of the identifier under the pipeline's hash key (OMNI_HASH_KEY; of "
+            "the email_hash for an e-mail): the identifier itself is kept nowhere",
+            False,
+        ),
+        _c("erasure_id", _s, "The erasure request that added it", False),
+        _c("suppressed_at", "timestamp", "When it was added (UTC)", False),
+    ),
+    keys=("identifier_type", "identifier_hash"),
+    upstream=("silver.customer_identity",),
+    producer="jobs/erase_customer.py",
+    kept_on_rebuild=True,
 )
 
 HELD_BATCHES = Table(
@@ -1192,6 +1240,7 @@ ALL_TABLES: tuple[Table, ...] = (
     RECONCILIATION,
     HELD_BATCHES,
     ERASURE_AUDIT,
+    SUPPRESSED_IDENTIFIERS,
     SILVER_PRODUCTS,
     SILVER_STORES,
     SILVER_CUSTOMERS,

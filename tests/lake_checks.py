@@ -9,30 +9,36 @@ from pyspark.sql import functions as F
 from omni import lakehouse, tables
 
 
-def assert_counts_reconcile(spark, settings) -> None:
-    """Per source, every bronze record read is accepted, quarantined or a duplicate, and the
-    ingest log counts every bronze record."""
+def assert_counts_reconcile(spark, settings, erased: dict[str, int] | None = None) -> None:
+    """Per source, every bronze record read is accepted, quarantined, a duplicate or
+    suppressed (an erased customer's: its bronze row is gone), and the ingest log counts every
+    bronze record and every suppressed one. ``erased``: the bronze rows an erasure deleted
+    since (its ``rows_deleted``)."""
     read = lambda t: lakehouse.read_table(spark, settings, t)  # noqa: E731
+    suppressed = F.coalesce(F.col("suppressed"), F.lit(0))
     recon = (
         read(tables.RECONCILIATION)
         .groupBy("source")
         .agg(
-            F.sum("read").alias("read"),
+            (F.sum("read") - F.sum(suppressed)).alias("read"),
             F.sum(F.col("accepted") + F.col("quarantined") + F.col("duplicates")).alias("placed"),
+            F.sum(suppressed).alias("suppressed"),
         )
     )
     bronze = {
-        t.name.split(".")[1]: read(t).count()
+        t.name.split(".")[1]: read(t).count() + (erased or {}).get(t.name, 0)
         for t in tables.ALL_TABLES
         if t.layer == "bronze" and t not in (tables.INGESTED_FILES, tables.LANDING_FOLDERS)
     }
-    got = {r["source"]: (r["read"], r["placed"]) for r in recon.collect()}
+    counts = recon.collect()
+    got = {r["source"]: (r["read"], r["placed"]) for r in counts}
     # A source the retailer lacks has no bronze rows and nothing to reconcile.
     assert {s: v for s, v in got.items() if v != (0, 0)} == {
         name: (n, n) for name, n in bronze.items() if n
     }
     log = read(tables.INGESTED_FILES)
-    assert log.agg(F.sum("records")).first()[0] == sum(bronze.values())
+    dropped = sum(r["suppressed"] for r in counts)
+    assert log.agg(F.sum("records")).first()[0] == sum(bronze.values()) + dropped
 
 
 def assert_keys_stable(spark, settings, first: dict, second: dict) -> None:
@@ -290,3 +296,53 @@ def failed_checks(spark, settings, run_id: str):
         (r["table_name"], r["expectation_type"], r["severity"])
         for r in results.where(~F.col("success")).collect()
     ]
+
+
+def customer_with_card_and_logins(spark, settings):
+    """The first customer (by key) with a CRM id, a loyalty card and a device: their key and
+    their (identifier type, identifier) pairs."""
+    identity = lakehouse.read_table(spark, settings, tables.SILVER_IDENTITY)
+    keys = (
+        identity.groupBy("customer_key")
+        .agg(F.collect_set("identifier_type").alias("types"))
+        .where(
+            F.array_contains("types", "loyalty_card_id")
+            & F.array_contains("types", "anonymous_id")
+            & F.array_contains("types", "customer_id")
+        )
+        .orderBy("customer_key")
+        .first()
+    )
+    assert keys is not None, "the sample should hold an omni-channel customer"
+    rows = identity.where(F.col("customer_key") == keys["customer_key"]).collect()
+    return keys["customer_key"], {(r["identifier_type"], r["identifier"]) for r in rows}
+
+
+def landing_lines(landing) -> dict[str, list[bytes]]:
+    """Every delivered file's lines (gzip opened), by path under the landing zone."""
+    import gzip
+
+    files = {}
+    for path in sorted(landing.rglob("part-*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            files[str(path.relative_to(landing))] = handle.read().splitlines(True)
+    return files
+
+
+def _names(line: bytes, needles) -> bool:
+    import re
+
+    text = line.decode("utf-8").lower()
+    return any(
+        re.search(rf"(?<![a-z0-9_.-]){re.escape(n.lower())}(?![a-z0-9_-])", text) for n in needles
+    )
+
+
+def landing_lines_naming(landing, needles) -> dict[str, list[bytes]]:
+    """The lines of the landing files that name one of ``needles`` (whole tokens), by path."""
+    return {
+        path: [line for line in lines if _names(line, needles)]
+        for path, lines in landing_lines(landing).items()
+        if any(_names(line, needles) for line in lines)
+    }

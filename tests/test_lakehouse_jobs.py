@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import re
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 
@@ -31,6 +30,9 @@ from tests.lake_checks import (
     assert_gold_as_built_from_history,
     assert_keys_stable,
     assert_merge_trail,
+    customer_with_card_and_logins,
+    landing_lines,
+    landing_lines_naming,
     plant_a_merge,
     plant_a_recategorisation,
     plant_marketing,
@@ -277,6 +279,7 @@ def test_a_third_night_with_no_new_files_changes_nothing(spark, lake):
         "accepted": 0,
         "quarantined": 0,
         "duplicates": 0,
+        "suppressed": 0,
     }
     after = {
         t.name: lakehouse.read_table(spark, lake, t).count()
@@ -302,26 +305,8 @@ def test_maintenance_compacts_and_keeps_every_row(spark, lake):
     assert lakehouse.read_table(spark, lake, tables.BRONZE_POS).count() == before
 
 
-def _customer_with_card_and_logins(spark, lake):
-    identity = lakehouse.read_table(spark, lake, tables.SILVER_IDENTITY)
-    keys = (
-        identity.groupBy("customer_key")
-        .agg(F.collect_set("identifier_type").alias("types"))
-        .where(
-            F.array_contains("types", "loyalty_card_id")
-            & F.array_contains("types", "anonymous_id")
-            & F.array_contains("types", "customer_id")
-        )
-        .orderBy("customer_key")
-        .first()
-    )
-    assert keys is not None, "the sample should hold an omni-channel customer"
-    rows = identity.where(F.col("customer_key") == keys["customer_key"]).collect()
-    return keys["customer_key"], {(r["identifier_type"], r["identifier"]) for r in rows}
-
-
 def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
-    key, identifiers = _customer_with_card_and_logins(spark, lake)
+    key, identifiers = customer_with_card_and_logins(spark, lake)
     card = next(v for t, v in identifiers if t == "loyalty_card_id")
     customer_id = next(v for t, v in identifiers if t == "customer_id")
     email = (
@@ -399,35 +384,10 @@ def test_erasure_removes_the_customer_everywhere_for_good(spark, lake):
     with pytest.raises(UnknownCustomerError, match="is not in silver.customer_identity"):
         resolve_customer(spark, lake, "loyalty_card_id", card)
     # The landing zone is the source systems': by default its files are listed, not touched.
-    holding = _landing_lines_naming(lake, needles)
+    holding = landing_lines_naming(lake.landing_dir, needles)
     assert holding and result["landing_files"] == sorted(holding)
     assert (audit["landing_files"], audit["landing_action"]) == (sorted(holding), "reported")
     other.unlink()  # not a page GX wrote: the next Data Docs build could not parse its path
-
-
-def _landing_lines(lake) -> dict[str, list[bytes]]:
-    """Every delivered file's lines (gzip opened), by path under the landing zone."""
-    files = {}
-    for path in sorted(lake.landing_dir.rglob("part-*")):
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
-            files[str(path.relative_to(lake.landing_dir))] = handle.read().splitlines(True)
-    return files
-
-
-def _names(line: bytes, needles) -> bool:
-    text = line.decode("utf-8").lower()
-    return any(
-        re.search(rf"(?<![a-z0-9_.-]){re.escape(n.lower())}(?![a-z0-9_-])", text) for n in needles
-    )
-
-
-def _landing_lines_naming(lake, needles) -> dict[str, list[bytes]]:
-    return {
-        path: [line for line in lines if _names(line, needles)]
-        for path, lines in _landing_lines(lake).items()
-        if any(_names(line, needles) for line in lines)
-    }
 
 
 def test_landing_files_are_searched_and_rewritten_through_gzip_line_ends_kept(
@@ -468,7 +428,7 @@ def test_erasure_can_rewrite_the_landing_files_without_the_customer(spark, lake)
     """With ``landing="rewrite"`` every file that named the customer loses those lines and
     keeps all others, in order (gzip files stay gzip); no other file changes; a rerun of the
     night's ingest adds nothing back."""
-    key, identifiers = _customer_with_card_and_logins(spark, lake)
+    key, identifiers = customer_with_card_and_logins(spark, lake)
     customer_id = next(v for t, v in identifiers if t == "customer_id")
     email = (
         parse_records(lakehouse.read_table(spark, lake, tables.BRONZE_CRM), CRM)
@@ -476,18 +436,18 @@ def test_erasure_can_rewrite_the_landing_files_without_the_customer(spark, lake)
         .first()["email"]
     )
     needles = [v for t, v in identifiers if t != "email_hash"] + [email, key]
-    before = _landing_lines(lake)
-    naming = _landing_lines_naming(lake, needles)
+    before = landing_lines(lake.landing_dir)
+    naming = landing_lines_naming(lake.landing_dir, needles)
     assert naming
 
     result = erase_customer(spark, lake, "customer_id", customer_id, "erasure-2", "rewrite")
     assert result["landing_files"] == sorted(naming) and result["landing_action"] == "rewritten"
     assert result["landing_lines_removed"] == sum(len(lines) for lines in naming.values())
-    after = _landing_lines(lake)
+    after = landing_lines(lake.landing_dir)
     assert set(after) == set(before)
     for path, lines in before.items():
         assert after[path] == [line for line in lines if line not in naming.get(path, [])], path
-    assert not _landing_lines_naming(lake, needles)
+    assert not landing_lines_naming(lake.landing_dir, needles)
     audit = (
         lakehouse.read_table(spark, lake, tables.ERASURE_AUDIT)
         .where("erasure_id = 'erasure-2'")
