@@ -346,3 +346,17 @@ def landing_lines_naming(landing, needles) -> dict[str, list[bytes]]:
         for path, lines in landing_lines(landing).items()
         if any(_names(line, needles) for line in lines)
     }
+
+
+def tables_naming(spark, settings, needles) -> list[str]:
+    """The tables with a row whose text (any string column) holds one of ``needles``."""
+    found = []
+    for table in tables.ALL_TABLES:
+        df = lakehouse.read_table(spark, settings, table)
+        text = [c for c, t in df.dtypes if t == "string"]
+        if not text:
+            continue
+        blob = F.lower(F.concat_ws(" ", *text))
+        if df.where(F.greatest(*[blob.contains(n.lower()) for n in needles], F.lit(False))).count():
+            found.append(table.name)
+    return found

@@ -26,6 +26,7 @@ from tests.lake_checks import (
     assert_counts_reconcile,
     customer_with_card_and_logins,
     landing_lines_naming,
+    tables_naming,
 )
 
 END = date(2026, 3, 31)
@@ -86,19 +87,6 @@ def _parquet_files_naming(root, needles) -> list[str]:
     return found
 
 
-def _tables_naming(spark, settings, needles) -> list[str]:
-    found = []
-    for table in tables.ALL_TABLES:
-        df = lakehouse.read_table(spark, settings, table)
-        text = [c for c, t in df.dtypes if t == "string"]
-        if not text:
-            continue
-        blob = F.lower(F.concat_ws(" ", *text))
-        if df.where(F.greatest(*[blob.contains(n.lower()) for n in needles])).count():
-            found.append(table.name)
-    return found
-
-
 def _gx_files_naming(settings, needles) -> list[str]:
     return [
         str(path)
@@ -111,7 +99,7 @@ def _gx_files_naming(settings, needles) -> list[str]:
 def assert_nowhere(spark, settings, needles) -> None:
     """No table, no Parquet file of the lakehouse (current or not) and no GX file names the
     customer."""
-    assert _tables_naming(spark, settings, needles) == []
+    assert tables_naming(spark, settings, needles) == []
     assert _parquet_files_naming(settings.lakehouse_dir, needles) == []
     assert _gx_files_naming(settings, needles) == []
 
@@ -156,7 +144,7 @@ def lake(spark, settings, tmp_path_factory):
     PASSES["erasure"] = erase_customer(spark, local, "email", crm["email"], "erasure-1")
     PASSES["after-erasure"] = {
         "nowhere": (
-            _tables_naming(spark, local, customer["needles"]),
+            tables_naming(spark, local, customer["needles"]),
             _parquet_files_naming(local.lakehouse_dir, customer["needles"]),
         ),
         "customers": lakehouse.read_table(spark, local, tables.SILVER_CUSTOMERS).count(),
