@@ -15,6 +15,7 @@ all is held in ``quarantine.held_batches``, the ingest runs left pending for the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -190,18 +191,19 @@ def process(
         .withColumn("_raw_record", F.when(F.col("_reason").isNotNull(), F.col("_raw_record")))
         .drop("_corrupt_record")
     )
-    source_checked = checked
-    dropped = _suppressed_records(spark, settings, step, checked, suppressed, staging)
+    dropped = _suppressed_records(settings, step, batch, checked, suppressed, staging)
+    # What is left once the suppressed records are out: accepted, quarantined or duplicates.
+    placed = checked
     if dropped:
-        checked = checked.join(
+        placed = checked.join(
             F.broadcast(spark.createDataFrame(dropped)), list(suppression.RECORD_KEY), "left_anti"
         )
-    rejected = checked.where(F.col("_reason").isNotNull())
+    rejected = placed.where(F.col("_reason").isNotNull())
     seen = lakehouse.read_table(spark, settings, step.table).where(~F.col("_run_id").isin(runs))
-    dates = _dates_of(checked.where(F.col("_reason").isNull()), step.date_column)
+    dates = _dates_of(placed.where(F.col("_reason").isNull()), step.date_column)
     if dates is not None:
         seen = seen.where(lakehouse.date_literal(step.date_column, dates))
-    valid = checked.where(F.col("_reason").isNull()).drop("_raw_record")
+    valid = placed.where(F.col("_reason").isNull()).drop("_raw_record")
     flagged = lakehouse.materialize(silver.flag_duplicates(valid, step.dedup_keys, seen))
     accepted = flagged.where(~F.col("_is_duplicate"))
     kept = {
@@ -245,7 +247,7 @@ def process(
             accepted,
             f"{lakehouse.sql_in(step.date_column, dates)} AND {lakehouse.sql_in('_run_id', runs)}",
         )
-    source_checked.unpersist()
+    checked.unpersist()
     flagged.unpersist()
 
     # Read is counted on bronze itself, quarantined on the rows staged for quarantine, so a row
@@ -254,10 +256,7 @@ def process(
         (row["_run_id"], row["_business_date"]): row["n"]
         for row in batch.groupBy("_run_id", "_business_date").agg(F.count("*").alias("n")).collect()
     }
-    dropped_per_run: dict[tuple, int] = {}
-    for row in dropped:
-        key = (row["_run_id"], row["_business_date"])
-        dropped_per_run[key] = dropped_per_run.get(key, 0) + 1
+    dropped_per_run = Counter((row["_run_id"], row["_business_date"]) for row in dropped)
     rows = []
     for key, read in sorted(bronze_read.items()):
         accepted, duplicates = kept.get(key, (0, 0))
@@ -285,23 +284,24 @@ PLACES = ("accepted", "quarantined", "duplicates", "suppressed")
 
 
 def _suppressed_records(
-    spark: SparkSession,
     settings: Settings,
     step: SilverStep,
+    batch: DataFrame,
     checked: DataFrame,
     suppressed: DataFrame | None,
     staging: Staging,
 ) -> list:
-    """The checked records that carry a suppressed identifier (their ``RECORD_KEY``), their
-    bronze rows' deletion staged: they are stored nowhere, quarantine included."""
+    """The checked records of the bronze ``batch`` that carry a suppressed identifier (their
+    ``RECORD_KEY``), their bronze rows' deletion staged: they are stored nowhere, quarantine
+    included."""
     if suppressed is None:
         return []
     naming = suppression.records_naming(checked, step.table, suppressed, settings.hash_key)
     dropped = [] if naming is None else naming.collect()
     if dropped:
-        bronze = step.source.bronze
-        empty = lakehouse.read_table(spark, settings, bronze).select(*bronze.column_names).limit(0)
-        staging.replace_where(bronze, empty, suppression.bronze_predicate(dropped))
+        # Replaced by no rows: deleted.
+        predicate = suppression.bronze_predicate(dropped)
+        staging.replace_where(step.source.bronze, batch.limit(0), predicate)
     return dropped
 
 

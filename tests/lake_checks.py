@@ -4,6 +4,9 @@ channel (``tests/test_one_channel.py``)."""
 
 from __future__ import annotations
 
+import gzip
+import re
+
 from pyspark.sql import functions as F
 
 from omni import lakehouse, tables
@@ -320,8 +323,6 @@ def customer_with_card_and_logins(spark, settings):
 
 def landing_lines(landing) -> dict[str, list[bytes]]:
     """Every delivered file's lines (gzip opened), by path under the landing zone."""
-    import gzip
-
     files = {}
     for path in sorted(landing.rglob("part-*")):
         opener = gzip.open if path.suffix == ".gz" else open
@@ -331,8 +332,6 @@ def landing_lines(landing) -> dict[str, list[bytes]]:
 
 
 def _names(line: bytes, needles) -> bool:
-    import re
-
     text = line.decode("utf-8").lower()
     return any(
         re.search(rf"(?<![a-z0-9_.-]){re.escape(n.lower())}(?![a-z0-9_-])", text) for n in needles
